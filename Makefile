@@ -1,0 +1,53 @@
+# Every target that runs Python goes through the pinned .venv (Python 3.10).
+# TFX 1.16 needs Keras 2: TF_USE_LEGACY_KERAS must be set before Python starts.
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 1
+export PYTHONUNBUFFERED := 1
+
+VENV := .venv
+BIN := $(VENV)/bin
+PYTHON310 := $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10*/bin/python3.10 /usr/local/bin/python3.10 /usr/bin/python3.10; do \
+	$$p -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1 && { echo $$p; break; }; done)
+
+DEMO_DATA := data/digits
+DEMO_OUTPUT := runs/demo
+BENCH_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-fast bench transfer-experiment lock clean venv
+
+venv: $(VENV)/.installed
+
+# The stack is rebuilt from scratch whenever the lock changes; the project itself is
+# reinstalled (editable, no dependencies) whenever pyproject.toml changes.
+$(VENV)/.stack: requirements.lock
+	@test -n "$(PYTHON310)" || { echo "Python 3.10 not found (tried python3.10 and ~/.pyenv/versions/3.10*)"; exit 1; }
+	rm -rf $(VENV)
+	$(PYTHON310) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.lock
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.stack pyproject.toml
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+demo: venv
+	$(BIN)/transfer-pipeline demo-data --output $(DEMO_DATA)
+	$(BIN)/transfer-pipeline run --data $(DEMO_DATA) --output $(DEMO_OUTPUT)
+
+test: venv
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS) tests
+
+test-fast: venv
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS) tests
+
+bench: venv
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+lock:
+	@echo "Regenerate requirements.lock from a working .venv:"
+	$(BIN)/pip freeze --exclude-editable | sed '1i # Pinned stack for Python 3.10 (pip freeze of a working install). Regenerate with `make lock`.' > requirements.lock
+
+clean:
+	rm -rf $(VENV) runs data bench/results kubeflow/build

@@ -1,0 +1,1 @@
+"""Kubeflow Pipelines runner and deployment files."""

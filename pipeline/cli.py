@@ -1,0 +1,88 @@
+"""`transfer-pipeline`: run the pipeline, predict with a pushed model, write demo data.
+
+Only the standard library is imported at module level: TensorFlow must not be
+imported before TF_USE_LEGACY_KERAS=1 is in the environment (see `main`).
+"""
+
+import argparse
+import os
+import sys
+from typing import List, Optional
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+  from pipeline import local_runner, report, preflight  # pylint: disable=g-import-not-at-top
+  from pipeline.configs import load_config  # pylint: disable=g-import-not-at-top
+  config = load_config(args.config, {
+      'data.path': args.data, 'output': args.output, 'model.weights': args.weights,
+      'training.epochs': args.epochs, 'model.image_size': args.image_size,
+      'training.augment': False if args.no_augment else None,
+  }).validate()
+  preflight.check(config)
+  print(f'Running pipeline {config.pipeline_name!r} on {config.data.path} -> {config.output}')
+  print(f'Backbone weights: {preflight.describe_weights(config.model.weights)}')
+  local_runner.run(config)
+  print(report.format_summary(report.latest_run_summary(config)))
+  return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+  from pipeline import predict  # pylint: disable=g-import-not-at-top
+  model_dir = predict.resolve_model_dir(args.model)
+  print(f'Model: {model_dir}')
+  for row in predict.predict_files(model_dir, args.images):
+    print(predict.format_row(row))
+  return 0
+
+
+def _cmd_demo_data(args: argparse.Namespace) -> int:
+  from pipeline import demo_data  # pylint: disable=g-import-not-at-top
+  counts = demo_data.write_digits(args.output, args.digits)
+  print(f'Wrote {sum(counts.values())} digit images to {args.output}: {counts}')
+  return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(prog='transfer-pipeline', description=__doc__.splitlines()[0])
+  sub = parser.add_subparsers(dest='command', required=True)
+
+  run = sub.add_parser('run', help='run the whole pipeline locally')
+  run.add_argument('--data', help='folder of class subfolders of images, or of TFRecords')
+  run.add_argument('--output', help='folder for everything the run writes (default runs/default)')
+  run.add_argument('--weights', help="'imagenet', 'none' or path/to/inception_v3_..._notop.h5")
+  run.add_argument('--config', help='YAML file with the settings of pipeline/configs.py')
+  run.add_argument('--epochs', type=int, help='training epochs (overrides the config)')
+  run.add_argument('--image-size', type=int, help='square input size (default 150, >= 75)')
+  run.add_argument('--no-augment', action='store_true', help='turn data augmentation off')
+  run.set_defaults(func=_cmd_run)
+
+  predict = sub.add_parser('predict', help='classify image files with a pushed model')
+  predict.add_argument('--model', required=True,
+                       help='serving_model/<model_name> folder (newest version) or a version folder')
+  predict.add_argument('images', nargs='+', help='image files')
+  predict.set_defaults(func=_cmd_predict)
+
+  demo = sub.add_parser('demo-data', help="write scikit-learn's digits as class-folder PNGs")
+  demo.add_argument('--output', default='data/digits')
+  demo.add_argument('--digits', type=int, nargs='+', default=[0, 1])
+  demo.set_defaults(func=_cmd_demo_data)
+  return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+  argv = sys.argv[1:] if argv is None else argv
+  if os.environ.get('TF_USE_LEGACY_KERAS') != '1':
+    # TFX 1.16 needs Keras 2, and the switch only works before Python starts.
+    os.environ['TF_USE_LEGACY_KERAS'] = '1'
+    os.execv(sys.executable, [sys.executable, '-m', 'pipeline.cli', *argv])
+  args = build_parser().parse_args(argv)
+  from pipeline.errors import USER_ERRORS  # pylint: disable=g-import-not-at-top
+  try:
+    return args.func(args)
+  except USER_ERRORS as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,209 @@
+"""All pipeline settings in one typed place.
+
+A run is described by a `PipelineConfig`. It can be built in code, loaded from a
+YAML file whose sections mirror the dataclasses below, and overridden from the
+command line. Every value is checked before any expensive work starts; errors
+name the field and the allowed values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from typing import Any, Dict, List, Mapping, Optional
+
+import yaml
+
+# InceptionV3's stem needs at least 75x75 pixels.
+MIN_IMAGE_SIZE = 75
+WEIGHTS_CHOICES = ('imagenet', 'none')
+
+
+class ConfigError(ValueError):
+  """A configuration value is missing, unknown or out of range."""
+
+
+@dataclasses.dataclass
+class DataConfig:
+  """Where the images come from and how they are split."""
+  # A folder of class subfolders (optionally train/ and validation/), or a
+  # folder of image TFRecords (tf.Example: `image` bytes, int64 `label`).
+  path: str = ''
+  # Share of images sent to the eval split when the folder is not pre-split.
+  eval_percent: int = 20
+  # Class names for TFRecord input, in label order (folder input: the folder names).
+  class_names: List[str] = dataclasses.field(default_factory=list)
+  # Ingestion fails when more than this fraction of the files is unusable.
+  max_skipped_fraction: float = 0.5
+  # Images with more pixels than this are refused (decompression bombs).
+  max_image_pixels: int = 40_000_000
+  num_shards: int = 4
+
+
+@dataclasses.dataclass
+class ModelConfig:
+  """The lesson's model: frozen InceptionV3 cut at a layer, plus a small head."""
+  # 'imagenet' (downloads), 'none' (random init) or a path to a `_notop.h5` file.
+  weights: str = 'none'
+  cut_layer: str = 'mixed7'
+  image_size: int = 150
+  dense_units: int = 1024
+  dropout: float = 0.2
+
+
+@dataclasses.dataclass
+class TrainingConfig:
+  epochs: int = 20
+  batch_size: int = 32
+  learning_rate: float = 1e-4
+  augment: bool = True
+  seed: int = 42
+
+
+@dataclasses.dataclass
+class EvaluationConfig:
+  # Absolute lower bound on eval accuracy for a model to be blessed.
+  min_accuracy: float = 0.6
+  # How much accuracy may drop against the last blessed model (0 = no worse).
+  max_accuracy_drop: float = 0.0
+
+
+@dataclasses.dataclass
+class PipelineConfig:
+  pipeline_name: str = 'image-transfer'
+  model_name: str = 'image_classifier'
+  # Everything a run writes lives under this folder.
+  output: str = 'runs/default'
+  # Beam arguments for Transform, StatisticsGen and Evaluator.
+  beam_pipeline_args: List[str] = dataclasses.field(
+      default_factory=lambda: ['--direct_running_mode=in_memory', '--direct_num_workers=1'])
+  enable_cache: bool = True
+  data: DataConfig = dataclasses.field(default_factory=DataConfig)
+  model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+  training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+  evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
+
+  # Derived locations -------------------------------------------------------
+  @property
+  def pipeline_root(self) -> str:
+    return os.path.join(self.output, 'pipeline_root')
+
+  @property
+  def metadata_path(self) -> str:
+    return os.path.join(self.output, 'metadata.db')
+
+  @property
+  def serving_model_dir(self) -> str:
+    return os.path.join(self.output, 'serving_model', self.model_name)
+
+  def to_dict(self) -> Dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  def validate(self) -> 'PipelineConfig':
+    """Checks value ranges that types alone do not catch; returns self."""
+    _check(self.data.path, 'data.path', 'a folder of images or TFRecords')
+    _check(0 < self.data.eval_percent < 100, 'data.eval_percent',
+           'an integer between 1 and 99')
+    _check(0.0 <= self.data.max_skipped_fraction <= 1.0,
+           'data.max_skipped_fraction', 'a number between 0 and 1')
+    _check(self.data.num_shards >= 1, 'data.num_shards', 'an integer >= 1')
+    _check(self.data.max_image_pixels > 0, 'data.max_image_pixels',
+           'a positive integer')
+    _check(self.model.image_size >= MIN_IMAGE_SIZE, 'model.image_size',
+           f'an integer >= {MIN_IMAGE_SIZE} (InceptionV3 needs at least '
+           f'{MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE})')
+    weights = self.model.weights
+    _check(weights in WEIGHTS_CHOICES or weights.endswith('.h5'), 'model.weights',
+           "'imagenet', 'none' or a path to an .h5 weights file")
+    _check(self.model.dense_units >= 1, 'model.dense_units', 'an integer >= 1')
+    _check(0.0 <= self.model.dropout < 1.0, 'model.dropout', 'a number in [0, 1)')
+    _check(self.training.epochs >= 1, 'training.epochs', 'an integer >= 1')
+    _check(self.training.batch_size >= 1, 'training.batch_size', 'an integer >= 1')
+    _check(self.training.learning_rate > 0, 'training.learning_rate',
+           'a positive number')
+    _check(self.evaluation.min_accuracy >= 0, 'evaluation.min_accuracy',
+           'a number >= 0 (above 1 no model can be blessed)')
+    _check(self.evaluation.max_accuracy_drop >= 0,
+           'evaluation.max_accuracy_drop', 'a number >= 0')
+    _check(self.pipeline_name.replace('-', '').replace('_', '').isalnum(),
+           'pipeline_name', 'letters, digits, - and _')
+    return self
+
+
+def _check(ok: Any, field: str, allowed: str) -> None:
+  if not ok:
+    raise ConfigError(f'Invalid value for {field}: expected {allowed}.')
+
+
+def _coerce(value: Any, hint: Any, field: str) -> Any:
+  """Checks (and gently converts) one YAML value against a type hint."""
+  origin = typing.get_origin(hint)
+  if dataclasses.is_dataclass(hint):
+    if not isinstance(value, Mapping):
+      raise ConfigError(f'{field} must be a mapping of its settings.')
+    return _from_mapping(hint, value, prefix=f'{field}.')
+  if origin in (list, List):
+    (item_type,) = typing.get_args(hint)
+    if not isinstance(value, list):
+      raise ConfigError(f'{field} must be a list of {item_type.__name__}.')
+    return [_coerce(v, item_type, f'{field}[{i}]') for i, v in enumerate(value)]
+  if hint is bool:
+    if not isinstance(value, bool):
+      raise ConfigError(f'{field} must be true or false, got {value!r}.')
+    return value
+  if hint is int:
+    if isinstance(value, bool) or not isinstance(value, int):
+      raise ConfigError(f'{field} must be an integer, got {value!r}.')
+    return value
+  if hint is float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+      raise ConfigError(f'{field} must be a number, got {value!r}.')
+    return float(value)
+  if hint is str:
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+      raise ConfigError(f'{field} must be a string, got {value!r}.')
+    return str(value)
+  raise ConfigError(f'{field}: unsupported type {hint}.')
+
+
+def _from_mapping(cls: Any, values: Mapping[str, Any], prefix: str = '') -> Any:
+  hints = typing.get_type_hints(cls)
+  fields = {f.name for f in dataclasses.fields(cls)}
+  unknown = sorted(set(values) - fields)
+  if unknown:
+    raise ConfigError(
+        f'Unknown config key {prefix}{unknown[0]}; allowed keys'
+        f'{" in " + prefix.rstrip(".") if prefix else ""}: {", ".join(sorted(fields))}.')
+  kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in values.items()}
+  return cls(**kwargs)
+
+
+def config_from_dict(values: Mapping[str, Any]) -> PipelineConfig:
+  """Builds a config from nested plain values (e.g. parsed YAML)."""
+  return _from_mapping(PipelineConfig, values or {})
+
+
+def load_config(path: Optional[str] = None,
+                overrides: Optional[Mapping[str, Any]] = None) -> PipelineConfig:
+  """Loads a YAML file (optional) and applies dotted overrides like {'model.weights': 'none'}."""
+  values: Dict[str, Any] = {}
+  if path:
+    try:
+      with open(path) as f:
+        values = yaml.safe_load(f) or {}
+    except OSError as e:
+      raise ConfigError(f'Cannot read config file {path}: {e.strerror}.') from e
+    except yaml.YAMLError as e:
+      raise ConfigError(f'Config file {path} is not valid YAML: {e}') from e
+    if not isinstance(values, dict):
+      raise ConfigError(f'Config file {path} must hold a mapping of settings.')
+  for dotted, value in (overrides or {}).items():
+    if value is None:
+      continue
+    node = values
+    *parents, leaf = dotted.split('.')
+    for p in parents:
+      node = node.setdefault(p, {})
+    node[leaf] = value
+  return config_from_dict(values)

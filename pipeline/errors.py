@@ -1,0 +1,7 @@
+"""Errors that are the user's to fix: the CLI prints them in one line, no traceback."""
+
+from components.image_ingest import IngestError
+from pipeline.configs import ConfigError
+from trainer.model import ModelConfigError
+
+USER_ERRORS = (ConfigError, IngestError, ModelConfigError)

@@ -1,0 +1,103 @@
+"""What a run produced, read back from ML Metadata: metrics, blessing, pushed model."""
+
+import dataclasses
+import os
+from typing import Dict, List, Optional
+
+import tensorflow_model_analysis as tfma
+from ml_metadata.metadata_store import metadata_store
+from tfx import v1 as tfx
+
+from pipeline.configs import PipelineConfig
+
+
+@dataclasses.dataclass
+class RunSummary:
+  metrics: Dict[str, Dict[str, float]]   # slice -> metric -> value
+  blessed: Optional[bool]
+  failures: List[str]                    # why the model was not blessed
+  pushed_path: Optional[str]
+  training_curves: Optional[str]
+  executions: Dict[str, str]             # component -> COMPLETE / CACHED / ...
+
+
+def _store(config: PipelineConfig) -> metadata_store.MetadataStore:
+  return metadata_store.MetadataStore(
+      tfx.orchestration.metadata.sqlite_metadata_connection_config(
+          os.path.abspath(config.metadata_path)))
+
+
+def _latest_run_artifacts(store):
+  runs = [c for c in store.get_contexts_by_type('pipeline_run')]
+  if not runs:
+    raise RuntimeError('No pipeline run recorded in the metadata store.')
+  latest = max(runs, key=lambda c: c.create_time_since_epoch)
+  type_names = {t.id: t.name for t in store.get_artifact_types()}
+  by_type = {}
+  for artifact in store.get_artifacts_by_context(latest.id):
+    by_type.setdefault(type_names[artifact.type_id], []).append(artifact)
+  executions = {}
+  exec_types = {t.id: t.name for t in store.get_execution_types()}
+  for execution in store.get_executions_by_context(latest.id):
+    name = exec_types[execution.type_id].rsplit('.', 1)[-1]
+    node = execution.custom_properties.get('__node_id__') if hasattr(
+        execution, 'custom_properties') else None
+    key = node.string_value if node and node.string_value else name
+    executions[key] = metadata_store.proto.Execution.State.Name(execution.last_known_state)
+  return by_type, executions
+
+
+def _newest(artifacts):
+  return max(artifacts, key=lambda a: a.id) if artifacts else None
+
+
+def _slice_name(slice_key) -> str:
+  return tfma.slicer.stringify_slice_key(slice_key) or 'Overall'
+
+
+def latest_run_summary(config: PipelineConfig) -> RunSummary:
+  """Summarizes the newest pipeline run of this output folder."""
+  by_type, executions = _latest_run_artifacts(_store(config))
+  metrics, failures, blessed = {}, [], None
+  evaluation = _newest(by_type.get('ModelEvaluation', []))
+  if evaluation:
+    result = tfma.load_eval_result(evaluation.uri)
+    for slice_key, slice_metrics in result.slicing_metrics:
+      flat = {}
+      for output in slice_metrics.values():
+        for sub_key, values in output.items():
+          for name, value in values.items():
+            if 'doubleValue' in value:
+              suffix = f' ({sub_key})' if sub_key else ''
+              flat[name + suffix] = value['doubleValue']
+      metrics[_slice_name(slice_key)] = flat
+    validation = tfma.load_validation_result(evaluation.uri)
+    blessed = bool(validation.validation_ok)
+    for failure in validation.metric_validations_per_slice:
+      for f in failure.failures:
+        failures.append(f'{f.metric_key.name}: {f.message}')
+  pushed = _newest(by_type.get('PushedModel', []))
+  pushed_path = None
+  if pushed and pushed.custom_properties['pushed'].int_value == 1:
+    pushed_path = pushed.custom_properties['pushed_destination'].string_value
+  model_run = _newest(by_type.get('ModelRun', []))
+  curves = os.path.join(model_run.uri, 'training_curves.png') if model_run else None
+  return RunSummary(metrics, blessed, failures, pushed_path,
+                    curves if curves and os.path.exists(curves) else None, executions)
+
+
+def format_summary(summary: RunSummary) -> str:
+  names = sorted({n for m in summary.metrics.values() for n in m})
+  lines = ['', '| slice | ' + ' | '.join(names) + ' |', '|---' * (len(names) + 1) + '|']
+  for slice_name, values in sorted(summary.metrics.items(), key=lambda kv: kv[0] != 'Overall'):
+    cells = [f'{values[n]:.4f}' if n in values else '' for n in names]
+    lines.append(f'| {slice_name} | ' + ' | '.join(cells) + ' |')
+  lines.append('')
+  if summary.blessed:
+    lines.append('Blessed: yes (passed all thresholds)')
+  else:
+    lines.append('Blessed: no' + (': ' + '; '.join(summary.failures) if summary.failures else ''))
+  lines.append(f'Pushed model: {summary.pushed_path or "nothing pushed"}')
+  if summary.training_curves:
+    lines.append(f'Training curves: {summary.training_curves}')
+  return '\n'.join(lines)

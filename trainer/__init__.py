@@ -1,0 +1,1 @@
+"""Module code run by the TFX Transform and Trainer components."""

@@ -1,0 +1,65 @@
+"""Serving signatures: raw input in, Transform graph applied, class probabilities out.
+
+  serving_default      serialized tf.Example (`examples`)            -> outputs
+  serving_image_bytes  encoded image bytes (`image_bytes`), for TF Serving's
+                       REST API: {"instances": [{"b64": "..."}]}      -> outputs
+  transform_features   serialized tf.Example -> transformed features (for TFMA)
+
+outputs: `probabilities` float [B, num_classes], `class_id` int64 [B],
+`class_name` string [B]. Both serving paths run the same Transform layer.
+"""
+
+from typing import Dict, List
+
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras as keras
+
+from trainer.features import IMAGE_KEY, LABEL_KEY
+from trainer.preprocessing import bytes_to_pixels
+
+IMAGE_BYTES_SIGNATURE = 'serving_image_bytes'
+
+
+def _serving_functions(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
+                       class_names: List[str], image_size: int) -> Dict[str, tf.types.experimental.ConcreteFunction]:
+  model.tft_layer = tf_transform_output.transform_features_layer()
+  names = tf.constant(class_names)
+  raw_spec = tf_transform_output.raw_feature_spec()
+
+  def predict_raw(raw_features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    transformed = model.tft_layer(raw_features)
+    output = model(bytes_to_pixels(transformed[IMAGE_KEY], image_size), training=False)
+    if len(class_names) == 2:
+      probabilities = tf.concat([1.0 - output, output], axis=1)
+    else:
+      probabilities = output
+    class_id = tf.argmax(probabilities, axis=1)
+    return {'probabilities': probabilities, 'class_id': class_id,
+            'class_name': tf.gather(names, class_id)}
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
+  def serve_examples(serialized):
+    return predict_raw(tf.io.parse_example(serialized, {IMAGE_KEY: raw_spec[IMAGE_KEY]}))
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='image_bytes')])
+  def serve_image_bytes(image_bytes):
+    return predict_raw({IMAGE_KEY: tf.reshape(image_bytes, [-1, 1])})
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
+  def transform_features(serialized):
+    spec = {k: v for k, v in raw_spec.items() if k in (IMAGE_KEY, LABEL_KEY)}
+    return model.tft_layer(tf.io.parse_example(serialized, spec))
+
+  return {
+      'serving_default': serve_examples.get_concrete_function(),
+      IMAGE_BYTES_SIGNATURE: serve_image_bytes.get_concrete_function(),
+      'transform_features': transform_features.get_concrete_function(),
+  }
+
+
+def export_serving_model(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
+                         class_names: List[str], image_size: int, export_dir: str) -> None:
+  """Saves a SavedModel (without optimizer state) that TF Serving and TFMA load."""
+  signatures = _serving_functions(model, tf_transform_output, class_names, image_size)
+  model.save(export_dir, save_format='tf', signatures=signatures, include_optimizer=False)

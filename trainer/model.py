@@ -1,0 +1,107 @@
+"""The lesson's model with the Keras functional API.
+
+    image (0..255) -> scale to [-1, 1] -> InceptionV3 up to `mixed7` (frozen)
+                   -> Flatten -> Dense(1024, relu) -> Dropout(0.2)
+                   -> Dense(1, sigmoid) for two classes, Dense(n, softmax) for more
+"""
+
+import os
+from typing import List, Tuple
+
+import h5py
+import tf_keras as keras
+
+from pipeline.configs import ModelConfig
+
+
+class ModelConfigError(ValueError):
+  """The weights file or cut layer cannot be used; raised before training."""
+
+
+def _inception_v3(image_size: int, weights: str) -> keras.Model:
+  """Top-less InceptionV3 with 'imagenet', no ('none') or local `.h5` weights."""
+  base = keras.applications.InceptionV3(
+      include_top=False, input_shape=(image_size, image_size, 3),
+      weights='imagenet' if weights == 'imagenet' else None)
+  if weights not in ('imagenet', 'none'):
+    load_weights_file(base, weights)
+  return base
+
+
+def load_weights_file(model: keras.Model, path: str) -> None:
+  """The lesson's `load_weights(local_weights_file)`, with clear errors.
+
+  Only weights are read from the HDF5 file: no layer code or config is
+  deserialized, so a weights file cannot run code.
+  """
+  if not os.path.isfile(path):
+    raise ModelConfigError(f'Weights file {path} does not exist.')
+  if not h5py.is_hdf5(path):
+    raise ModelConfigError(f'Weights file {path} is not an HDF5 (.h5) file.')
+  try:
+    model.load_weights(path)
+  except (ValueError, OSError, KeyError) as e:
+    raise ModelConfigError(
+        f'Weights file {path} does not fit a top-less InceptionV3 at this image size '
+        f'(is it an ..._notop.h5 file?), or is truncated: {e}') from e
+
+
+def cut_layer_names(base: keras.Model) -> List[str]:
+  """The sensible cut points: outputs of InceptionV3's mixed blocks."""
+  return [layer.name for layer in base.layers
+          if layer.name.startswith('mixed') and '_' not in layer.name]
+
+
+def build_backbone(config: ModelConfig) -> keras.Model:
+  """Frozen InceptionV3 from its input up to `config.cut_layer`."""
+  base = _inception_v3(config.image_size, config.weights)
+  try:
+    cut = base.get_layer(config.cut_layer)
+  except ValueError:
+    raise ModelConfigError(
+        f"Unknown cut layer '{config.cut_layer}'. Valid names: "
+        f"{', '.join(cut_layer_names(base))} (or any other InceptionV3 layer name).") from None
+  backbone = keras.Model(base.input, cut.output, name=f'inception_v3_{config.cut_layer}')
+  for layer in backbone.layers:
+    layer.trainable = False
+  backbone.trainable = False
+  return backbone
+
+
+def build_head(feature_shape: Tuple[int, ...], num_classes: int,
+               config: ModelConfig) -> keras.Model:
+  """Flatten -> Dense(relu) -> Dropout -> sigmoid (2 classes) or softmax (more)."""
+  features = keras.Input(shape=feature_shape, name='features')
+  x = keras.layers.Flatten()(features)
+  x = keras.layers.Dense(config.dense_units, activation='relu')(x)
+  x = keras.layers.Dropout(config.dropout)(x)
+  if num_classes == 2:
+    outputs = keras.layers.Dense(1, activation='sigmoid', name='probability')(x)
+  else:
+    outputs = keras.layers.Dense(num_classes, activation='softmax', name='probabilities')(x)
+  return keras.Model(features, outputs, name='head')
+
+
+def assemble(backbone: keras.Model, head: keras.Model, image_size: int) -> keras.Model:
+  """image (float pixel values 0..255) -> [-1, 1] -> backbone -> head."""
+  images = keras.Input(shape=(image_size, image_size, 3), name='image')
+  x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name='inception_preprocess')(images)
+  x = backbone(x, training=False)
+  return keras.Model(images, head(x), name='transfer_model')
+
+
+def compile_model(model: keras.Model, num_classes: int, learning_rate: float) -> None:
+  loss = 'binary_crossentropy' if num_classes == 2 else 'sparse_categorical_crossentropy'
+  model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=learning_rate),
+                loss=loss, metrics=['accuracy'])
+
+
+def build_model(num_classes: int, config: ModelConfig, learning_rate: float) -> keras.Model:
+  """The whole compiled model: frozen backbone plus a fresh head."""
+  if num_classes < 2:
+    raise ModelConfigError(f'Need at least two classes, got {num_classes}.')
+  backbone = build_backbone(config)
+  head = build_head(tuple(backbone.output.shape[1:]), num_classes, config)
+  model = assemble(backbone, head, config.image_size)
+  compile_model(model, num_classes, learning_rate)
+  return model

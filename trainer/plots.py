@@ -1,0 +1,26 @@
+"""The lesson's two plots: training and validation accuracy, and loss, per epoch."""
+
+from typing import Dict, List
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+
+def save_training_curves(history: Dict[str, List[float]], path: str) -> None:
+  """Writes a PNG with accuracy and loss curves (train and validation) per epoch."""
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+  for ax, metric in zip(axes, ('accuracy', 'loss')):
+    epochs = range(1, len(history.get(metric, [])) + 1)
+    ax.plot(epochs, history.get(metric, []), 'o-', label=f'training {metric}')
+    if f'val_{metric}' in history:
+      ax.plot(epochs, history[f'val_{metric}'], 's-', label=f'validation {metric}')
+    ax.set_title(f'Training and validation {metric}')
+    ax.set_xlabel('epoch')
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)

@@ -1,0 +1,53 @@
+"""Transform: decode any supported image to RGB, resize, and store it compactly.
+
+The transformed `image` is the raw uint8 pixels (H*W*3 bytes) as one string:
+1 byte per value on disk instead of 4 for float32. Scaling for the backbone
+happens inside the model, so training and serving see the same thing.
+"""
+
+from typing import Any, Dict, Optional
+
+import tensorflow as tf
+
+from trainer.features import IMAGE_KEY, LABEL_KEY
+
+DEFAULT_IMAGE_SIZE = 150
+
+
+def decode_and_resize(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
+  """Encoded JPEG/PNG/GIF/BMP strings, shape [B] or [B, 1] -> uint8 [B, size, size, 3]."""
+
+  def decode_one(data: tf.Tensor) -> tf.Tensor:
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    image = tf.image.resize(image, [image_size, image_size], antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+
+  return tf.map_fn(decode_one, tf.reshape(encoded, [-1]),
+                   fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.uint8))
+
+
+def pixels_to_bytes(images: tf.Tensor) -> tf.Tensor:
+  """uint8 [B, H, W, 3] -> [B] strings of exactly H*W*3 raw bytes."""
+  num_bytes = tf.reduce_prod(tf.shape(images)[1:])
+
+  def to_bytes(image: tf.Tensor) -> tf.Tensor:
+    # A serialized uint8 TensorProto ends with its raw tensor_content.
+    return tf.strings.substr(tf.io.serialize_tensor(image), -num_bytes, num_bytes)
+
+  return tf.map_fn(to_bytes, images, fn_output_signature=tf.TensorSpec([], tf.string))
+
+
+def bytes_to_pixels(data: tf.Tensor, image_size: int) -> tf.Tensor:
+  """Inverse of `pixels_to_bytes`: [B] strings -> float32 [B, H, W, 3] in [0, 255]."""
+  pixels = tf.io.decode_raw(tf.reshape(data, [-1]), tf.uint8)
+  return tf.cast(tf.reshape(pixels, [-1, image_size, image_size, 3]), tf.float32)
+
+
+def preprocessing_fn(inputs: Dict[str, tf.Tensor],
+                     custom_config: Optional[Dict[str, Any]] = None) -> Dict[str, tf.Tensor]:
+  """tf.Transform entry point (referenced by dotted path from the pipeline)."""
+  image_size = int((custom_config or {}).get('image_size', DEFAULT_IMAGE_SIZE))
+  outputs = {IMAGE_KEY: pixels_to_bytes(decode_and_resize(inputs[IMAGE_KEY], image_size))}
+  if LABEL_KEY in inputs:
+    outputs[LABEL_KEY] = tf.reshape(inputs[LABEL_KEY], [-1])
+  return outputs
