@@ -3,6 +3,8 @@
 import os
 
 from tfx import v1 as tfx
+from tfx.components.util import examples_utils
+from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
 from components import image_ingest
@@ -32,6 +34,8 @@ def ImageFolderExampleGen(
       data_root, examples.uri, eval_percent=eval_percent, num_shards=num_shards,
       max_skipped_fraction=max_skipped_fraction, max_image_pixels=max_image_pixels)
   examples.split_names = artifact_utils.encode_split_names(list(image_ingest.SPLITS))
+  examples_utils.set_payload_format(examples, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
+  examples_utils.set_file_format(examples, 'tfrecords_gzip')
   examples.set_string_custom_property('label_vocabulary', ','.join(summary.class_names))
   examples.set_int_custom_property('num_skipped', summary.total_skipped)
   for split in image_ingest.SPLITS:

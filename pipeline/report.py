@@ -6,6 +6,7 @@ from typing import Dict, List, Optional
 
 import tensorflow_model_analysis as tfma
 from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from pipeline.configs import PipelineConfig
@@ -40,10 +41,7 @@ def _latest_run_artifacts(store):
   exec_types = {t.id: t.name for t in store.get_execution_types()}
   for execution in store.get_executions_by_context(latest.id):
     name = exec_types[execution.type_id].rsplit('.', 1)[-1]
-    node = execution.custom_properties.get('__node_id__') if hasattr(
-        execution, 'custom_properties') else None
-    key = node.string_value if node and node.string_value else name
-    executions[key] = metadata_store.proto.Execution.State.Name(execution.last_known_state)
+    executions[name] = metadata_store_pb2.Execution.State.Name(execution.last_known_state)
   return by_type, executions
 
 
@@ -53,6 +51,13 @@ def _newest(artifacts):
 
 def _slice_name(slice_key) -> str:
   return tfma.slicer.stringify_slice_key(slice_key) or 'Overall'
+
+
+def _threshold_text(threshold) -> str:
+  if threshold.HasField('value_threshold'):
+    return f'lower bound {threshold.value_threshold.lower_bound.value}'
+  change = threshold.change_threshold
+  return f'no worse than the last blessed model (allowed change {change.absolute.value:+.4f})'
 
 
 def latest_run_summary(config: PipelineConfig) -> RunSummary:
@@ -75,7 +80,8 @@ def latest_run_summary(config: PipelineConfig) -> RunSummary:
     blessed = bool(validation.validation_ok)
     for failure in validation.metric_validations_per_slice:
       for f in failure.failures:
-        failures.append(f'{f.metric_key.name}: {f.message}')
+        failures.append(f'{f.metric_key.name} = {f.metric_value.double_value.value:.4f} '
+                        f'fails {_threshold_text(f.metric_threshold)}')
   pushed = _newest(by_type.get('PushedModel', []))
   pushed_path = None
   if pushed and pushed.custom_properties['pushed'].int_value == 1:

@@ -105,3 +105,24 @@ def build_model(num_classes: int, config: ModelConfig, learning_rate: float) -> 
   model = assemble(backbone, head, config.image_size)
   compile_model(model, num_classes, learning_rate)
   return model
+
+
+def write_calibrated_weights(path: str, images, seed: int = 0) -> None:
+  """Writes a top-less InceptionV3 `.h5` whose BatchNorm statistics fit `images`.
+
+  The offline stand-in for pretrained weights: convolution kernels stay random,
+  but every BatchNorm's moving mean and variance are estimated from the images
+  (one training-mode pass with momentum 0; labels are not used). With Keras'
+  default statistics, random `mixed7` features are ~1e-3 in scale and a head
+  barely learns; after calibration they keep unit scale, as pretrained ones do.
+  `images`: float or uint8 array [N, S, S, 3] with pixel values 0..255.
+  """
+  keras.utils.set_random_seed(seed)
+  size = images.shape[1]
+  base = keras.applications.InceptionV3(include_top=False, weights=None,
+                                        input_shape=(size, size, 3))
+  for layer in base.layers:
+    if isinstance(layer, keras.layers.BatchNormalization):
+      layer.momentum = 0.0
+  base(images.astype('float32') / 127.5 - 1.0, training=True)
+  base.save_weights(path)

@@ -1,0 +1,107 @@
+"""One real LocalDagRunner run of the whole pipeline, then a run that must not be blessed."""
+
+import base64
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipeline import demo_data, local_runner, predict, report
+from pipeline.configs import load_config
+from trainer.model import write_calibrated_weights
+
+pytestmark = pytest.mark.slow
+IMAGE_SIZE = 75
+COMPONENTS = ('ImageFolderExampleGen', 'StatisticsGen', 'SchemaGen', 'Transform', 'Trainer',
+              'Evaluator', 'Pusher')
+
+
+def _versions(serving_dir):
+  return sorted(os.listdir(serving_dir), key=int)
+
+
+@pytest.fixture(scope='module')
+def first_run(tmp_path_factory):
+  tmp = tmp_path_factory.mktemp('e2e')
+  data = str(tmp / 'digits')
+  demo_data.write_digits(data, (0, 1), per_class=100)
+  # Calibrated random weights: the offline stand-in for a pretrained _notop.h5 file.
+  weights = str(tmp / 'inception_v3_calibrated_notop.h5')
+  write_calibrated_weights(weights, demo_data.sample_images(data, IMAGE_SIZE, per_class=16))
+  config = load_config(overrides={
+      'data.path': data, 'output': str(tmp / 'run'), 'model.weights': weights,
+      'model.image_size': IMAGE_SIZE, 'training.epochs': 3, 'training.augment': False,
+      'training.seed': 1, 'evaluation.min_accuracy': 0.6})
+  local_runner.run(config)
+  return config, report.latest_run_summary(config)
+
+
+def test_every_component_ran_and_the_model_was_blessed(first_run):
+  _, summary = first_run
+  for component in COMPONENTS:
+    assert summary.executions.get(component) == 'COMPLETE', summary.executions
+  assert summary.blessed, summary.failures
+  overall = summary.metrics['Overall']
+  assert overall['sparse_categorical_accuracy'] >= 0.6
+  assert overall['example_count'] == sum(
+      summary.metrics[s]['example_count'] for s in summary.metrics if s.startswith('label:'))
+  assert summary.training_curves and os.path.getsize(summary.training_curves) > 1000
+
+
+def test_pusher_wrote_a_versioned_saved_model(first_run):
+  config, summary = first_run
+  versions = _versions(config.serving_model_dir)
+  assert len(versions) == 1 and versions[0].isdigit()
+  assert summary.pushed_path == os.path.join(os.path.abspath(config.serving_model_dir), versions[0])
+  assert os.path.isfile(os.path.join(summary.pushed_path, 'saved_model.pb'))
+
+
+def _example(image: bytes) -> bytes:
+  return tf.train.Example(features=tf.train.Features(feature={
+      'image': tf.train.Feature(bytes_list=tf.train.BytesList(value=[image]))})).SerializeToString()
+
+
+def test_both_serving_signatures_agree(first_run):
+  config, _ = first_run
+  model_dir = predict.resolve_model_dir(config.serving_model_dir)
+  loaded = tf.saved_model.load(model_dir)
+  folder = os.path.join(config.data.path, 'one')
+  images = [open(os.path.join(folder, f), 'rb').read() for f in sorted(os.listdir(folder))[:8]]
+  by_bytes = loaded.signatures['serving_image_bytes'](image_bytes=tf.constant(images))
+  by_example = loaded.signatures['serving_default'](
+      examples=tf.constant([_example(i) for i in images]))
+  probabilities = by_bytes['probabilities'].numpy()
+  assert probabilities.shape == (8, 2)
+  np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-6)
+  assert ((probabilities >= 0) & (probabilities <= 1)).all()
+  np.testing.assert_allclose(probabilities, by_example['probabilities'].numpy(), atol=1e-5)
+  assert set(by_bytes['class_name'].numpy()) <= {b'zero', b'one'}
+
+
+def test_rest_request_matches_cli_predict(first_run):
+  """A TF Serving REST body, decoded as the server does, gives the CLI's numbers."""
+  config, _ = first_run
+  model_dir = predict.resolve_model_dir(config.serving_model_dir)
+  path = os.path.join(config.data.path, 'zero', sorted(os.listdir(os.path.join(config.data.path, 'zero')))[0])
+  body = json.dumps({'signature_name': 'serving_image_bytes',
+                     'instances': [{'b64': base64.b64encode(open(path, 'rb').read()).decode()}]})
+  request = json.loads(body)
+  signature = tf.saved_model.load(model_dir).signatures[request['signature_name']]
+  instances = [base64.b64decode(i['b64']) for i in request['instances']]
+  served = signature(image_bytes=tf.constant(instances))['probabilities'].numpy()[0]
+  (row,) = predict.predict_files(model_dir, [path])
+  np.testing.assert_allclose(served, row['probabilities'], atol=1e-6)
+
+
+def test_stricter_threshold_is_not_blessed_and_keeps_the_pushed_version(first_run):
+  config, _ = first_run
+  before = _versions(config.serving_model_dir)
+  config.evaluation.min_accuracy = 1.01
+  local_runner.run(config)
+  summary = report.latest_run_summary(config)
+  assert summary.blessed is False
+  assert any('sparse_categorical_accuracy' in f for f in summary.failures)
+  assert summary.pushed_path is None
+  assert _versions(config.serving_model_dir) == before
