@@ -11,6 +11,9 @@ PYTHON310 := $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10*/bin/python
 
 DEMO_DATA := data/digits
 DEMO_OUTPUT := runs/demo
+# Offline, no pretrained weights can be downloaded: the demo uses random kernels with
+# BatchNorm statistics calibrated on its images (see README). Online: --weights imagenet.
+DEMO_WEIGHTS := data/inception_v3_calibrated_notop.h5
 BENCH_ARGS ?=
 PYTEST_ARGS ?=
 
@@ -34,7 +37,8 @@ $(VENV)/.installed: $(VENV)/.stack pyproject.toml
 
 demo: venv
 	$(BIN)/transfer-pipeline demo-data --output $(DEMO_DATA)
-	$(BIN)/transfer-pipeline run --data $(DEMO_DATA) --output $(DEMO_OUTPUT)
+	$(BIN)/transfer-pipeline calibrate-weights --data $(DEMO_DATA) --output $(DEMO_WEIGHTS)
+	$(BIN)/transfer-pipeline run --data $(DEMO_DATA) --output $(DEMO_OUTPUT) --weights $(DEMO_WEIGHTS)
 
 test: venv
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS) tests

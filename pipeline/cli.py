@@ -42,6 +42,16 @@ def _cmd_demo_data(args: argparse.Namespace) -> int:
   return 0
 
 
+def _cmd_calibrate_weights(args: argparse.Namespace) -> int:
+  from pipeline import demo_data  # pylint: disable=g-import-not-at-top
+  from trainer import model as model_lib  # pylint: disable=g-import-not-at-top
+  images = demo_data.sample_images(args.data, args.image_size, args.per_class)
+  model_lib.write_calibrated_weights(args.output, images)
+  print(f'Wrote random InceptionV3 weights with BatchNorm statistics from {len(images)} '
+        f'images of {args.data} to {args.output}')
+  return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog='transfer-pipeline', description=__doc__.splitlines()[0])
   sub = parser.add_subparsers(dest='command', required=True)
@@ -61,6 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help='serving_model/<model_name> folder (newest version) or a version folder')
   predict.add_argument('images', nargs='+', help='image files')
   predict.set_defaults(func=_cmd_predict)
+
+  calibrate = sub.add_parser(
+      'calibrate-weights', help='offline stand-in for pretrained weights: random kernels, '
+      'BatchNorm statistics from your images (no labels used)')
+  calibrate.add_argument('--data', required=True, help='folder of class subfolders')
+  calibrate.add_argument('--output', required=True, help='path of the _notop.h5 file to write')
+  calibrate.add_argument('--image-size', type=int, default=150)
+  calibrate.add_argument('--per-class', type=int, default=32)
+  calibrate.set_defaults(func=_cmd_calibrate_weights)
 
   demo = sub.add_parser('demo-data', help="write scikit-learn's digits as class-folder PNGs")
   demo.add_argument('--output', default='data/digits')
