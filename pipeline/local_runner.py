@@ -11,9 +11,15 @@ Without TRANSFER_PIPELINE_CONFIG it runs the built-in demo data set
 """
 
 import os
+import sys
 
 # TFX 1.16 needs Keras 2; this must happen before TensorFlow is imported.
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+# Run as a script (the TFX CLI does), this folder comes first on sys.path and
+# `pipeline` would resolve to pipeline/pipeline.py instead of the package.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+sys.path.insert(0, os.path.dirname(_HERE))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import logging
