@@ -52,6 +52,19 @@ def _cmd_calibrate_weights(args: argparse.Namespace) -> int:
   return 0
 
 
+def _cmd_compile_kubeflow(args: argparse.Namespace) -> int:
+  from kubeflow import runner  # pylint: disable=g-import-not-at-top
+  from pipeline.configs import ConfigError, load_config  # pylint: disable=g-import-not-at-top
+  config = load_config(args.config, {'data.path': args.data, 'output': args.pipeline_output,
+                                     'data.class_names': args.class_names})
+  try:
+    path = runner.compile_pipeline(config.validate(), args.output, args.image)
+  except ValueError as e:
+    raise ConfigError(str(e)) from e
+  print(f'Wrote Kubeflow Pipelines v2 spec {path} (image {args.image})')
+  return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog='transfer-pipeline', description=__doc__.splitlines()[0])
   sub = parser.add_subparsers(dest='command', required=True)
@@ -71,6 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help='serving_model/<model_name> folder (newest version) or a version folder')
   predict.add_argument('images', nargs='+', help='image files')
   predict.set_defaults(func=_cmd_predict)
+
+  kfp = sub.add_parser('compile-kubeflow', help='compile a Kubeflow Pipelines / Vertex v2 spec')
+  kfp.add_argument('--config', help='YAML config (pipeline root under `output`, e.g. gs://...)')
+  kfp.add_argument('--data', help='data folder as the pipeline will see it')
+  kfp.add_argument('--pipeline-output', help='output root of the pipeline run (e.g. gs://bucket/runs)')
+  kfp.add_argument('--class-names', nargs='+', help='class names in label order (remote data)')
+  kfp.add_argument('--image', default='transfer-pipeline:0.1.0', help='pipeline container image')
+  kfp.add_argument('--output', default='kubeflow/build/pipeline.json', help='JSON file to write')
+  kfp.set_defaults(func=_cmd_compile_kubeflow)
 
   calibrate = sub.add_parser(
       'calibrate-weights', help='offline stand-in for pretrained weights: random kernels, '

@@ -58,6 +58,9 @@ class TrainingConfig:
   batch_size: int = 32
   learning_rate: float = 1e-4
   augment: bool = True
+  # With augmentation off, compute the frozen backbone's features once (cached
+  # on disk) and train only the head on them: same model, E times less work.
+  feature_cache: bool = True
   seed: int = 42
 
 

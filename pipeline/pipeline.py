@@ -46,11 +46,13 @@ def resolve_class_names(config: PipelineConfig) -> List[str]:
 def _example_gen(config: PipelineConfig):
   data = config.data
   if not is_tfrecord_folder(data.path):
+    # A remote folder (gs://, s3://) cannot be fingerprinted while compiling.
+    fingerprint = '' if '://' in data.path else image_ingest.fingerprint(data.path)
     return ImageFolderExampleGen(
         data_root=_absolute(data.path), eval_percent=data.eval_percent,
         num_shards=data.num_shards, max_skipped_fraction=data.max_skipped_fraction,
         max_image_pixels=data.max_image_pixels,
-        data_fingerprint=image_ingest.fingerprint(data.path))
+        data_fingerprint=fingerprint)
   if _tfrecord_files(data.path):
     output = example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
         example_gen_pb2.SplitConfig.Split(name='train', hash_buckets=100 - data.eval_percent),

@@ -82,12 +82,18 @@ def build_head(feature_shape: Tuple[int, ...], num_classes: int,
   return keras.Model(features, outputs, name='head')
 
 
-def assemble(backbone: keras.Model, head: keras.Model, image_size: int) -> keras.Model:
-  """image (float pixel values 0..255) -> [-1, 1] -> backbone -> head."""
-  images = keras.Input(shape=(image_size, image_size, 3), name='image')
+def feature_extractor(backbone: keras.Model) -> keras.Model:
+  """image (float pixel values 0..255) -> [-1, 1] -> frozen backbone features."""
+  size = backbone.input_shape[1]
+  images = keras.Input(shape=(size, size, 3), name='image')
   x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name='inception_preprocess')(images)
-  x = backbone(x, training=False)
-  return keras.Model(images, head(x), name='transfer_model')
+  return keras.Model(images, backbone(x, training=False), name='feature_extractor')
+
+
+def assemble(backbone: keras.Model, head: keras.Model) -> keras.Model:
+  """image (float pixel values 0..255) -> [-1, 1] -> backbone -> head."""
+  extractor = feature_extractor(backbone)
+  return keras.Model(extractor.input, head(extractor.output), name='transfer_model')
 
 
 def compile_model(model: keras.Model, num_classes: int, learning_rate: float) -> None:
@@ -102,7 +108,7 @@ def build_model(num_classes: int, config: ModelConfig, learning_rate: float) -> 
     raise ModelConfigError(f'Need at least two classes, got {num_classes}.')
   backbone = build_backbone(config)
   head = build_head(tuple(backbone.output.shape[1:]), num_classes, config)
-  model = assemble(backbone, head, config.image_size)
+  model = assemble(backbone, head)
   compile_model(model, num_classes, learning_rate)
   return model
 

@@ -4,6 +4,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 from typing import Any, Dict, List
 
 import tensorflow as tf
@@ -58,6 +59,25 @@ def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
   return dataset.prefetch(tf.data.AUTOTUNE)
 
 
+def cached_features(dataset: tf.data.Dataset, extractor: keras.Model, cache_file: str,
+                    batch_size: int, shuffle_seed=None) -> tf.data.Dataset:
+  """(pixels, label) batches -> (features, label) batches; features computed on the
+  first pass only and streamed to `cache_file`, later epochs read them back."""
+  features = dataset.map(lambda x, y: (extractor(x, training=False), y)).unbatch()
+  features = features.cache(cache_file)
+  if shuffle_seed is not None:
+    features = features.shuffle(4 * batch_size, seed=shuffle_seed, reshuffle_each_iteration=True)
+  return features.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _fit(model: keras.Model, train: tf.data.Dataset, evaluation: tf.data.Dataset,
+         training: TrainingConfig, fn_args: tfx.components.FnArgs) -> keras.callbacks.History:
+  return model.fit(
+      train, epochs=training.epochs, validation_data=evaluation,
+      steps_per_epoch=fn_args.train_steps, validation_steps=fn_args.eval_steps,
+      callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)], verbose=2)
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
   """Trains the head on the frozen backbone, then exports the serving model."""
   settings = fn_args.custom_config
@@ -67,22 +87,40 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   keras.utils.set_random_seed(training.seed)
 
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+  use_cache = training.feature_cache and not training.augment
   datasets = {
       split: input_fn(files, fn_args.data_accessor, tf_transform_output,
-                      model_config.image_size, training, shuffle=(split == 'train'),
+                      model_config.image_size, training,
+                      shuffle=(split == 'train' and not use_cache),
                       augment=(split == 'train' and training.augment))
       for split, files in (('train', fn_args.train_files), ('eval', fn_args.eval_files))}
 
-  model = model_lib.build_model(len(class_names), model_config, training.learning_rate)
-  logging.info('Training %s on %d classes %s, backbone weights: %s, augmentation: %s.',
-               model.name, len(class_names), class_names, model_config.weights,
-               'on' if training.augment else 'off')
-  history = model.fit(
-      datasets['train'], epochs=training.epochs, validation_data=datasets['eval'],
-      steps_per_epoch=fn_args.train_steps, validation_steps=fn_args.eval_steps,
-      callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)], verbose=2)
-
+  num_classes = len(class_names)
+  backbone = model_lib.build_backbone(model_config)
+  head = model_lib.build_head(tuple(backbone.output_shape[1:]), num_classes, model_config)
+  model = model_lib.assemble(backbone, head)
+  logging.info('Training on %d classes %s, backbone weights: %s.', num_classes, class_names,
+               model_config.weights)
   os.makedirs(fn_args.model_run_dir, exist_ok=True)
+  if use_cache:
+    logging.warning('Feature cache ON: the backbone is frozen and augmentation is off, so its '
+                    'features are computed once and the head trains on them.')
+    cache_dir = os.path.join(fn_args.model_run_dir, 'feature_cache')
+    os.makedirs(cache_dir, exist_ok=True)
+    extractor = model_lib.feature_extractor(backbone)
+    train = cached_features(datasets['train'], extractor, os.path.join(cache_dir, 'train'),
+                            training.batch_size, shuffle_seed=training.seed)
+    evaluation = cached_features(datasets['eval'], extractor, os.path.join(cache_dir, 'eval'),
+                                 training.batch_size)
+    model_lib.compile_model(head, num_classes, training.learning_rate)
+    history = _fit(head, train, evaluation, training, fn_args)
+    shutil.rmtree(cache_dir, ignore_errors=True)
+  else:
+    logging.warning('Feature cache OFF (%s): the full model runs every epoch.',
+                    'augmentation is on' if training.augment else 'training.feature_cache=false')
+    model_lib.compile_model(model, num_classes, training.learning_rate)
+    history = _fit(model, datasets['train'], datasets['eval'], training, fn_args)
+
   with open(os.path.join(fn_args.model_run_dir, 'history.json'), 'w') as f:
     json.dump(history.history, f, indent=2)
   plots.save_training_curves(history.history,

@@ -1,0 +1,162 @@
+"""Compiles the pipeline for Kubeflow Pipelines v2 / Vertex AI Pipelines (offline).
+
+The pipeline is the one `pipeline.pipeline.create_pipeline` builds for the
+local runner; only the orchestrator differs. `compile_pipeline` writes a
+PipelineJob JSON that KFP v2 or Vertex AI Pipelines accept; nothing is run or
+uploaded here.
+
+From Python:
+
+    from kubeflow.runner import compile_pipeline
+    compile_pipeline(config, 'kubeflow/build/pipeline.json',
+                     image='europe-docker.pkg.dev/my-project/ml/transfer-pipeline:0.1.0',
+                     class_names=['cats', 'dogs'])
+
+With the TFX CLI (this file is the DSL file; it reads its settings from the
+environment):
+
+    TRANSFER_PIPELINE_CONFIG=/abs/kubeflow.yaml \\
+    TRANSFER_PIPELINE_IMAGE=europe-docker.pkg.dev/my-project/ml/transfer-pipeline:0.1.0 \\
+    tfx pipeline compile --engine vertex --pipeline_path /abs/kubeflow/runner.py
+
+Then the JSON lands in $TRANSFER_PIPELINE_OUTPUT_DIR (default kubeflow/build).
+"""
+
+import os
+import sys
+
+# TFX 1.16 needs Keras 2; this must happen before TensorFlow is imported.
+os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if __name__ == '__main__' and PROJECT_ROOT not in sys.path:
+  # The TFX CLI runs this file as a script with kubeflow/ (not the project) on
+  # sys.path; make `pipeline`, `components` and `trainer` importable without install.
+  sys.path.insert(1, PROJECT_ROOT)
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from typing import List, Optional
+
+from absl import logging
+from tfx import v1 as tfx
+
+from pipeline import pipeline as pipeline_lib
+from pipeline.configs import PipelineConfig, load_config
+
+CONFIG_ENV = 'TRANSFER_PIPELINE_CONFIG'
+IMAGE_ENV = 'TRANSFER_PIPELINE_IMAGE'
+OUTPUT_DIR_ENV = 'TRANSFER_PIPELINE_OUTPUT_DIR'
+# What `docker build -f kubeflow/Dockerfile -t transfer-pipeline:0.1.0 .` tags
+# locally; push it to a registry the cluster can pull from and set IMAGE_ENV.
+DEFAULT_IMAGE = 'transfer-pipeline:0.1.0'
+DEFAULT_OUTPUT_DIR = os.path.join(PROJECT_ROOT, 'kubeflow', 'build')
+OUTPUT_FILENAME = 'pipeline.json'
+
+
+def is_uri(path: str) -> bool:
+  """gs://, s3://, ... (kept as they are by create_pipeline; local paths are made absolute)."""
+  return '://' in path
+
+
+def _check_image(image: str) -> str:
+  if not image or not image.strip() or any(c.isspace() for c in image):
+    raise ValueError(f'image must be a container image reference such as '
+                     f'gcr.io/my-project/transfer-pipeline:0.1.0, got {image!r}.')
+  return image.strip()
+
+
+def _class_names_for(config: PipelineConfig,
+                     class_names: Optional[List[str]]) -> Optional[List[str]]:
+  """Label-order class names: explicit, else data.class_names for URI data, else None.
+
+  None lets create_pipeline list the local class folders (or read data.class_names
+  for a local TFRecord folder) exactly as the local runner does.
+  """
+  configured = list(config.data.class_names or [])
+  if class_names and configured and list(class_names) != configured:
+    raise ValueError(f'class_names {list(class_names)!r} differ from data.class_names '
+                     f'{configured!r}; give one of them.')
+  if class_names:
+    names = list(class_names)
+  elif is_uri(config.data.path):
+    if not configured:
+      raise ValueError(
+          f'data.path {config.data.path} is not a local folder, so its class folders '
+          'cannot be listed while compiling: set data.class_names (in label order, i.e. '
+          'the sorted class folder names) or pass class_names.')
+    names = configured
+  else:
+    return None
+  if len(names) < 2 or len(set(names)) != len(names) or not all(
+      isinstance(n, str) and n for n in names):
+    raise ValueError(f'class_names must be at least two distinct non-empty names in '
+                     f'label order, got {names!r}.')
+  return names
+
+
+def _warn_local_paths(config: PipelineConfig) -> None:
+  for field, path in (('output', config.output), ('data.path', config.data.path)):
+    if is_uri(path):
+      continue
+    if not os.path.isabs(path):
+      logging.warning('%s=%s is a relative local path: it is compiled as %s, a path of '
+                      'this machine. Use a gs:// / s3:// URI or an absolute path that '
+                      'exists in the cluster (e.g. a PVC mount).', field, path,
+                      os.path.abspath(path))
+
+
+def build_pipeline(config: PipelineConfig,
+                   class_names: Optional[List[str]] = None) -> tfx.dsl.Pipeline:
+  """The same pipeline as the local runner, without a metadata connection (KFP brings its own)."""
+  config.validate()
+  _warn_local_paths(config)
+  if is_uri(config.data.path) and config.enable_cache:
+    logging.warning('data.path %s is a URI: its files cannot be fingerprinted while '
+                    'compiling, so a cached ImageFolderExampleGen run is reused when the '
+                    'files change. Version the data folder (e.g. .../images/v2) or set '
+                    'enable_cache: false.', config.data.path)
+  return pipeline_lib.create_pipeline(
+      config, class_names=_class_names_for(config, class_names),
+      metadata_connection_config=None)
+
+
+def runner_for(output_path: str, image: str) -> tfx.orchestration.experimental.KubeflowV2DagRunner:
+  runner_config = tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
+      default_image=_check_image(image))
+  output_dir, filename = os.path.split(output_path)
+  return tfx.orchestration.experimental.KubeflowV2DagRunner(
+      config=runner_config, output_dir=output_dir or os.getcwd(),
+      output_filename=filename)
+
+
+def compile_pipeline(config: PipelineConfig, output_path: str, image: str,
+                     class_names: Optional[List[str]] = None) -> str:
+  """Writes the KFP v2 PipelineJob JSON of the pipeline to `output_path`; returns it.
+
+  Offline: nothing is uploaded or run. `class_names` (label order) lets you
+  compile without a local data folder; for a gs:// / s3:// data.path they come
+  from here or from config.data.class_names.
+  """
+  if not output_path or output_path.endswith(('/', os.sep)):
+    raise ValueError(f'output_path must name a file, got {output_path!r}.')
+  if not output_path.endswith(('.json', '.yaml', '.yml')):
+    raise ValueError(f'output_path must end with .json (or .yaml), got {output_path!r}.')
+  pipeline = build_pipeline(config, class_names)
+  runner_for(output_path, image).run(pipeline)
+  return output_path
+
+
+if __name__ == '__main__':
+  # Entry point for `tfx pipeline compile|create --engine vertex --pipeline_path .../runner.py`
+  # (the CLI patches KubeflowV2DagRunner.run to learn where the file went) and for
+  # `python kubeflow/runner.py`.
+  logging.set_verbosity(logging.INFO)
+  config_path = os.environ.get(CONFIG_ENV)
+  if not config_path:
+    raise SystemExit(f'Set {CONFIG_ENV} to the absolute path of a pipeline YAML config '
+                     '(data.path, output and data.class_names as the cluster sees them).')
+  main_config = load_config(config_path)
+  main_image = os.environ.get(IMAGE_ENV, DEFAULT_IMAGE)
+  main_output_dir = os.environ.get(OUTPUT_DIR_ENV, DEFAULT_OUTPUT_DIR)
+  runner_for(os.path.join(main_output_dir, OUTPUT_FILENAME), main_image).run(
+      build_pipeline(main_config))

@@ -1,0 +1,413 @@
+"""Kubeflow / Vertex deployment files: compiled pipeline spec, Dockerfile, serving manifest, Beam presets.
+
+Offline: the pipeline is compiled, never run; no Docker, Kubernetes or TF Serving is used.
+"""
+
+import os
+
+os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import pytest
+import yaml
+
+from kubeflow import beam
+from kubeflow import runner
+from pipeline.configs import load_config
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KUBEFLOW_DIR = os.path.join(PROJECT_ROOT, 'kubeflow')
+IMAGE = 'europe-docker.pkg.dev/test-project/ml/transfer-pipeline:0.1.0-test'
+BUCKET = 'gs://test-bucket/transfer'
+CLASS_NAMES = ['cats', 'dogs']
+COMPONENTS = ('ImageFolderExampleGen', 'StatisticsGen', 'SchemaGen', 'Transform', 'Trainer',
+              'latest_blessed_model_resolver', 'Evaluator', 'Pusher')
+
+
+def _cloud_config(**overrides):
+  values = {'data.path': f'{BUCKET}/images', 'output': f'{BUCKET}/runs/kfp'}
+  values.update(overrides)
+  return load_config(overrides=values)
+
+
+@pytest.fixture(scope='module')
+def compiled(tmp_path_factory):
+  """(path, parsed JSON, raw text) of the pipeline compiled with gs:// data and output."""
+  out = tmp_path_factory.mktemp('kfp') / 'pipeline.json'
+  returned = runner.compile_pipeline(_cloud_config(), str(out), IMAGE, class_names=CLASS_NAMES)
+  assert returned == str(out)
+  text = out.read_text()
+  return out, json.loads(text), text
+
+
+def _tasks(spec):
+  return spec['pipelineSpec']['root']['dag']['tasks']
+
+
+def _task_of(tasks, component_id):
+  """Task names of a component: its id, or `<id>-...` (a resolver becomes one task per channel)."""
+  names = [t for t in tasks if t == component_id or t.startswith(component_id + '-')]
+  assert names, f'no task for {component_id}; tasks: {sorted(tasks)}'
+  return names
+
+
+def _ancestors(tasks, name):
+  seen, todo = set(), list(tasks[name].get('dependentTasks', []))
+  while todo:
+    t = todo.pop()
+    if t not in seen:
+      seen.add(t)
+      todo.extend(tasks[t].get('dependentTasks', []))
+  return seen
+
+
+def _constant_params(task):
+  return {k: v.get('runtimeValue', {}).get('constantValue', {}).get('stringValue')
+          for k, v in task.get('inputs', {}).get('parameters', {}).items()}
+
+
+# Compiled pipeline ---------------------------------------------------------------------
+
+def test_compiled_file_is_a_pipeline_job_v2(compiled):
+  _, spec, _ = compiled
+  pipeline_spec = spec['pipelineSpec']
+  assert pipeline_spec['schemaVersion'].startswith('2.')
+  assert pipeline_spec['pipelineInfo']['name'] == 'image-transfer'
+  assert pipeline_spec['sdkVersion'].startswith('tfx-1.16')
+  assert {'components', 'deploymentSpec', 'root'} <= set(pipeline_spec)
+  assert spec['runtimeConfig']['gcsOutputDirectory'] == f'{BUCKET}/runs/kfp/pipeline_root'
+  # It is a valid PipelineJob message, not just any JSON.
+  from google.protobuf import json_format
+  from kfp.pipeline_spec import pipeline_spec_pb2
+  job = json_format.ParseDict(spec, pipeline_spec_pb2.PipelineJob())
+  assert job.runtime_config.gcs_output_directory.startswith('gs://')
+
+
+def test_one_task_per_component(compiled):
+  _, spec, _ = compiled
+  tasks = _tasks(spec)
+  for component in COMPONENTS:
+    _task_of(tasks, component)
+  # Nothing else: every task belongs to one of the eight components.
+  owners = {t: [c for c in COMPONENTS if t == c or t.startswith(c + '-')] for t in tasks}
+  assert all(len(o) == 1 for o in owners.values()), owners
+  for component in COMPONENTS:
+    if component != 'latest_blessed_model_resolver':
+      assert _task_of(tasks, component) == [component]
+
+
+def test_dependency_order(compiled):
+  _, spec, _ = compiled
+  tasks = _tasks(spec)
+  assert 'ImageFolderExampleGen' in _ancestors(tasks, 'Transform')
+  assert 'SchemaGen' in _ancestors(tasks, 'Transform')
+  assert {'Transform', 'ImageFolderExampleGen'} <= _ancestors(tasks, 'Trainer')
+  evaluator = _ancestors(tasks, 'Evaluator')
+  assert 'Trainer' in evaluator
+  assert any(t.startswith('latest_blessed_model_resolver') for t in evaluator)
+  assert {'Evaluator', 'Trainer'} <= _ancestors(tasks, 'Pusher')
+  # No cycles and nothing runs before ExampleGen.
+  assert not tasks['ImageFolderExampleGen'].get('dependentTasks')
+  for name in tasks:
+    assert name not in _ancestors(tasks, name)
+
+
+def test_every_executor_uses_the_image(compiled):
+  _, spec, _ = compiled
+  executors = spec['pipelineSpec']['deploymentSpec']['executors']
+  containers = {k: v['container'] for k, v in executors.items() if 'container' in v}
+  # Seven container components; the resolver runs in the orchestrator, not a container.
+  assert len(containers) == len(COMPONENTS) - 1, sorted(executors)
+  for name, container in containers.items():
+    assert container['image'] == IMAGE, name
+  assert all('resolver' in v for k, v in executors.items() if k not in containers)
+
+
+def test_transform_and_trainer_carry_dotted_function_paths(compiled):
+  _, spec, _ = compiled
+  tasks = _tasks(spec)
+  assert _constant_params(tasks['Transform'])['preprocessing_fn'] == \
+      'trainer.preprocessing.preprocessing_fn'
+  assert _constant_params(tasks['Trainer'])['run_fn'] == 'trainer.task.run_fn'
+  # No module file (it would be a path of this machine); the image has the package.
+  for name in ('Transform', 'Trainer'):
+    assert not _constant_params(tasks[name]).get('module_file')
+    assert not _constant_params(tasks[name]).get('module_path')
+
+
+def test_cloud_paths_and_class_names_in_spec(compiled):
+  _, spec, _ = compiled
+  tasks = _tasks(spec)
+  assert _constant_params(tasks['ImageFolderExampleGen'])['data_root'] == f'{BUCKET}/images'
+  push = json.loads(_constant_params(tasks['Pusher'])['push_destination'])
+  assert push['filesystem']['base_directory'] == \
+      f'{BUCKET}/runs/kfp/serving_model/image_classifier'
+  custom = json.loads(_constant_params(tasks['Trainer'])['custom_config'])
+  assert custom['class_names'] == CLASS_NAMES
+
+
+def test_no_local_path_leaks(compiled):
+  _, _, text = compiled
+  home = os.path.expanduser('~')
+  for local in {PROJECT_ROOT, os.getcwd(), home, tempfile.gettempdir(), '/work/main'}:
+    if local and local != '/':
+      assert local not in text, f'{local} leaked into the compiled pipeline'
+  assert 'file://' not in text
+
+
+def test_relative_local_output_would_leak(tmp_path, monkeypatch):
+  """The leak check above can fail: a relative local output is compiled as a path of this machine."""
+  monkeypatch.chdir(tmp_path)
+  out = tmp_path / 'local.json'
+  runner.compile_pipeline(_cloud_config(output='runs/local'), str(out), IMAGE,
+                          class_names=CLASS_NAMES)
+  assert str(tmp_path) in out.read_text()
+
+
+def test_class_names_required_for_cloud_data(tmp_path):
+  with pytest.raises(ValueError, match='data.class_names'):
+    runner.compile_pipeline(_cloud_config(), str(tmp_path / 'p.json'), IMAGE)
+  # From the config instead of the argument.
+  config = _cloud_config(**{'data.class_names': ['a', 'b', 'c']})
+  out = runner.compile_pipeline(config, str(tmp_path / 'p.json'), IMAGE)
+  custom = json.loads(_constant_params(
+      _tasks(json.loads(open(out).read()))['Trainer'])['custom_config'])
+  assert custom['class_names'] == ['a', 'b', 'c']
+  with pytest.raises(ValueError, match='differ'):
+    runner.compile_pipeline(config, str(tmp_path / 'q.json'), IMAGE, class_names=['x', 'y'])
+  with pytest.raises(ValueError, match='at least two'):
+    runner.compile_pipeline(_cloud_config(), str(tmp_path / 'q.json'), IMAGE,
+                            class_names=['only'])
+  with pytest.raises(ValueError, match='image'):
+    runner.compile_pipeline(_cloud_config(), str(tmp_path / 'q.json'), '', class_names=CLASS_NAMES)
+
+
+def test_local_class_folder_names_are_discovered(class_folder, tmp_path):
+  """Without class_names, a local folder's class folders give the names (as the local runner)."""
+  config = _cloud_config(**{'data.path': str(class_folder)})
+  out = runner.compile_pipeline(config, str(tmp_path / 'p.json'), IMAGE)
+  tasks = _tasks(json.loads(open(out).read()))
+  assert json.loads(_constant_params(tasks['Trainer'])['custom_config'])['class_names'] == \
+      ['cats', 'dogs']
+  assert _constant_params(tasks['ImageFolderExampleGen'])['data_root'] == str(class_folder)
+
+
+def test_tfx_cli_compiles_runner_file(tmp_path):
+  """`tfx pipeline compile --engine vertex --pipeline_path kubeflow/runner.py` with env settings."""
+  config_file = tmp_path / 'kfp.yaml'
+  config_file.write_text(yaml.safe_dump({
+      'output': 's3://test-bucket/runs/cli',
+      'data': {'path': 's3://test-bucket/images', 'class_names': CLASS_NAMES}}))
+  bin_dir = os.path.dirname(sys.executable)
+  tfx_cli = os.path.join(bin_dir, 'tfx')
+  if not os.path.exists(tfx_cli):
+    pytest.skip('tfx CLI not installed next to this Python')
+  env = dict(os.environ, TRANSFER_PIPELINE_CONFIG=str(config_file),
+             TRANSFER_PIPELINE_IMAGE=IMAGE, TRANSFER_PIPELINE_OUTPUT_DIR=str(tmp_path / 'out'),
+             TF_USE_LEGACY_KERAS='1', TF_CPP_MIN_LOG_LEVEL='2',
+             # The CLI looks for `kfp` in `pip freeze` of the pip on PATH.
+             PATH=bin_dir + os.pathsep + os.environ.get('PATH', ''))
+  result = subprocess.run(
+      [tfx_cli, 'pipeline', 'compile', '--engine', 'vertex', '--pipeline_path',
+       os.path.join(KUBEFLOW_DIR, 'runner.py')],
+      cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  assert 'compiled successfully' in result.stdout
+  spec = json.loads((tmp_path / 'out' / 'pipeline.json').read_text())
+  assert spec['runtimeConfig']['gcsOutputDirectory'] == 's3://test-bucket/runs/cli/pipeline_root'
+  images = {e['container']['image'] for e in
+            spec['pipelineSpec']['deploymentSpec']['executors'].values() if 'container' in e}
+  assert images == {IMAGE}
+
+
+# Dockerfile ------------------------------------------------------------------------------
+
+def _dockerfile_instructions():
+  """(INSTRUCTION, arguments) pairs, with continuation lines joined and comments dropped."""
+  with open(os.path.join(KUBEFLOW_DIR, 'Dockerfile')) as f:
+    lines = [l.rstrip('\n') for l in f if not l.lstrip().startswith('#')]
+  joined, current = [], ''
+  for line in lines:
+    if line.rstrip().endswith('\\'):
+      current += line.rstrip()[:-1] + ' '
+      continue
+    current += line
+    if current.strip():
+      joined.append(current.strip())
+    current = ''
+  pairs = []
+  for entry in joined:
+    instruction, _, args = entry.partition(' ')
+    pairs.append((instruction.upper(), args.strip()))
+  return pairs
+
+
+def _lock_python_version():
+  with open(os.path.join(PROJECT_ROOT, 'requirements.lock')) as f:
+    header = f.readline()
+  match = re.search(r'Python (\d+\.\d+)', header)
+  assert match, f'requirements.lock does not name its Python version: {header!r}'
+  return match.group(1)
+
+
+def test_dockerfile_base_python_matches_lock():
+  instructions = _dockerfile_instructions()
+  known = {'FROM', 'ENV', 'WORKDIR', 'COPY', 'RUN', 'CMD', 'ENTRYPOINT', 'ARG', 'LABEL', 'USER'}
+  assert all(i in known for i, _ in instructions), instructions
+  froms = [a for i, a in instructions if i == 'FROM']
+  assert len(froms) == 1 and instructions[0][0] == 'FROM'
+  match = re.fullmatch(r'python:(\d+\.\d+)(?:\.\d+)?-slim\S*', froms[0])
+  assert match, froms[0]
+  assert match.group(1) == _lock_python_version() == '3.10'
+  with open(os.path.join(PROJECT_ROOT, 'pyproject.toml')) as f:
+    assert f'requires-python = "=={match.group(1)}.*"' in f.read()
+
+
+def test_dockerfile_sets_legacy_keras_and_installs_lock():
+  instructions = _dockerfile_instructions()
+  env = {}
+  for instruction, args in instructions:
+    if instruction == 'ENV':
+      for key, value in re.findall(r'(\w+)=(\S+)', args):
+        env[key] = value
+  assert env.get('TF_USE_LEGACY_KERAS') == '1'
+  copies = ' '.join(a for i, a in instructions if i == 'COPY')
+  runs = [a for i, a in instructions if i == 'RUN']
+  assert 'requirements.lock' in copies
+  lock_install = [i for i, r in enumerate(runs)
+                  if re.search(r'pip install (-\S+ )*-r \S*requirements\.lock', r)]
+  project_install = [i for i, r in enumerate(runs) if re.search(r'pip install --no-deps \.', r)]
+  assert lock_install and project_install and lock_install[0] <= project_install[0]
+  # Every package the project installs is copied into the image.
+  for package in ('pipeline', 'components', 'trainer', 'kubeflow'):
+    assert re.search(rf'\b{package}\b', copies), package
+  # The ENV comes before anything that runs Python.
+  env_index = next(i for i, (ins, a) in enumerate(instructions)
+                   if ins == 'ENV' and 'TF_USE_LEGACY_KERAS' in a)
+  first_run = next(i for i, (ins, _) in enumerate(instructions) if ins == 'RUN')
+  assert env_index < first_run
+
+
+# Serving manifest ------------------------------------------------------------------------
+
+def _serving_docs():
+  with open(os.path.join(KUBEFLOW_DIR, 'serving', 'deployment.yaml')) as f:
+    return [d for d in yaml.safe_load_all(f) if d]
+
+
+def test_serving_manifest_matches_pusher_layout():
+  docs = _serving_docs()
+  kinds = {d['kind']: d for d in docs}
+  assert set(kinds) == {'Deployment', 'Service'}
+  config = load_config(overrides={'data.path': 'unused', 'output': 'runs/x'})
+  model_name = config.model_name
+  # The Pusher writes <output>/serving_model/<model_name>/<version>/.
+  assert config.serving_model_dir == os.path.join('runs/x', 'serving_model', model_name)
+
+  deployment = kinds['Deployment']
+  pod = deployment['spec']['template']['spec']
+  assert deployment['spec']['selector']['matchLabels'].items() <= \
+      deployment['spec']['template']['metadata']['labels'].items()
+  (container,) = pod['containers']
+  assert container['image'].split(':')[0] == 'tensorflow/serving'
+  args = dict(a.lstrip('-').split('=', 1) for a in container['args'])
+  assert args['model_name'] == model_name
+  base_path = args['model_base_path']
+  assert base_path == f'/models/{model_name}'
+  ports = {p['containerPort'] for p in container['ports']}
+  assert ports == {8500, 8501}
+  assert args.get('rest_api_port', '8501') == '8501' and args.get('port', '8500') == '8500'
+  probe = container['readinessProbe']['httpGet']
+  assert probe['path'] == f'/v1/models/{model_name}' and probe['port'] == 8501
+
+  # The model volume is mounted at the base path and holds <output>/serving_model/<model_name>.
+  mounts = [m for m in container['volumeMounts'] if m['mountPath'] == base_path]
+  assert len(mounts) == 1
+  volume = next(v for v in pod['volumes'] if v['name'] == mounts[0]['name'])
+  assert 'persistentVolumeClaim' in volume
+  assert mounts[0].get('subPath', model_name) == os.path.basename(config.serving_model_dir)
+
+  service = kinds['Service']
+  assert service['spec']['selector'].items() <= \
+      deployment['spec']['template']['metadata']['labels'].items()
+  assert {p['port'] for p in service['spec']['ports']} == {8500, 8501}
+
+
+# Beam presets ----------------------------------------------------------------------------
+
+def test_beam_local_presets():
+  assert '--direct_running_mode=in_memory' in beam.beam_pipeline_args('in_memory')
+  args = beam.beam_pipeline_args('multi_processing', num_workers=3)
+  assert '--direct_running_mode=multi_processing' in args
+  assert '--direct_num_workers=3' in args
+  for bad in (0, -1, 2.5, '4', True):
+    with pytest.raises(ValueError, match='num_workers'):
+      beam.beam_pipeline_args('multi_processing', num_workers=bad)
+  with pytest.raises(ValueError, match='num_workers'):
+    beam.beam_pipeline_args('multi_processing')
+
+
+def test_beam_dataflow_preset():
+  args = beam.beam_pipeline_args('dataflow', project='p1', region='europe-west4',
+                                 temp_location='gs://b/tmp', max_num_workers=5)
+  assert args[0] == '--runner=DataflowRunner'
+  assert {'--project=p1', '--region=europe-west4', '--temp_location=gs://b/tmp',
+          '--max_num_workers=5'} <= set(args)
+  full = dict(project='p1', region='europe-west4', temp_location='gs://b/tmp')
+  for missing in ('project', 'region', 'temp_location'):
+    kwargs = {k: v for k, v in full.items() if k != missing}
+    with pytest.raises(ValueError, match=missing):
+      beam.beam_pipeline_args('dataflow', **kwargs)
+    with pytest.raises(ValueError, match=missing):
+      beam.beam_pipeline_args('dataflow', **dict(kwargs, **{missing: ' '}))
+  with pytest.raises(ValueError, match='temp_location'):
+    beam.beam_pipeline_args('dataflow', **dict(full, temp_location='/tmp/local'))
+  with pytest.raises(ValueError, match='region'):
+    beam.beam_pipeline_args('dataflow', **dict(full, region='Europe West'))
+
+
+@pytest.mark.parametrize('preset', ['flink', 'spark'])
+def test_beam_portable_presets(preset):
+  args = beam.beam_pipeline_args(preset, job_endpoint='jobserver.kubeflow:8099',
+                                 environment_type='EXTERNAL', environment_config='localhost:50000')
+  assert args[:3] == ['--runner=PortableRunner', '--job_endpoint=jobserver.kubeflow:8099',
+                      '--environment_type=EXTERNAL']
+  assert '--environment_config=localhost:50000' in args
+  assert beam.beam_pipeline_args(preset, job_endpoint='localhost:8099',
+                                 environment_type='loopback')[-1] == '--environment_type=LOOPBACK'
+  with pytest.raises(ValueError, match='job_endpoint'):
+    beam.beam_pipeline_args(preset, environment_type='LOOPBACK')
+  for bad in ('localhost', 'http://h:8099', 'h:99999', 'h:'):
+    with pytest.raises(ValueError, match='job_endpoint'):
+      beam.beam_pipeline_args(preset, job_endpoint=bad, environment_type='LOOPBACK')
+  with pytest.raises(ValueError, match='environment_type'):
+    beam.beam_pipeline_args(preset, job_endpoint='h:8099')
+  with pytest.raises(ValueError, match='environment_type'):
+    beam.beam_pipeline_args(preset, job_endpoint='h:8099', environment_type='KUBERNETES')
+  with pytest.raises(ValueError, match='environment_config'):
+    beam.beam_pipeline_args(preset, job_endpoint='h:8099', environment_type='DOCKER')
+
+
+def test_beam_unknown_preset_and_option():
+  with pytest.raises(ValueError, match='in_memory, multi_processing, dataflow, flink, spark'):
+    beam.beam_pipeline_args('direct')
+  with pytest.raises(ValueError, match='num_workers'):
+    beam.beam_pipeline_args('in_memory', num_workers=2)
+
+
+def test_beam_preset_compiles_into_every_beam_executor(tmp_path):
+  config = _cloud_config()
+  config.beam_pipeline_args = beam.beam_pipeline_args(
+      'dataflow', project='p1', region='us-central1', temp_location=f'{BUCKET}/beam-tmp')
+  out = runner.compile_pipeline(config, str(tmp_path / 'p.json'), IMAGE, class_names=CLASS_NAMES)
+  executors = json.loads(open(out).read())['pipelineSpec']['deploymentSpec']['executors']
+  for name in ('StatisticsGen_executor', 'Transform_executor', 'Evaluator_executor'):
+    assert '--runner=DataflowRunner' in executors[name]['container']['args'], name
+    assert f'--temp_location={BUCKET}/beam-tmp' in executors[name]['container']['args']
