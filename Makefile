@@ -14,10 +14,9 @@ DEMO_OUTPUT := runs/demo
 # Offline, no pretrained weights can be downloaded: the demo uses random kernels with
 # BatchNorm statistics calibrated on its images (see README). Online: --weights imagenet.
 DEMO_WEIGHTS := data/inception_v3_calibrated_notop.h5
-BENCH_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast bench transfer-experiment lock clean venv
+.PHONY: demo test test-fast lock clean venv
 
 venv: $(VENV)/.installed
 
@@ -45,9 +44,6 @@ test: venv
 
 test-fast: venv
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS) tests
-
-bench: venv
-	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 lock:
 	@echo "Regenerate requirements.lock from a working .venv:"
