@@ -150,3 +150,14 @@ def beam_pipeline_args(preset: str, **options) -> List[str]:
     raise ValueError(f"Beam preset '{preset}' does not take {unknown[0]}; "
                      f'its options: {", ".join(allowed) or "none"}.')
   return builder(**options)
+
+
+def parse_options(pairs: List[str]) -> Dict[str, object]:
+  """['num_workers=4', 'region=us-central1'] -> {'num_workers': 4, 'region': 'us-central1'}."""
+  options: Dict[str, object] = {}
+  for pair in pairs:
+    key, sep, value = pair.partition('=')
+    if not sep or not key.strip():
+      raise ValueError(f'Beam option {pair!r} must look like name=value.')
+    options[key.strip()] = int(value) if value.strip().isdigit() else value.strip()
+  return options

@@ -10,6 +10,29 @@ import sys
 from typing import List, Optional
 
 
+def _beam_pipeline_args(args: argparse.Namespace) -> Optional[List[str]]:
+  """--beam-preset/--beam-option/--beam-arg -> Beam arguments; None keeps the config's."""
+  from kubeflow import beam  # pylint: disable=g-import-not-at-top
+  from pipeline.configs import ConfigError  # pylint: disable=g-import-not-at-top
+  if args.beam_option and not args.beam_preset:
+    raise ConfigError('--beam-option needs --beam-preset.')
+  try:
+    preset = (beam.beam_pipeline_args(args.beam_preset, **beam.parse_options(args.beam_option))
+              if args.beam_preset else [])
+  except ValueError as e:
+    raise ConfigError(str(e)) from e
+  return preset + args.beam_arg or None
+
+
+def _add_beam_flags(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument('--beam-preset', help='Beam runner preset for StatisticsGen, Transform '
+                      'and Evaluator: in_memory, multi_processing, dataflow, flink, spark')
+  parser.add_argument('--beam-option', action='append', default=[], metavar='NAME=VALUE',
+                      help='preset option, e.g. num_workers=2 or region=us-central1 (repeatable)')
+  parser.add_argument('--beam-arg', action='append', default=[], metavar='ARG',
+                      help='extra raw Beam argument, e.g. --beam-arg=--experiments=x (repeatable)')
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
   from pipeline import local_runner, report, preflight  # pylint: disable=g-import-not-at-top
   from pipeline.configs import load_config  # pylint: disable=g-import-not-at-top
@@ -17,10 +40,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
       'data.path': args.data, 'output': args.output, 'model.weights': args.weights,
       'training.epochs': args.epochs, 'model.image_size': args.image_size,
       'training.augment': False if args.no_augment else None,
+      'beam_pipeline_args': _beam_pipeline_args(args),
   }).validate()
   preflight.check(config)
   print(f'Running pipeline {config.pipeline_name!r} on {config.data.path} -> {config.output}')
   print(f'Backbone weights: {preflight.describe_weights(config.model.weights)}')
+  print(f'Beam: {" ".join(config.beam_pipeline_args)}')
   local_runner.run(config)
   print(report.format_summary(report.latest_run_summary(config)))
   return 0
@@ -52,11 +77,21 @@ def _cmd_calibrate_weights(args: argparse.Namespace) -> int:
   return 0
 
 
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+  from pipeline import pretrain  # pylint: disable=g-import-not-at-top
+  pretrain.pretrain(args.data, args.output, image_size=args.image_size, epochs=args.epochs,
+                    batch_size=args.batch_size, learning_rate=args.learning_rate,
+                    holdout_percent=args.holdout_percent, per_class=args.per_class,
+                    seed=args.seed)
+  return 0
+
+
 def _cmd_compile_kubeflow(args: argparse.Namespace) -> int:
   from kubeflow import runner  # pylint: disable=g-import-not-at-top
   from pipeline.configs import ConfigError, load_config  # pylint: disable=g-import-not-at-top
   config = load_config(args.config, {'data.path': args.data, 'output': args.pipeline_output,
-                                     'data.class_names': args.class_names})
+                                     'data.class_names': args.class_names,
+                                     'beam_pipeline_args': _beam_pipeline_args(args)})
   try:
     path = runner.compile_pipeline(config.validate(), args.output, args.image)
   except ValueError as e:
@@ -77,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument('--epochs', type=int, help='training epochs (overrides the config)')
   run.add_argument('--image-size', type=int, help='square input size (default 150, >= 75)')
   run.add_argument('--no-augment', action='store_true', help='turn data augmentation off')
+  _add_beam_flags(run)
   run.set_defaults(func=_cmd_run)
 
   predict = sub.add_parser('predict', help='classify image files with a pushed model')
@@ -92,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
   kfp.add_argument('--class-names', nargs='+', help='class names in label order (remote data)')
   kfp.add_argument('--image', default='transfer-pipeline:0.1.0', help='pipeline container image')
   kfp.add_argument('--output', default='kubeflow/build/pipeline.json', help='JSON file to write')
+  _add_beam_flags(kfp)
   kfp.set_defaults(func=_cmd_compile_kubeflow)
 
   calibrate = sub.add_parser(
@@ -102,6 +139,21 @@ def build_parser() -> argparse.ArgumentParser:
   calibrate.add_argument('--image-size', type=int, default=150)
   calibrate.add_argument('--per-class', type=int, default=32)
   calibrate.set_defaults(func=_cmd_calibrate_weights)
+
+  pre = sub.add_parser(
+      'pretrain', help='offline stand-in for ImageNet weights: train InceptionV3 on a source '
+      'task of class folders, save its top-less weights (_notop.h5) for --weights')
+  pre.add_argument('--data', required=True, help='folder of class subfolders (the source task)')
+  pre.add_argument('--output', required=True, help='path of the _notop.h5 file to write')
+  pre.add_argument('--image-size', type=int, default=75, help='square input size (>= 75)')
+  pre.add_argument('--epochs', type=int, default=5)
+  pre.add_argument('--batch-size', type=int, default=32)
+  pre.add_argument('--learning-rate', type=float, default=1e-3, help='Adam learning rate')
+  pre.add_argument('--holdout-percent', type=int, default=10,
+                   help='share of each class kept out of training to report source accuracy')
+  pre.add_argument('--per-class', type=int, default=0, help='at most this many images per class')
+  pre.add_argument('--seed', type=int, default=0)
+  pre.set_defaults(func=_cmd_pretrain)
 
   demo = sub.add_parser('demo-data', help="write scikit-learn's digits as class-folder PNGs")
   demo.add_argument('--output', default='data/digits')

@@ -1,0 +1,79 @@
+"""Beam arguments per run: the CLI flags, and multi-processing DirectRunner == in-memory."""
+
+import glob
+import os
+
+import pytest
+import tensorflow as tf
+from tfx import v1 as tfx
+from tfx.orchestration.pipeline import RunOptions
+
+from kubeflow import beam
+from pipeline import cli, pipeline as pipeline_lib
+from pipeline.configs import ConfigError, load_config
+from tests.conftest import encode_image, random_pixels
+
+def _beam_args(*flags):
+  return cli._beam_pipeline_args(cli.build_parser().parse_args(['run', *flags]))  # pylint: disable=protected-access
+
+
+def test_cli_beam_preset_with_options():
+  assert _beam_args() is None  # keeps the config file's arguments
+  assert _beam_args('--beam-preset', 'multi_processing', '--beam-option', 'num_workers=2') == (
+      beam.multi_processing(num_workers=2))
+  args = _beam_args('--beam-preset', 'dataflow', '--beam-option', 'project=p1',
+                    '--beam-option', 'region=us-central1',
+                    '--beam-option', 'temp_location=gs://b/tmp', '--beam-arg=--experiments=x')
+  assert args[0] == '--runner=DataflowRunner' and args[-1] == '--experiments=x'
+  assert _beam_args('--beam-arg=--direct_num_workers=3') == ['--direct_num_workers=3']
+
+
+@pytest.mark.parametrize('flags, message', [
+    (('--beam-preset', 'direct'), 'Unknown Beam preset'),
+    (('--beam-preset', 'multi_processing'), 'needs num_workers'),
+    (('--beam-preset', 'multi_processing', '--beam-option', 'workers=2'), 'does not take workers'),
+    (('--beam-preset', 'in_memory', '--beam-option', 'oops'), 'name=value'),
+    (('--beam-option', 'num_workers=2'), 'needs --beam-preset'),
+])
+def test_cli_beam_flags_fail_clearly(flags, message):
+  with pytest.raises(ConfigError, match=message):
+    _beam_args(*flags)
+
+
+def _transformed_records(data, output, beam_args):
+  """Runs ExampleGen..Transform of the real pipeline definition; sorted (label, pixels)."""
+  config = load_config(overrides={'data.path': data, 'output': output, 'model.image_size': 75,
+                                  'data.num_shards': 2, 'beam_pipeline_args': beam_args})
+  metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(
+      os.path.join(output, 'metadata.db'))
+  # A TFX partial run: ExampleGen and everything Transform needs, nothing after it.
+  tfx.orchestration.LocalDagRunner().run(
+      pipeline_lib.create_pipeline(config, metadata_connection_config=metadata),
+      run_options=RunOptions(to_nodes=['Transform']))
+  records = {}
+  for split in ('train', 'eval'):
+    files = glob.glob(os.path.join(output, 'pipeline_root', 'Transform', 'transformed_examples',
+                                   '*', f'Split-{split}', '*.gz'))
+    assert files, f'no transformed {split} examples under {output}'
+    # Compared parsed: protobuf map order in the serialized bytes may differ by process.
+    examples = (tf.train.Example.FromString(r.numpy())
+                for r in tf.data.TFRecordDataset(files, 'GZIP'))
+    records[split] = sorted((e.features.feature['label'].int64_list.value[0],
+                             e.features.feature['image'].bytes_list.value[0]) for e in examples)
+  return records
+
+
+@pytest.mark.slow
+def test_multi_processing_transform_equals_in_memory(tmp_path):
+  data = tmp_path / 'images'
+  for label, name in enumerate(('cats', 'dogs')):
+    (data / name).mkdir(parents=True)
+    for i in range(12):
+      pixels = random_pixels((40 + i, 50, 3), seed=100 * label + i)
+      (data / name / f'{i}.png').write_bytes(encode_image(pixels))
+  in_memory = _transformed_records(str(data), str(tmp_path / 'in_memory'), beam.in_memory())
+  multi = _transformed_records(str(data), str(tmp_path / 'multi'),
+                               beam.multi_processing(num_workers=2))
+  assert {s: len(r) for s, r in in_memory.items()} == {s: len(r) for s, r in multi.items()}
+  assert sum(len(r) for r in in_memory.values()) == 24
+  assert in_memory == multi
