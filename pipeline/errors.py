@@ -2,6 +2,7 @@
 
 from components.image_ingest import IngestError
 from pipeline.configs import ConfigError
+from pipeline.output_lock import OutputLockedError
 from trainer.model import ModelConfigError
 
-USER_ERRORS = (ConfigError, IngestError, ModelConfigError)
+USER_ERRORS = (ConfigError, IngestError, ModelConfigError, OutputLockedError)

@@ -27,6 +27,7 @@ from tfx import v1 as tfx
 
 from pipeline import pipeline as pipeline_lib
 from pipeline.configs import PipelineConfig, load_config
+from pipeline.output_lock import output_lock
 
 CONFIG_ENV = 'TRANSFER_PIPELINE_CONFIG'
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,13 +43,13 @@ def default_config() -> PipelineConfig:
 
 
 def run(config: PipelineConfig) -> None:
-  """Builds and runs the whole pipeline in this process."""
+  """Builds and runs the whole pipeline in this process, holding the output folder's lock."""
   config.validate()
-  os.makedirs(config.output, exist_ok=True)
-  metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(
-      os.path.abspath(config.metadata_path))
-  tfx.orchestration.LocalDagRunner().run(
-      pipeline_lib.create_pipeline(config, metadata_connection_config=metadata))
+  with output_lock(config.output):
+    metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(
+        os.path.abspath(config.metadata_path))
+    tfx.orchestration.LocalDagRunner().run(
+        pipeline_lib.create_pipeline(config, metadata_connection_config=metadata))
 
 
 if __name__ == '__main__':

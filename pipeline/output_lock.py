@@ -1,0 +1,45 @@
+"""One run at a time per output folder: an exclusive lock on `<output>/.lock`."""
+
+import contextlib
+import fcntl
+import os
+from typing import Iterator
+
+from pipeline.configs import ConfigError
+
+LOCK_FILE = '.lock'
+
+
+class OutputLockedError(RuntimeError):
+  """Another run is writing to the same output folder."""
+
+
+@contextlib.contextmanager
+def output_lock(output: str) -> Iterator[None]:
+  """Holds the lock for the block; refuses at once if another process holds it.
+
+  The operating system releases a `flock` when its process ends, even on SIGKILL,
+  so a killed run never leaves a stale lock behind.
+  """
+  path = os.path.join(output, LOCK_FILE)
+  try:
+    os.makedirs(output, exist_ok=True)
+    handle = open(path, 'a+')  # pylint: disable=consider-using-with
+  except OSError as e:
+    raise ConfigError(f'output: cannot write to {output}: {e.strerror}.') from e
+  with handle:
+    try:
+      fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      handle.seek(0)
+      holder = handle.read().strip() or 'unknown'
+      raise OutputLockedError(
+          f'Another run (process {holder}) is using {output}; wait for it to finish or '
+          'choose another output folder.') from None
+    handle.truncate(0)
+    handle.write(str(os.getpid()))
+    handle.flush()
+    try:
+      yield
+    finally:
+      fcntl.flock(handle, fcntl.LOCK_UN)
