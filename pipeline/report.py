@@ -9,6 +9,7 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
+from components.evaluation_report import HTML_FILE, ModelReport
 from pipeline.configs import PipelineConfig
 
 
@@ -20,6 +21,7 @@ class RunSummary:
   pushed_path: Optional[str]
   training_curves: Optional[str]
   executions: Dict[str, str]             # component -> COMPLETE / CACHED / ...
+  evaluation_report: Optional[str] = None  # report.html of the EvaluationReport component
 
 
 def _store(config: PipelineConfig) -> metadata_store.MetadataStore:
@@ -88,8 +90,11 @@ def latest_run_summary(config: PipelineConfig) -> RunSummary:
     pushed_path = pushed.custom_properties['pushed_destination'].string_value
   model_run = _newest(by_type.get('ModelRun', []))
   curves = os.path.join(model_run.uri, 'training_curves.png') if model_run else None
+  report = _newest(by_type.get(ModelReport.TYPE_NAME, []))
+  report_html = os.path.join(report.uri, HTML_FILE) if report else None
   return RunSummary(metrics, blessed, failures, pushed_path,
-                    curves if curves and os.path.exists(curves) else None, executions)
+                    curves if curves and os.path.exists(curves) else None, executions,
+                    report_html if report_html and os.path.exists(report_html) else None)
 
 
 def format_summary(summary: RunSummary) -> str:
@@ -106,4 +111,6 @@ def format_summary(summary: RunSummary) -> str:
   lines.append(f'Pushed model: {summary.pushed_path or "nothing pushed"}')
   if summary.training_curves:
     lines.append(f'Training curves: {summary.training_curves}')
+  if summary.evaluation_report:
+    lines.append(f'Evaluation report: {summary.evaluation_report}')
   return '\n'.join(lines)

@@ -28,7 +28,7 @@ IMAGE = 'europe-docker.pkg.dev/test-project/ml/transfer-pipeline:0.1.0-test'
 BUCKET = 'gs://test-bucket/transfer'
 CLASS_NAMES = ['cats', 'dogs']
 COMPONENTS = ('ImageFolderExampleGen', 'StatisticsGen', 'SchemaGen', 'Transform', 'Trainer',
-              'latest_blessed_model_resolver', 'Evaluator', 'Pusher')
+              'latest_blessed_model_resolver', 'Evaluator', 'EvaluationReport', 'Pusher')
 
 
 def _cloud_config(**overrides):
@@ -95,7 +95,7 @@ def test_one_task_per_component(compiled):
   tasks = _tasks(spec)
   for component in COMPONENTS:
     _task_of(tasks, component)
-  # Nothing else: every task belongs to one of the eight components.
+  # Nothing else: every task belongs to one of the nine components.
   owners = {t: [c for c in COMPONENTS if t == c or t.startswith(c + '-')] for t in tasks}
   assert all(len(o) == 1 for o in owners.values()), owners
   for component in COMPONENTS:
@@ -113,6 +113,10 @@ def test_dependency_order(compiled):
   assert 'Trainer' in evaluator
   assert any(t.startswith('latest_blessed_model_resolver') for t in evaluator)
   assert {'Evaluator', 'Trainer'} <= _ancestors(tasks, 'Pusher')
+  # The report reads the Evaluator's outputs, never the Pusher's: it runs blessed or not.
+  report = _ancestors(tasks, 'EvaluationReport')
+  assert {'Evaluator', 'Trainer', 'ImageFolderExampleGen'} <= report
+  assert 'Pusher' not in report
   # No cycles and nothing runs before ExampleGen.
   assert not tasks['ImageFolderExampleGen'].get('dependentTasks')
   for name in tasks:
@@ -123,7 +127,7 @@ def test_every_executor_uses_the_image(compiled):
   _, spec, _ = compiled
   executors = spec['pipelineSpec']['deploymentSpec']['executors']
   containers = {k: v['container'] for k, v in executors.items() if 'container' in v}
-  # Seven container components; the resolver runs in the orchestrator, not a container.
+  # Eight container components; the resolver runs in the orchestrator, not a container.
   assert len(containers) == len(COMPONENTS) - 1, sorted(executors)
   for name, container in containers.items():
     assert container['image'] == IMAGE, name

@@ -1,6 +1,7 @@
 """One real LocalDagRunner run of the whole pipeline, then a run that must not be blessed."""
 
 import base64
+import glob
 import json
 import os
 
@@ -15,7 +16,7 @@ from trainer.model import write_calibrated_weights
 pytestmark = pytest.mark.slow
 IMAGE_SIZE = 75
 COMPONENTS = ('ImageFolderExampleGen', 'StatisticsGen', 'SchemaGen', 'Transform', 'Trainer',
-              'Evaluator', 'Pusher')
+              'Evaluator', 'EvaluationReport', 'Pusher')
 
 
 def _versions(serving_dir):
@@ -95,8 +96,63 @@ def test_rest_request_matches_cli_predict(first_run):
   np.testing.assert_allclose(served, row['probabilities'], atol=1e-6)
 
 
+def _report_json(summary):
+  assert summary.evaluation_report and os.path.isfile(summary.evaluation_report)
+  with open(os.path.join(os.path.dirname(summary.evaluation_report), 'report.json')) as f:
+    return json.load(f)
+
+
+def _eval_filenames(config):
+  """`filename` of every example in the eval split that ExampleGen wrote."""
+  files = glob.glob(os.path.join(config.pipeline_root, 'ImageFolderExampleGen', 'examples',
+                                 '*', 'Split-eval', '*.gz'))
+  spec = {'filename': tf.io.FixedLenFeature([], tf.string)}
+  return [tf.io.parse_single_example(r, spec)['filename'].numpy().decode()
+          for r in tf.data.TFRecordDataset(files, compression_type='GZIP')]
+
+
+def test_evaluation_report_agrees_with_tfma(first_run):
+  _, summary = first_run
+  data = _report_json(summary)
+  matrix = np.array(data['confusion_matrix'])
+  overall = summary.metrics['Overall']
+  assert matrix.sum() == data['example_count'] == overall['example_count']
+  assert np.trace(matrix) / matrix.sum() == pytest.approx(
+      overall['sparse_categorical_accuracy'], abs=1e-6)
+  for i, row in enumerate(matrix):  # rows are true classes: TFMA's label slices
+    assert row.sum() == summary.metrics[f'label:{i}']['example_count']
+  assert data['blessed'] is True and not data['failures']
+  page = open(summary.evaluation_report).read()
+  assert 'Blessed: yes' in page and '<table>' in page
+  assert page.count('src="data:image/png;base64,') >= 2  # confusion matrix, training curves
+
+
+def test_report_misclassified_are_those_the_pushed_model_gets_wrong(first_run):
+  """Every eval image re-predicted through the pushed model's image-bytes signature."""
+  config, summary = first_run
+  data = _report_json(summary)
+  names = _eval_filenames(config)
+  assert len(names) == data['example_count']
+  model_dir = predict.resolve_model_dir(config.serving_model_dir)
+  rows = predict.predict_files(model_dir, [os.path.join(config.data.path, n) for n in names])
+  predicted = {n: row for n, row in zip(names, rows)}
+  wrong = {n for n, row in predicted.items() if row['class_name'] != n.split('/')[0]}
+  listed = {m['filename']: m for m in data['misclassified']}
+  assert set(listed) == wrong
+  assert len(wrong) == data['example_count'] - np.trace(np.array(data['confusion_matrix']))
+  for m in data['grid']:
+    assert m['true'] == m['filename'].split('/')[0] != m['pred']
+    assert predicted[m['filename']]['class_name'] == m['pred']
+    assert max(predicted[m['filename']]['probabilities']) == pytest.approx(m['confidence'],
+                                                                          abs=1e-4)
+  confidences = [m['confidence'] for m in data['misclassified']]
+  assert confidences == sorted(confidences, reverse=True)
+  if not wrong:
+    assert 'No misclassified images' in open(summary.evaluation_report).read()
+
+
 def test_stricter_threshold_is_not_blessed_and_keeps_the_pushed_version(first_run):
-  config, _ = first_run
+  config, first_summary = first_run
   before = _versions(config.serving_model_dir)
   config.evaluation.min_accuracy = 1.01
   local_runner.run(config)
@@ -105,3 +161,10 @@ def test_stricter_threshold_is_not_blessed_and_keeps_the_pushed_version(first_ru
   assert any('sparse_categorical_accuracy' in f for f in summary.failures)
   assert summary.pushed_path is None
   assert _versions(config.serving_model_dir) == before
+  # The report is written for the unblessed model too, and says why.
+  assert summary.executions.get('EvaluationReport') == 'COMPLETE', summary.executions
+  assert summary.evaluation_report != first_summary.evaluation_report
+  data = _report_json(summary)
+  assert data['blessed'] is False
+  assert any('sparse_categorical_accuracy' in f and '1.01' in f for f in data['failures'])
+  assert 'Blessed: no' in open(summary.evaluation_report).read()

@@ -1,0 +1,226 @@
+"""EvaluationReport: an HTML page per run that says how good the model is and why it
+was (not) blessed.
+
+It runs after the Evaluator and consumes only outputs that every run produces
+(the blessing artifact says BLESSED or NOT_BLESSED), so it also runs, and is most
+useful, when the model is not blessed and the Pusher pushes nothing.
+"""
+
+import heapq
+import json
+import os
+from typing import Dict, List, Optional, Tuple
+
+import tensorflow as tf
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+from tfx.types import artifact_utils
+from tfx.utils import path_utils
+
+from components import report_html
+from components.image_ingest import VOCABULARY_FILE
+from components.report_html import Decision, Prediction
+from trainer.features import FILENAME_KEY, IMAGE_KEY, LABEL_KEY
+
+HTML_FILE = 'report.html'
+JSON_FILE = 'report.json'
+SIGNATURE = 'serving_default'
+_PARSE_SPEC = {
+    LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
+    IMAGE_KEY: tf.io.FixedLenFeature([], tf.string, default_value=''),
+    FILENAME_KEY: tf.io.FixedLenFeature([], tf.string, default_value=''),
+}
+
+
+class ModelReport(tfx.dsl.Artifact):
+  """A human-readable evaluation report: `report.html` and its data, `report.json`."""
+  # Namespaced as Kubeflow Pipelines v2 requires of custom artifact types.
+  TYPE_NAME = 'transfer_pipeline.ModelReport'
+
+
+# TFMA results ------------------------------------------------------------------------
+
+def load_metrics(evaluation_uri: str) -> Dict[str, Dict[str, float]]:
+  """slice ('Overall', 'label:0', ...) -> metric (with ' (classId:1)' etc.) -> value."""
+  metrics = {}
+  for slice_key, slice_metrics in tfma.load_eval_result(evaluation_uri).slicing_metrics:
+    flat = {}
+    for output in slice_metrics.values():
+      for sub_key, values in output.items():
+        for name, value in values.items():
+          if 'doubleValue' in value:
+            flat[name + (f' ({sub_key})' if sub_key else '')] = value['doubleValue']
+    metrics[tfma.slicer.stringify_slice_key(slice_key) or 'Overall'] = flat
+  return metrics
+
+
+def _bound_text(threshold) -> str:
+  if threshold.HasField('value_threshold'):
+    bound = threshold.value_threshold
+    parts = [f'>= {bound.lower_bound.value}' if bound.HasField('lower_bound') else '',
+             f'<= {bound.upper_bound.value}' if bound.HasField('upper_bound') else '']
+    return 'must be ' + ' and '.join(p for p in parts if p)
+  change = threshold.change_threshold
+  direction = tfma.MetricDirection.Name(change.direction).lower().replace('_', ' ')
+  allowed = change.absolute.value if change.HasField('absolute') else change.relative.value
+  kind = 'absolute' if change.HasField('absolute') else 'relative'
+  return (f'compared with the baseline ({direction}), {kind} change must be '
+          f'>= {allowed:+.4g}')
+
+
+def checked_thresholds(config: tfma.EvalConfig) -> List[str]:
+  """Every threshold of the Evaluator's config (change thresholds only with a baseline)."""
+  texts = []
+  for spec in config.metrics_specs:
+    for metric in spec.metrics:
+      for field in ('value_threshold', 'change_threshold'):
+        if metric.threshold.HasField(field):
+          single = tfma.MetricThreshold()
+          getattr(single, field).CopyFrom(getattr(metric.threshold, field))
+          texts.append(f'{metric.class_name} {_bound_text(single)}')
+  return texts
+
+
+def _failure_text(slice_key, failure) -> str:
+  where = tfma.slicer.stringify_slice_key(tfma.slicer.deserialize_slice_key(slice_key))
+  name = failure.metric_key.name
+  value = failure.metric_value.double_value.value
+  what = (f'{name} changed by {value:+.4f} vs the baseline' if failure.metric_key.is_diff
+          else f'{name} = {value:.4f}')
+  return f'{where or "Overall"}: {what}, but {_bound_text(failure.metric_threshold)}'
+
+
+def load_decision(evaluation_uri: str, blessed: Optional[bool],
+                  baseline: Optional[str]) -> Decision:
+  """Blessed or not, every threshold checked, and which ones failed."""
+  validation = tfma.load_validation_result(evaluation_uri)
+  config = tfma.load_eval_result(evaluation_uri).config
+  failures = [_failure_text(per_slice.slice_key, f)
+              for per_slice in validation.metric_validations_per_slice
+              for f in per_slice.failures]
+  return Decision(blessed=bool(validation.validation_ok) if blessed is None else blessed,
+                  thresholds=checked_thresholds(config), failures=failures,
+                  baseline=baseline or None)
+
+
+# Predictions on the eval split ----------------------------------------------------------
+
+def split_files(examples: tfx.dsl.Artifact, split: str) -> List[str]:
+  folder = artifact_utils.get_split_uri([examples], split)
+  return sorted(tf.io.gfile.glob(os.path.join(folder, '*')))
+
+
+def _dataset(files: List[str], batch_size: int) -> tf.data.Dataset:
+  gzipped = all(f.endswith('.gz') for f in files)
+  return tf.data.TFRecordDataset(files, compression_type='GZIP' if gzipped else '').batch(
+      batch_size)
+
+
+def predict_split(model_dir: str, files: List[str], batch_size: int,
+                  keep_images: int) -> Tuple[List[Prediction], Dict[int, str], int]:
+  """Runs the serving signature over every example; keeps the images of the
+  `keep_images` most confidently misclassified. Also returns the class names the
+  model output and its number of classes."""
+  signature = tf.saved_model.load(model_dir).signatures[SIGNATURE]
+  predictions, names, kept, num_classes = [], {}, [], 0
+  for serialized in _dataset(files, batch_size):
+    outputs = signature(examples=serialized)
+    features = tf.io.parse_example(serialized, _PARSE_SPEC)
+    probabilities = outputs['probabilities'].numpy()
+    num_classes = probabilities.shape[1]
+    batch = zip(probabilities, outputs['class_name'].numpy(), features[LABEL_KEY].numpy(),
+                features[FILENAME_KEY].numpy(), features[IMAGE_KEY].numpy())
+    for row, name, label, filename, image in batch:
+      predicted = int(row.argmax())
+      names[predicted] = name.decode()
+      prediction = Prediction(filename=filename.decode(), label=int(label),
+                              predicted=predicted, confidence=float(row[predicted]))
+      if not prediction.correct and keep_images > 0:
+        _keep_image(kept, prediction, image, keep_images)
+      predictions.append(prediction)
+  return predictions, names, num_classes
+
+
+def _keep_image(kept: list, prediction: Prediction, image: bytes, limit: int) -> None:
+  """Holds images only for the `limit` most confident mistakes (a min-heap on confidence)."""
+  prediction.image = image
+  entry = (prediction.confidence, id(prediction), prediction)
+  if len(kept) < limit:
+    heapq.heappush(kept, entry)
+  elif entry[0] > kept[0][0]:
+    heapq.heapreplace(kept, entry)[2].image = None
+  else:
+    prediction.image = None
+
+
+def class_names(examples: tfx.dsl.Artifact, num_classes: int,
+                seen: Dict[int, str]) -> List[str]:
+  """label_vocabulary.txt of the examples; else the model's own class_name outputs."""
+  path = os.path.join(examples.uri, VOCABULARY_FILE)
+  if tf.io.gfile.exists(path):
+    with tf.io.gfile.GFile(path) as f:
+      names = [line.strip() for line in f if line.strip()]
+    if len(names) == num_classes or not num_classes:
+      return names
+  return [seen.get(i, str(i)) for i in range(num_classes)]
+
+
+def training_curves(model_run_uri: str) -> Optional[bytes]:
+  """The Trainer's training_curves.png; else a plot of its history.json."""
+  png = os.path.join(model_run_uri, 'training_curves.png')
+  if tf.io.gfile.exists(png):
+    with tf.io.gfile.GFile(png, 'rb') as f:
+      return f.read()
+  history = os.path.join(model_run_uri, 'history.json')
+  if tf.io.gfile.exists(history):
+    with tf.io.gfile.GFile(history) as f:
+      return report_html.history_png(json.load(f))
+  return None
+
+
+# The component --------------------------------------------------------------------------
+
+def _blessing_info(blessing: tfx.dsl.Artifact) -> Tuple[Optional[bool], Optional[str]]:
+  blessed = (blessing.get_int_custom_property('blessed') == 1
+             if blessing.has_custom_property('blessed') else None)
+  baseline = (blessing.get_string_custom_property('baseline_model')
+              if blessing.has_custom_property('baseline_model') else None)
+  return blessed, baseline
+
+
+@tfx.dsl.components.component
+def EvaluationReport(
+    model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
+    examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples],
+    evaluation: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ModelEvaluation],
+    blessing: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ModelBlessing],
+    model_run: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ModelRun],
+    report: tfx.dsl.components.OutputArtifact[ModelReport],
+    split: tfx.dsl.components.Parameter[str] = 'eval',
+    max_misclassified: tfx.dsl.components.Parameter[int] = 16,
+    batch_size: tfx.dsl.components.Parameter[int] = 32,
+) -> None:
+  """Writes `report.html` (metrics, decision, confusion matrix, training curves, the most
+  confidently misclassified images) and `report.json` into the `report` artifact."""
+  model_dir = path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
+  predictions, seen, num_classes = predict_split(
+      model_dir, split_files(examples, split), batch_size, max_misclassified)
+  names = class_names(examples, num_classes, seen)
+  matrix = report_html.confusion_matrix([p.label for p in predictions],
+                                        [p.predicted for p in predictions], len(names))
+  misclassified = report_html.rank_misclassified(predictions)
+  decision = load_decision(evaluation.uri, *_blessing_info(blessing))
+  metrics = load_metrics(evaluation.uri)
+  page = report_html.render_html(
+      'Evaluation report', decision, metrics, matrix, names, misclassified,
+      max_misclassified, training_curves(model_run.uri), model_uri=model_dir)
+  tf.io.gfile.makedirs(report.uri)
+  with tf.io.gfile.GFile(os.path.join(report.uri, HTML_FILE), 'w') as f:
+    f.write(page)
+  with tf.io.gfile.GFile(os.path.join(report.uri, JSON_FILE), 'w') as f:
+    json.dump(report_html.report_json(matrix, names, misclassified, max_misclassified,
+                                      decision, metrics), f, indent=2)
+  report.set_int_custom_property('blessed', int(decision.blessed))
+  report.set_int_custom_property('num_misclassified', len(misclassified))
+  print(f'EvaluationReport: {os.path.join(report.uri, HTML_FILE)} '
+        f'({len(predictions)} eval examples, {len(misclassified)} misclassified)')

@@ -1,0 +1,155 @@
+"""The evaluation report's rendering, with synthetic inputs (no pipeline run)."""
+
+import base64
+import io
+import json
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from components import report_html
+from components.report_html import Decision, Prediction
+from tests.conftest import encode_image, random_pixels
+
+CLASSES = ['cats', 'dogs', 'birds']
+METRICS = {'label:1': {'sparse_categorical_accuracy': 0.5, 'example_count': 2.0},
+           'Overall': {'sparse_categorical_accuracy': 0.6, 'example_count': 5.0}}
+
+
+def _predictions():
+  rows = [('a.png', 0, 0, 0.9), ('b.png', 0, 1, 0.7), ('c.png', 1, 1, 0.8),
+          ('d.png', 1, 2, 0.95), ('e.png', 2, 2, 0.6)]
+  return [Prediction(f, label, pred, conf, encode_image(random_pixels((30, 40, 3), seed=i)))
+          for i, (f, label, pred, conf) in enumerate(rows)]
+
+
+def _decision(blessed=False):
+  return Decision(blessed=blessed, thresholds=['SparseCategoricalAccuracy must be >= 0.7'],
+                  failures=[] if blessed else ['Overall: sparse_categorical_accuracy = 0.6000, '
+                                               'but must be >= 0.7'],
+                  baseline=None)
+
+
+def _pngs(page):
+  return [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([^"]+)"', page)]
+
+
+def test_confusion_matrix_counts_and_accuracy():
+  predictions = _predictions()
+  matrix = report_html.confusion_matrix([p.label for p in predictions],
+                                        [p.predicted for p in predictions], 3)
+  np.testing.assert_array_equal(matrix, [[1, 1, 0], [0, 1, 1], [0, 0, 1]])
+  assert matrix.sum() == len(predictions)
+  assert report_html.accuracy(matrix) == pytest.approx(3 / 5)
+  # An id beyond the class count grows the matrix instead of failing.
+  assert report_html.confusion_matrix([0, 3], [0, 0], 2).shape == (4, 4)
+  assert np.isnan(report_html.accuracy(np.zeros((2, 2), dtype=int)))
+
+
+def test_misclassified_ranked_by_confidence():
+  ranked = report_html.rank_misclassified(_predictions())
+  assert [p.filename for p in ranked] == ['d.png', 'b.png']
+  assert all(not p.correct for p in ranked)
+  assert report_html.rank_misclassified([p for p in _predictions() if p.correct]) == []
+
+
+def test_report_json_is_consistent():
+  predictions = _predictions()
+  matrix = report_html.confusion_matrix([p.label for p in predictions],
+                                        [p.predicted for p in predictions], 3)
+  wrong = report_html.rank_misclassified(predictions)
+  data = json.loads(json.dumps(report_html.report_json(matrix, CLASSES, wrong, 1, _decision(),
+                                                       METRICS)))
+  assert data['example_count'] == 5 and data['accuracy'] == pytest.approx(0.6)
+  assert data['confusion_matrix'] == matrix.tolist()
+  assert data['misclassified'][0] == {'filename': 'd.png', 'true': 'dogs', 'pred': 'birds',
+                                      'true_id': 1, 'pred_id': 2, 'confidence': 0.95}
+  assert data['grid'] == data['misclassified'][:1]
+  assert data['blessed'] is False and data['failures']
+  assert len(data['misclassified']) == data['example_count'] - np.trace(matrix)
+
+
+def test_html_has_tables_images_and_decision():
+  predictions = _predictions()
+  matrix = report_html.confusion_matrix([p.label for p in predictions],
+                                        [p.predicted for p in predictions], 3)
+  curves = report_html.history_png({'accuracy': [0.5, 0.7], 'val_accuracy': [0.4, 0.6],
+                                    'loss': [1.0, 0.6], 'val_loss': [1.1, 0.8]})
+  page = report_html.render_html('Report <x>', _decision(), METRICS, matrix, CLASSES,
+                                 report_html.rank_misclassified(predictions), 16, curves)
+  assert page.startswith('<!DOCTYPE html>') and '<table>' in page
+  assert 'Report &lt;x&gt;' in page  # escaped
+  assert 'Blessed: no' in page and 'must be &gt;= 0.7' in page
+  assert 'label:1 (dogs)' in page
+  assert '2 misclassified' in page and 'd.png' in page
+  images = _pngs(page)
+  assert len(images) == 3  # confusion matrix, curves, misclassified grid
+  for png in images:
+    assert Image.open(io.BytesIO(png)).format == 'PNG'
+  assert images[1] == curves
+  # Overall row first.
+  assert page.index('<td>Overall</td>') < page.index('label:1 (dogs)')
+
+
+def test_html_without_mistakes_or_history():
+  predictions = [p for p in _predictions() if p.correct]
+  matrix = report_html.confusion_matrix([p.label for p in predictions],
+                                        [p.predicted for p in predictions], 3)
+  page = report_html.render_html('R', _decision(blessed=True), METRICS, matrix, CLASSES, [],
+                                 16, None)
+  assert 'No misclassified images' in page and 'Blessed: yes' in page
+  assert 'No training history found' in page
+  assert len(_pngs(page)) == 1
+
+
+def test_history_plot_takes_any_numeric_series():
+  two_phases = {'head': {'accuracy': [0.5, 0.6], 'loss': [1, 0.9]},
+                'fine_tune': {'accuracy': [0.7], 'val_loss': [0.5]}, 'note': 'x', 'lr': []}
+  assert Image.open(io.BytesIO(report_html.history_png(two_phases))).format == 'PNG'
+  assert report_html.history_png({'note': 'no numbers'}) is None
+
+
+def test_grid_survives_unreadable_images():
+  bad = Prediction('x.bin', 0, 1, 0.99, b'not an image')
+  png = report_html.misclassified_grid_png([bad, *report_html.rank_misclassified(
+      _predictions())], CLASSES)
+  assert Image.open(io.BytesIO(png)).size[0] > 100
+
+
+# pylint: disable=g-import-not-at-top,protected-access
+def test_threshold_and_failure_texts():
+  """TFMA's thresholds and failures in words (imports TFX and TFMA: slower)."""
+  from components import evaluation_report
+  from pipeline.configs import load_config
+  from pipeline.pipeline import eval_config
+  from tensorflow_model_analysis.proto import validation_result_pb2
+  config = load_config(overrides={'data.path': 'unused', 'evaluation.min_accuracy': 0.8})
+  texts = evaluation_report.checked_thresholds(eval_config(config, 2))
+  assert texts[0] == 'SparseCategoricalAccuracy must be >= 0.8'
+  assert 'compared with the baseline (higher is better)' in texts[1]
+  failure = validation_result_pb2.ValidationFailure()
+  failure.metric_key.name = 'sparse_categorical_accuracy'
+  failure.metric_value.double_value.value = 0.75
+  failure.metric_threshold.value_threshold.lower_bound.value = 0.8
+  slice_key = validation_result_pb2.MetricsValidationForSlice().slice_key
+  assert evaluation_report._failure_text(slice_key, failure) == (
+      'Overall: sparse_categorical_accuracy = 0.7500, but must be >= 0.8')
+  failure.metric_key.is_diff = True
+  failure.metric_value.double_value.value = -0.05
+  failure.metric_threshold.Clear()
+  failure.metric_threshold.change_threshold.absolute.value = -1e-10
+  assert 'changed by -0.0500 vs the baseline' in evaluation_report._failure_text(
+      slice_key, failure)
+
+
+def test_only_the_most_confident_mistakes_keep_their_image():
+  from components import evaluation_report
+  kept, mistakes = [], [Prediction(f'{i}.png', 0, 1, c) for i, c in
+                        enumerate([0.6, 0.9, 0.7, 0.95, 0.65])]
+  for p in mistakes:
+    evaluation_report._keep_image(kept, p, b'img', 2)
+  assert sorted(p.filename for p in mistakes if p.image) == ['1.png', '3.png']
+  top = report_html.rank_misclassified(mistakes)[:2]
+  assert all(p.image for p in top)
