@@ -62,6 +62,13 @@ class TrainingConfig:
   # on disk) and train only the head on them: same model, E times less work.
   feature_cache: bool = True
   seed: int = 42
+  # Phase two (off by default): after `epochs` epochs on the frozen backbone,
+  # make the backbone trainable from this layer (e.g. 'mixed6') up to the cut
+  # layer, BatchNorm excepted, and train `fine_tune_epochs` more epochs at
+  # `fine_tune_learning_rate`. '' = no fine-tuning.
+  fine_tune_from: str = ''
+  fine_tune_epochs: int = 0
+  fine_tune_learning_rate: float = 1e-5
 
 
 @dataclasses.dataclass
@@ -125,6 +132,7 @@ class PipelineConfig:
     _check(self.training.batch_size >= 1, 'training.batch_size', 'an integer >= 1')
     _check(self.training.learning_rate > 0, 'training.learning_rate',
            'a positive number')
+    self._validate_fine_tuning()
     _check(self.evaluation.min_accuracy >= 0, 'evaluation.min_accuracy',
            'a number >= 0 (above 1 no model can be blessed)')
     _check(self.evaluation.max_accuracy_drop >= 0,
@@ -132,6 +140,20 @@ class PipelineConfig:
     _check(self.pipeline_name.replace('-', '').replace('_', '').isalnum(),
            'pipeline_name', 'letters, digits, - and _')
     return self
+
+
+  def _validate_fine_tuning(self) -> None:
+    """fine_tune_from and fine_tune_epochs are set together; the rate is positive."""
+    training = self.training
+    _check(training.fine_tune_epochs >= 0, 'training.fine_tune_epochs', 'an integer >= 0')
+    _check(training.fine_tune_epochs == 0 or training.fine_tune_from,
+           'training.fine_tune_from',
+           "a backbone layer name (e.g. 'mixed6') when training.fine_tune_epochs > 0")
+    _check(not training.fine_tune_from or training.fine_tune_epochs >= 1,
+           'training.fine_tune_epochs',
+           "an integer >= 1 when training.fine_tune_from is set ('' turns fine-tuning off)")
+    _check(training.fine_tune_learning_rate > 0, 'training.fine_tune_learning_rate',
+           'a positive number (e.g. 1e-5)')
 
 
 def _check(ok: Any, field: str, allowed: str) -> None:

@@ -18,7 +18,7 @@ def describe_weights(weights: str) -> str:
 
 
 def check(config: PipelineConfig) -> None:
-  """Data folder, class names, weights file and cut layer: fails with a clear message."""
+  """Data folder, class names, weights file, cut layer and fine-tuning layer: fails clearly."""
   if not os.path.isdir(config.data.path):
     raise ConfigError(f'data.path: {config.data.path} is not a folder.')
   try:
@@ -29,4 +29,6 @@ def check(config: PipelineConfig) -> None:
     raise image_ingest.IngestError(
         f'Need at least two class folders under {config.data.path}, found {class_names or "none"}.')
   # Builds the backbone once: loads the weights file and resolves the cut layer.
-  model_lib.build_backbone(config.model)
+  backbone = model_lib.build_backbone(config.model)
+  if config.training.fine_tune_from:
+    model_lib.fine_tune_start(backbone, config.training.fine_tune_from)

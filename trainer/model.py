@@ -68,6 +68,37 @@ def build_backbone(config: ModelConfig) -> keras.Model:
   return backbone
 
 
+def fine_tune_start(backbone: keras.Model, layer_name: str) -> int:
+  """Index of `layer_name` in `backbone.layers`; ModelConfigError listing valid names."""
+  names = [layer.name for layer in backbone.layers]
+  if layer_name not in names:
+    raise ModelConfigError(
+        f"Unknown training.fine_tune_from layer '{layer_name}': not in the backbone "
+        f"(cut at '{names[-1]}'). Valid names: {', '.join(cut_layer_names(backbone))} "
+        f"(or any other layer name before the cut layer).")
+  return names.index(layer_name)
+
+
+def unfreeze_from(backbone: keras.Model, layer_name: str) -> List[str]:
+  """Makes `layer_name` and every later backbone layer trainable (Keras guide style).
+
+  Layers before it stay frozen. BatchNormalization layers stay frozen everywhere
+  (trainable=False), so they run in inference mode: their moving mean/variance
+  and gamma/beta never change. Order is `backbone.layers` (topological): from a
+  mixed block, that is every layer after the block. Recompile before training.
+  Returns the names of the layers with weights that became trainable.
+  """
+  start = fine_tune_start(backbone, layer_name)
+  backbone.trainable = True  # sets every layer; then refreeze per layer below
+  unfrozen = []
+  for index, layer in enumerate(backbone.layers):
+    layer.trainable = (index >= start
+                       and not isinstance(layer, keras.layers.BatchNormalization))
+    if layer.trainable and layer.weights:
+      unfrozen.append(layer.name)
+  return unfrozen
+
+
 def build_head(feature_shape: Tuple[int, ...], num_classes: int,
                config: ModelConfig) -> keras.Model:
   """Flatten -> Dense(relu) -> Dropout -> sigmoid (2 classes) or softmax (more)."""

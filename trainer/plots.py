@@ -1,6 +1,6 @@
 """The lesson's two plots: training and validation accuracy, and loss, per epoch."""
 
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import matplotlib
 
@@ -8,14 +8,21 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
 
-def save_training_curves(history: Dict[str, List[float]], path: str) -> None:
-  """Writes a PNG with accuracy and loss curves (train and validation) per epoch."""
+def save_training_curves(history: Dict[str, List[float]], path: str,
+                         fine_tune_start: Optional[int] = None) -> None:
+  """Writes a PNG with accuracy and loss curves (train and validation) per epoch.
+
+  `fine_tune_start`: epochs done before fine-tuning began; a dashed vertical
+  line marks the boundary between the two phases.
+  """
   fig, axes = plt.subplots(1, 2, figsize=(11, 4))
   for ax, metric in zip(axes, ('accuracy', 'loss')):
     epochs = range(1, len(history.get(metric, [])) + 1)
     ax.plot(epochs, history.get(metric, []), 'o-', label=f'training {metric}')
     if f'val_{metric}' in history:
       ax.plot(epochs, history[f'val_{metric}'], 's-', label=f'validation {metric}')
+    if fine_tune_start is not None:
+      ax.axvline(fine_tune_start + 0.5, color='gray', linestyle='--', label='fine-tuning starts')
     ax.set_title(f'Training and validation {metric}')
     ax.set_xlabel('epoch')
     ax.set_ylabel(metric)

@@ -5,7 +5,7 @@ import json
 import logging
 import os
 import shutil
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -63,23 +63,97 @@ def cached_features(dataset: tf.data.Dataset, extractor: keras.Model, cache_file
                     batch_size: int, shuffle_seed=None) -> tf.data.Dataset:
   """(pixels, label) batches -> (features, label) batches; features computed on the
   first pass only and streamed to `cache_file`, later epochs read them back."""
-  features = dataset.map(lambda x, y: (extractor(x, training=False), y)).unbatch()
+  # No autograph: it would convert tf_keras internals (~10 s per trace), and the
+  # extractor has no Python control flow to convert.
+  extract = tf.autograph.experimental.do_not_convert(
+      lambda x, y: (extractor(x, training=False), y))
+  features = dataset.map(extract).unbatch()
   features = features.cache(cache_file)
   if shuffle_seed is not None:
     features = features.shuffle(4 * batch_size, seed=shuffle_seed, reshuffle_each_iteration=True)
   return features.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+def _pixel_datasets(fn_args: tfx.components.FnArgs, tf_transform_output: tft.TFTransformOutput,
+                    model_config: ModelConfig, training: TrainingConfig,
+                    shuffle_train: bool) -> Dict[str, tf.data.Dataset]:
+  """'train' (augmented when configured) and 'eval' pixel datasets."""
+  return {
+      split: input_fn(files, fn_args.data_accessor, tf_transform_output,
+                      model_config.image_size, training,
+                      shuffle=(split == 'train' and shuffle_train),
+                      augment=(split == 'train' and training.augment))
+      for split, files in (('train', fn_args.train_files), ('eval', fn_args.eval_files))}
+
+
 def _fit(model: keras.Model, train: tf.data.Dataset, evaluation: tf.data.Dataset,
-         training: TrainingConfig, fn_args: tfx.components.FnArgs) -> keras.callbacks.History:
+         fn_args: tfx.components.FnArgs, epochs: int,
+         initial_epoch: int = 0) -> keras.callbacks.History:
   return model.fit(
-      train, epochs=training.epochs, validation_data=evaluation,
+      train, epochs=epochs, initial_epoch=initial_epoch, validation_data=evaluation,
       steps_per_epoch=fn_args.train_steps, validation_steps=fn_args.eval_steps,
       callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)], verbose=2)
 
 
+def _train_head(model: keras.Model, backbone: keras.Model, head: keras.Model,
+                datasets: Dict[str, tf.data.Dataset], use_cache: bool, num_classes: int,
+                training: TrainingConfig,
+                fn_args: tfx.components.FnArgs) -> keras.callbacks.History:
+  """Phase one: the head on the frozen backbone, through the feature cache or not."""
+  if not use_cache:
+    logging.warning('Feature cache OFF (%s): the full model runs every epoch.',
+                    'augmentation is on' if training.augment else 'training.feature_cache=false')
+    model_lib.compile_model(model, num_classes, training.learning_rate)
+    return _fit(model, datasets['train'], datasets['eval'], fn_args, training.epochs)
+  logging.warning('Feature cache ON: the backbone is frozen and augmentation is off, so its '
+                  'features are computed once and the head trains on them.')
+  cache_dir = os.path.join(fn_args.model_run_dir, 'feature_cache')
+  os.makedirs(cache_dir, exist_ok=True)
+  extractor = model_lib.feature_extractor(backbone)
+  train = cached_features(datasets['train'], extractor, os.path.join(cache_dir, 'train'),
+                          training.batch_size, shuffle_seed=training.seed)
+  evaluation = cached_features(datasets['eval'], extractor, os.path.join(cache_dir, 'eval'),
+                               training.batch_size)
+  model_lib.compile_model(head, num_classes, training.learning_rate)
+  history = _fit(head, train, evaluation, fn_args, training.epochs)
+  shutil.rmtree(cache_dir, ignore_errors=True)
+  return history
+
+
+def fine_tune(model: keras.Model, backbone: keras.Model, train: tf.data.Dataset,
+              evaluation: tf.data.Dataset, num_classes: int, training: TrainingConfig,
+              fn_args: tfx.components.FnArgs) -> keras.callbacks.History:
+  """Phase two: unfreezes `backbone` from `training.fine_tune_from` (BatchNorm stays
+  frozen, in inference mode) and trains the assembled `model` on pixel batches at
+  `training.fine_tune_learning_rate`, continuing the epoch count of phase one."""
+  unfrozen = model_lib.unfreeze_from(backbone, training.fine_tune_from)
+  logging.warning('Fine-tuning: %d backbone layers with weights unfrozen from %s to %s '
+                  '(BatchNorm stays frozen), learning rate %g, epochs %d-%d.',
+                  len(unfrozen), training.fine_tune_from, backbone.layers[-1].name,
+                  training.fine_tune_learning_rate, training.epochs + 1,
+                  training.epochs + training.fine_tune_epochs)
+  model_lib.compile_model(model, num_classes, training.fine_tune_learning_rate)
+  return _fit(model, train, evaluation, fn_args,
+              epochs=training.epochs + training.fine_tune_epochs, initial_epoch=training.epochs)
+
+
+def merge_histories(first: Dict[str, List[float]],
+                    second: Dict[str, List[float]]) -> Dict[str, List[float]]:
+  """Per-metric epoch lists of phase one followed by phase two."""
+  return {key: list(first.get(key, [])) + list(second.get(key, []))
+          for key in list(first) + [k for k in second if k not in first]}
+
+
+def _save_history(history: Dict[str, List[float]], model_run_dir: str,
+                  fine_tune_start: Optional[int]) -> None:
+  with open(os.path.join(model_run_dir, 'history.json'), 'w') as f:
+    json.dump(history, f, indent=2)
+  plots.save_training_curves(history, os.path.join(model_run_dir, 'training_curves.png'),
+                             fine_tune_start=fine_tune_start)
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
-  """Trains the head on the frozen backbone, then exports the serving model."""
+  """Trains the head on the frozen backbone, optionally fine-tunes, then exports."""
   settings = fn_args.custom_config
   model_config = ModelConfig(**settings['model'])
   training = TrainingConfig(**settings['training'])
@@ -88,42 +162,29 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
   use_cache = training.feature_cache and not training.augment
-  datasets = {
-      split: input_fn(files, fn_args.data_accessor, tf_transform_output,
-                      model_config.image_size, training,
-                      shuffle=(split == 'train' and not use_cache),
-                      augment=(split == 'train' and training.augment))
-      for split, files in (('train', fn_args.train_files), ('eval', fn_args.eval_files))}
+  datasets = _pixel_datasets(fn_args, tf_transform_output, model_config, training,
+                             shuffle_train=not use_cache)
 
   num_classes = len(class_names)
   backbone = model_lib.build_backbone(model_config)
+  if training.fine_tune_from:  # an unknown layer fails before any training
+    model_lib.fine_tune_start(backbone, training.fine_tune_from)
   head = model_lib.build_head(tuple(backbone.output_shape[1:]), num_classes, model_config)
   model = model_lib.assemble(backbone, head)
   logging.info('Training on %d classes %s, backbone weights: %s.', num_classes, class_names,
                model_config.weights)
   os.makedirs(fn_args.model_run_dir, exist_ok=True)
-  if use_cache:
-    logging.warning('Feature cache ON: the backbone is frozen and augmentation is off, so its '
-                    'features are computed once and the head trains on them.')
-    cache_dir = os.path.join(fn_args.model_run_dir, 'feature_cache')
-    os.makedirs(cache_dir, exist_ok=True)
-    extractor = model_lib.feature_extractor(backbone)
-    train = cached_features(datasets['train'], extractor, os.path.join(cache_dir, 'train'),
-                            training.batch_size, shuffle_seed=training.seed)
-    evaluation = cached_features(datasets['eval'], extractor, os.path.join(cache_dir, 'eval'),
-                                 training.batch_size)
-    model_lib.compile_model(head, num_classes, training.learning_rate)
-    history = _fit(head, train, evaluation, training, fn_args)
-    shutil.rmtree(cache_dir, ignore_errors=True)
-  else:
-    logging.warning('Feature cache OFF (%s): the full model runs every epoch.',
-                    'augmentation is on' if training.augment else 'training.feature_cache=false')
-    model_lib.compile_model(model, num_classes, training.learning_rate)
-    history = _fit(model, datasets['train'], datasets['eval'], training, fn_args)
+  history = _train_head(model, backbone, head, datasets, use_cache, num_classes, training,
+                        fn_args).history
+  fine_tune_start = None
+  if training.fine_tune_from:
+    if use_cache:  # phase one read unshuffled pixels; the backbone now changes every step
+      datasets = _pixel_datasets(fn_args, tf_transform_output, model_config, training,
+                                 shuffle_train=True)
+    phase_two = fine_tune(model, backbone, datasets['train'], datasets['eval'], num_classes,
+                          training, fn_args)
+    history, fine_tune_start = merge_histories(history, phase_two.history), training.epochs
 
-  with open(os.path.join(fn_args.model_run_dir, 'history.json'), 'w') as f:
-    json.dump(history.history, f, indent=2)
-  plots.save_training_curves(history.history,
-                             os.path.join(fn_args.model_run_dir, 'training_curves.png'))
+  _save_history(history, fn_args.model_run_dir, fine_tune_start)
   export.export_serving_model(model, tf_transform_output, class_names,
                               model_config.image_size, fn_args.serving_model_dir)
