@@ -87,13 +87,6 @@ def test_bad_files_are_quarantined_with_reasons(class_folder, tmp_path):
     assert len(f.readlines()) == 5
 
 
-def test_one_class_is_refused(tmp_path):
-  (tmp_path / 'only').mkdir()
-  (tmp_path / 'only' / 'a.png').write_bytes(encode_image(random_pixels((8, 8, 3))))
-  with pytest.raises(image_ingest.IngestError, match='at least two classes'):
-    image_ingest.ingest(str(tmp_path), str(tmp_path / 'out'))
-
-
 def test_too_many_skipped_is_refused(class_folder, tmp_path):
   for i in range(30):
     (class_folder / 'cats' / f'bad{i}.jpg').write_bytes(b'junk')

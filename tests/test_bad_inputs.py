@@ -1,0 +1,151 @@
+"""Ingests the bad-input catalogue (tests/bad_inputs.py): per-entry outcomes, reconciled counts."""
+
+import json
+import os
+import resource
+from typing import Dict, Tuple
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components import image_ingest
+from tests import bad_inputs
+
+ENTRIES = bad_inputs.entries()
+
+
+def _examples(output_dir: str) -> Dict[str, Tuple[str, tf.train.Example]]:
+  """Reported path -> (split, example) of everything ingestion wrote."""
+  examples = {}
+  for split in image_ingest.SPLITS:
+    files = tf.io.gfile.glob(os.path.join(output_dir, f'Split-{split}', '*.gz'))
+    for record in tf.data.TFRecordDataset(files, compression_type='GZIP'):
+      example = tf.train.Example.FromString(record.numpy())
+      name = example.features.feature['filename'].bytes_list.value[0].decode('utf-8')
+      assert name not in examples, f'{name} written twice'
+      examples[name] = (split, example)
+  return examples
+
+
+@pytest.fixture(scope='module')
+def ingested(tmp_path_factory):
+  tmp = tmp_path_factory.mktemp('bad_inputs')
+  catalogue = bad_inputs.generate(str(tmp))
+  out = str(tmp / 'out')
+  try:
+    summary = image_ingest.ingest(catalogue.root, out, **bad_inputs.INGEST_KWARGS)
+    yield catalogue, summary, out, _examples(out)
+  finally:
+    bad_inputs.make_writable(catalogue.root)
+
+
+@pytest.mark.parametrize('entry', ENTRIES, ids=[e.key for e in ENTRIES])
+def test_each_entry_is_written_or_quarantined_with_its_reason(ingested, entry):
+  if entry.needs_non_root and bad_inputs.IS_ROOT:
+    pytest.skip('running as root (os.geteuid() == 0): file permissions do not stop root')
+  _, summary, _, examples = ingested
+  records = {r['path']: r for r in summary.skipped_files}
+  if entry.expected != bad_inputs.ACCEPTED:
+    assert entry.key not in examples
+    assert records[entry.key]['reason'] == entry.expected, records[entry.key]
+    assert records[entry.key]['class'] == entry.class_name
+    return
+  assert entry.key not in records, records.get(entry.key)
+  _, example = examples[entry.key]
+  features = example.features.feature
+  assert features['label'].int64_list.value[0] == summary.class_names.index(entry.class_name)
+  decoded = tf.io.decode_image(features['image'].bytes_list.value[0], channels=3,
+                               expand_animations=False).numpy()
+  assert decoded.dtype == np.uint8 and decoded.ndim == 3 and decoded.shape[2] == 3
+  if entry.pixels is not None:
+    assert decoded.shape == entry.pixels.shape  # e.g. EXIF-rotated: width and height swapped
+    error = np.abs(decoded.astype(np.int64) - entry.pixels).mean()
+    assert error <= entry.tolerance, f'mean pixel error {error}'
+
+
+def test_every_entry_is_accounted_for_once(ingested):
+  catalogue, summary, _, examples = ingested
+  reported = [r['path'] for r in summary.skipped_files]
+  assert len(reported) == len(set(reported))
+  assert set(examples) | set(reported) == set(catalogue.expected)
+  assert not set(examples) & set(reported)
+
+
+def test_counts_reconcile_per_class(ingested):
+  catalogue, summary, _, _ = ingested
+  assert summary.class_names == bad_inputs.CLASS_NAMES
+  expected = catalogue.classes()
+  assert set(summary.found) == set(expected)
+  for name, counts in expected.items():
+    written = sum(summary.written[s].get(name, 0) for s in image_ingest.SPLITS)
+    assert summary.found[name] == written + summary.skipped[name], name
+    assert (summary.found[name], written, summary.skipped[name]) == (
+        counts['found'], counts['written'], counts['skipped']), name
+  assert summary.total_found == len(catalogue.entries)
+
+
+def test_reports_are_valid_json_for_any_file_name(ingested):
+  catalogue, summary, out, _ = ingested
+  with open(os.path.join(out, image_ingest.QUARANTINE_FILE), 'rb') as f:
+    raw = f.read()
+  raw.decode('ascii')  # non-ASCII names are escaped, undecodable bytes shown as \xNN
+  records = [json.loads(line) for line in raw.decode().splitlines()]
+  assert records == summary.skipped_files
+  for record in records:
+    for value in record.values():
+      value.encode('utf-8')  # no lone surrogates from undecodable names
+  with open(os.path.join(out, image_ingest.SUMMARY_FILE), encoding='ascii') as f:
+    report = json.load(f)
+  assert report['found'] == summary.found and report['written'] == summary.written
+  assert report['total_found'] == len(catalogue.entries)
+  with open(os.path.join(out, image_ingest.VOCABULARY_FILE), encoding='utf-8') as f:
+    assert f.read().splitlines() == bad_inputs.CLASS_NAMES
+
+
+def test_decompression_bomb_and_pixel_limit_are_refused_from_the_header(tmp_path):
+  real_root = os.path.realpath(str(tmp_path))
+  bomb = tmp_path / 'bomb.png'
+  bomb.write_bytes(bad_inputs.declared_png(100_000, 100_000))  # 30 GB if decoded
+  large = tmp_path / 'large.png'
+  large.write_bytes(bad_inputs.declared_png(8_000, 8_000))
+  before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+  # Pillow's own guard holds even when the configured limit is raised absurdly high.
+  with pytest.raises(image_ingest.Refused, match='decompression bomb'):
+    image_ingest.read_image(str(bomb), real_root, max_pixels=10**12)
+  with pytest.raises(image_ingest.Refused, match=r'too many pixels \(8000x8000 > 40000000\)'):
+    image_ingest.read_image(str(large), real_root, max_pixels=40_000_000)
+  grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+  assert grown_mib < 100, f'peak memory grew by {grown_mib:.0f} MiB'
+  assert bomb.stat().st_size < 1000
+
+
+@pytest.mark.parametrize('build', bad_inputs.FOLDER_FAILURES, ids=lambda f: f.__name__)
+def test_folders_that_cannot_train_fail_clearly(tmp_path, build):
+  root = str(tmp_path / 'data')
+  os.makedirs(root)
+  message = build(root)
+  out = str(tmp_path / 'out')
+  with pytest.raises(image_ingest.IngestError, match=message):
+    image_ingest.ingest(root, out)
+  with open(os.path.join(out, image_ingest.SUMMARY_FILE)) as f:
+    json.load(f)  # the reports are written before the run fails
+
+
+def test_presplit_folder_reports_stray_files_and_unread_folders(tmp_path):
+  root = tmp_path / 'data'
+  for split in ('train', 'validation'):
+    for name in ('cats', 'dogs'):
+      (root / split / name).mkdir(parents=True)
+      image = bad_inputs.encode(bad_inputs.random_pixels((8, 8, 3)))
+      (root / split / name / 'a.png').write_bytes(image)
+  (root / 'test' / 'cats').mkdir(parents=True)
+  (root / 'README.txt').write_text('cats and dogs')
+  (root / 'train' / 'stray.png').write_bytes(b'')
+  summary = image_ingest.ingest(str(root), str(tmp_path / 'out'))
+  assert summary.written == {'train': {'cats': 1, 'dogs': 1}, 'eval': {'cats': 1, 'dogs': 1}}
+  assert {r['path']: r['reason'] for r in summary.skipped_files} == {
+      'README.txt': 'not inside a class folder', 'train/stray.png': 'not inside a class folder'}
+  assert summary.found[image_ingest.ROOT_CLASS] == summary.skipped[image_ingest.ROOT_CLASS] == 2
+  assert summary.split_folders == {'train': 'train', 'eval': 'validation'}
+  assert any("['test'] were not read" in w for w in summary.warnings), summary.warnings

@@ -1,0 +1,127 @@
+"""Bad settings fail in `load_config` / `validate` / `preflight.check`, before any pipeline work.
+
+Each case goes through the same steps as `transfer-pipeline run` (config file and
+overrides -> validate -> preflight.check); the functions behind them are unit
+tested in test_configs.py and test_model.py. The CLI test checks that the
+pipeline itself never starts and that the error is one line.
+"""
+
+import os
+
+import pytest
+import tf_keras as keras
+
+from components.image_ingest import IngestError
+from pipeline import cli, local_runner, preflight
+from pipeline.configs import ConfigError, load_config
+from tests.conftest import encode_image, random_pixels
+from trainer.model import ModelConfigError, write_calibrated_weights
+
+
+def _preflight(config_file=None, **overrides):
+  """`transfer-pipeline run`'s checks: config file + overrides, validate, preflight."""
+  overrides = {k.replace('__', '.'): v for k, v in overrides.items()}
+  config = load_config(config_file, overrides).validate()
+  preflight.check(config)
+  return config
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+  root = tmp_path_factory.mktemp('data')
+  for i, name in enumerate(('cats', 'dogs')):
+    (root / name).mkdir()
+    for j in range(2):
+      (root / name / f'{j}.png').write_bytes(encode_image(random_pixels((75, 75, 3), 10 * i + j)))
+  return str(root)
+
+
+@pytest.fixture(scope='module')
+def weights(tmp_path_factory):
+  """Valid calibrated weights, a truncated copy, and weights of another architecture."""
+  folder = tmp_path_factory.mktemp('weights')
+  valid = str(folder / 'calibrated_notop.h5')
+  write_calibrated_weights(valid, random_pixels((3, 75, 75, 3)))
+  truncated = folder / 'truncated_notop.h5'
+  with open(valid, 'rb') as f:
+    truncated.write_bytes(f.read()[:os.path.getsize(valid) // 2])
+  other = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3),
+                            keras.layers.Flatten(), keras.layers.Dense(2)])
+  other_path = str(folder / 'small_cnn.h5')
+  other.save_weights(other_path)
+  return {'valid': valid, 'truncated': str(truncated), 'other': other_path}
+
+
+def test_valid_calibrated_weights_pass(data, weights):
+  config = _preflight(data__path=data, model__weights=weights['valid'], model__image_size=75)
+  assert config.model.weights == weights['valid']
+
+
+@pytest.mark.parametrize('which, error, message', [
+    ('missing', ModelConfigError, r'Weights file .*missing_notop\.h5 does not exist'),
+    ('truncated', ModelConfigError, r'truncated_notop\.h5 does not fit .* or is truncated'),
+    ('other', ModelConfigError, r'small_cnn\.h5 does not fit a top-less InceptionV3'),
+])
+def test_bad_weights_file_fails_in_preflight(data, weights, tmp_path, which, error, message):
+  path = weights.get(which, str(tmp_path / 'missing_notop.h5'))
+  with pytest.raises(error, match=message):
+    _preflight(data__path=data, model__weights=path, model__image_size=75)
+
+
+def test_unknown_cut_layer_lists_the_valid_names(data, tmp_path):
+  config_file = tmp_path / 'c.yaml'
+  config_file.write_text('model: {cut_layer: mixed_7, image_size: 75}\n')
+  with pytest.raises(ModelConfigError,
+                     match=r"Unknown cut layer 'mixed_7'\. Valid names: mixed0, mixed1, .*mixed10"):
+    _preflight(str(config_file), data__path=data)
+
+
+@pytest.mark.parametrize('yaml_text, message', [
+    ('model: {image_size: 74}\n', r'model\.image_size: expected an integer >= 75'),
+    ('model: {image_sise: 150}\n',
+     r'Unknown config key model\.image_sise; allowed keys in model: cut_layer, dense_units, '
+     r'dropout, image_size, weights'),
+    ('data: {eval_percent: twenty}\n', r"data\.eval_percent must be an integer, got 'twenty'"),
+    ('training: {augment: maybe}\n', r"training\.augment must be true or false, got 'maybe'"),
+    ('model: {weights: weights.pt}\n',
+     r"model\.weights: expected 'imagenet', 'none' or a path to an \.h5 weights file"),
+    ('data: {max_skipped_fraction: 1.5}\n', r'data\.max_skipped_fraction: expected a number'),
+    ('- a list\n', r'must hold a mapping of settings'),
+])
+def test_bad_config_file_names_the_field_and_allowed_values(data, tmp_path, yaml_text, message):
+  config_file = tmp_path / 'c.yaml'
+  config_file.write_text(yaml_text)
+  with pytest.raises(ConfigError, match=message):
+    _preflight(str(config_file), data__path=data)
+
+
+def test_bad_data_folder_fails_in_preflight(tmp_path):
+  with pytest.raises(ConfigError, match=r'data\.path: .*missing is not a folder'):
+    _preflight(data__path=str(tmp_path / 'missing'))
+  (tmp_path / 'only').mkdir()
+  with pytest.raises(IngestError, match=r"at least two class folders .*found \['only'\]"):
+    _preflight(data__path=str(tmp_path))
+  records = tmp_path / 'records'
+  records.mkdir()
+  (records / 'data.tfrecord').write_bytes(b'')
+  with pytest.raises(ConfigError, match=r'TFRecord input needs data\.class_names'):
+    _preflight(data__path=str(records))
+
+
+def test_cli_run_stops_before_the_pipeline_with_one_line(data, tmp_path, monkeypatch, capsys):
+  def must_not_run(config):
+    raise AssertionError(f'the pipeline started with a bad setting: {config}')
+  monkeypatch.setattr(local_runner, 'run', must_not_run)
+  config_file = tmp_path / 'c.yaml'
+  config_file.write_text('training: {epochs: ten}\n')
+  cases = [
+      (['--config', str(config_file)], 'training.epochs must be an integer'),
+      (['--image-size', '74'], 'model.image_size: expected an integer >= 75'),
+      (['--weights', str(tmp_path / 'nope.h5'), '--image-size', '75'], 'does not exist'),
+  ]
+  for args, message in cases:
+    code = cli.main(['run', '--data', data, '--output', str(tmp_path / 'run'), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith('error: ') and message in err, err
+    assert len(err.strip().splitlines()) == 1, err
+  assert not (tmp_path / 'run').exists()
