@@ -6,6 +6,7 @@ os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
+import hashlib
 import io
 
 import numpy as np
@@ -17,6 +18,17 @@ def encode_image(array: np.ndarray, image_format: str = 'PNG', **save_args) -> b
   out = io.BytesIO()
   Image.fromarray(array).save(out, format=image_format, **save_args)
   return out.getvalue()
+
+
+def tree_digest(folder) -> str:
+  """sha256 over every file name and content under `folder`."""
+  digest = hashlib.sha256()
+  for root, _, files in sorted(os.walk(folder)):
+    for name in sorted(files):
+      digest.update(os.path.relpath(os.path.join(root, name), folder).encode())
+      with open(os.path.join(root, name), 'rb') as f:
+        digest.update(f.read())
+  return digest.hexdigest()
 
 
 def random_pixels(shape, seed: int = 0) -> np.ndarray:

@@ -1,7 +1,6 @@
 """Faults around the output folder: atomic pushes, failed pushes, the output lock."""
 
 import errno
-import hashlib
 import os
 import signal
 import subprocess
@@ -15,6 +14,7 @@ from components import atomic_pusher
 from pipeline import local_runner
 from pipeline.configs import ConfigError, load_config
 from pipeline.output_lock import OutputLockedError, output_lock
+from tests.conftest import tree_digest
 
 MODEL_FILES = ('saved_model.pb', 'fingerprint.pb', 'variables/variables.index',
                'variables/variables.data-00000-of-00001', 'assets/labels.txt')
@@ -30,14 +30,6 @@ def _fake_saved_model(folder, seed=0):
 
 def _files(folder):
   return {os.path.relpath(os.path.join(d, f), folder) for d, _, fs in os.walk(folder) for f in fs}
-
-
-def _digest(folder):
-  h = hashlib.sha256()
-  for name in sorted(_files(folder)):
-    h.update(name.encode())
-    h.update(open(os.path.join(folder, name), 'rb').read())
-  return h.hexdigest()
 
 
 def _incomplete_versions(base):
@@ -81,7 +73,7 @@ def test_reader_never_sees_a_half_written_version(tmp_path, monkeypatch):
 def test_failed_push_keeps_earlier_versions_intact(tmp_path, monkeypatch, error, message):
   base = str(tmp_path / 'serving')
   old = atomic_pusher.publish(_fake_saved_model(tmp_path / 'old', seed=1), base, '100')
-  before = _digest(old)
+  before = tree_digest(old)
   copied = []
 
   def copy_until_the_disk_fills(src, dst, overwrite=False):
@@ -95,7 +87,7 @@ def test_failed_push_keeps_earlier_versions_intact(tmp_path, monkeypatch, error,
     atomic_pusher.publish(_fake_saved_model(tmp_path / 'new', seed=2), base, '200')
   assert 'were not changed' in str(failure.value)
   assert os.listdir(base) == ['100']  # no half version, no staging folder left behind
-  assert _digest(old) == before
+  assert tree_digest(old) == before
 
 
 def test_next_version_is_newer_than_every_existing_one(tmp_path):

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from pipeline import demo_data, local_runner, predict, report
 from pipeline.configs import load_config
+from tests.conftest import tree_digest
 from trainer.model import write_calibrated_weights
 
 pytestmark = pytest.mark.slow
@@ -20,7 +21,7 @@ COMPONENTS = ('ImageFolderExampleGen', 'StatisticsGen', 'SchemaGen', 'Transform'
 
 
 def _versions(serving_dir):
-  return sorted(os.listdir(serving_dir), key=int)
+  return sorted(os.listdir(serving_dir), key=int)  # int(): fails on any staging leftover
 
 
 @pytest.fixture(scope='module')
@@ -154,6 +155,7 @@ def test_report_misclassified_are_those_the_pushed_model_gets_wrong(first_run):
 def test_stricter_threshold_is_not_blessed_and_keeps_the_pushed_version(first_run):
   config, first_summary = first_run
   before = _versions(config.serving_model_dir)
+  pushed_bytes = tree_digest(os.path.join(config.serving_model_dir, before[-1]))
   config.evaluation.min_accuracy = 1.01
   local_runner.run(config)
   summary = report.latest_run_summary(config)
@@ -161,6 +163,7 @@ def test_stricter_threshold_is_not_blessed_and_keeps_the_pushed_version(first_ru
   assert any('sparse_categorical_accuracy' in f for f in summary.failures)
   assert summary.pushed_path is None
   assert _versions(config.serving_model_dir) == before
+  assert tree_digest(os.path.join(config.serving_model_dir, before[-1])) == pushed_bytes
   # The report is written for the unblessed model too, and says why.
   assert summary.executions.get('EvaluationReport') == 'COMPLETE', summary.executions
   assert summary.evaluation_report != first_summary.evaluation_report

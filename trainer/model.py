@@ -20,12 +20,23 @@ class ModelConfigError(ValueError):
 
 def _inception_v3(image_size: int, weights: str) -> keras.Model:
   """Top-less InceptionV3 with 'imagenet', no ('none') or local `.h5` weights."""
+  local_file = weights not in ('imagenet', 'none')
+  if local_file:
+    check_weights_file(weights)  # before the seconds it takes to build the network
   base = keras.applications.InceptionV3(
       include_top=False, input_shape=(image_size, image_size, 3),
       weights='imagenet' if weights == 'imagenet' else None)
-  if weights not in ('imagenet', 'none'):
+  if local_file:
     load_weights_file(base, weights)
   return base
+
+
+def check_weights_file(path: str) -> None:
+  """Fails fast for a missing file or one that is not HDF5."""
+  if not os.path.isfile(path):
+    raise ModelConfigError(f'Weights file {path} does not exist.')
+  if not h5py.is_hdf5(path):
+    raise ModelConfigError(f'Weights file {path} is not an HDF5 (.h5) file.')
 
 
 def load_weights_file(model: keras.Model, path: str) -> None:
@@ -34,10 +45,7 @@ def load_weights_file(model: keras.Model, path: str) -> None:
   Only weights are read from the HDF5 file: no layer code or config is
   deserialized, so a weights file cannot run code.
   """
-  if not os.path.isfile(path):
-    raise ModelConfigError(f'Weights file {path} does not exist.')
-  if not h5py.is_hdf5(path):
-    raise ModelConfigError(f'Weights file {path} is not an HDF5 (.h5) file.')
+  check_weights_file(path)
   try:
     model.load_weights(path)
   except (ValueError, OSError, KeyError) as e:
