@@ -1,9 +1,11 @@
 """EvaluationReport: an HTML page per run that says how good the model is and why it
 was (not) blessed.
 
-It runs after the Evaluator and consumes only outputs that every run produces
-(the blessing artifact says BLESSED or NOT_BLESSED), so it also runs, and is most
-useful, when the model is not blessed and the Pusher pushes nothing.
+It runs after the Pusher and consumes only outputs that every run produces (the
+blessing says BLESSED or NOT_BLESSED; the PushedModel artifact says whether it was
+pushed), so it also runs, and is most useful, when the model is not blessed and the
+Pusher pushes nothing. Running after the Pusher means a failing report can never
+stop a blessed model from being pushed.
 """
 
 import heapq
@@ -107,7 +109,10 @@ def load_decision(evaluation_uri: str, blessed: Optional[bool],
 
 def split_files(examples: tfx.dsl.Artifact, split: str) -> List[str]:
   folder = artifact_utils.get_split_uri([examples], split)
-  return sorted(tf.io.gfile.glob(os.path.join(folder, '*')))
+  files = sorted(tf.io.gfile.glob(os.path.join(folder, '*')))
+  if not files:
+    raise ValueError(f'No examples in split {split!r} ({folder}): nothing to report on.')
+  return files
 
 
 def _dataset(files: List[str], batch_size: int) -> tf.data.Dataset:
@@ -141,14 +146,22 @@ def predict_split(model_dir: str, files: List[str], batch_size: int,
   return predictions, names, num_classes
 
 
+class _Backwards(str):
+  """A filename that sorts backwards: on equal confidence the min-heap drops the later
+  name first, matching `rank_misclassified`'s order (ties by filename)."""
+
+  def __lt__(self, other):
+    return str.__gt__(self, other)
+
+
 def _keep_image(kept: list, prediction: Prediction, image: bytes, limit: int) -> None:
   """Holds images only for the `limit` most confident mistakes (a min-heap on confidence)."""
   prediction.image = image
-  entry = (prediction.confidence, id(prediction), prediction)
+  entry = (prediction.confidence, _Backwards(prediction.filename), id(prediction), prediction)
   if len(kept) < limit:
     heapq.heappush(kept, entry)
-  elif entry[0] > kept[0][0]:
-    heapq.heapreplace(kept, entry)[2].image = None
+  elif kept[0][:2] < entry[:2]:
+    heapq.heapreplace(kept, entry)[-1].image = None
   else:
     prediction.image = None
 
@@ -195,6 +208,7 @@ def EvaluationReport(
     evaluation: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ModelEvaluation],
     blessing: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ModelBlessing],
     model_run: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ModelRun],
+    pushed_model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.PushedModel],
     report: tfx.dsl.components.OutputArtifact[ModelReport],
     split: tfx.dsl.components.Parameter[str] = 'eval',
     max_misclassified: tfx.dsl.components.Parameter[int] = 16,
@@ -210,6 +224,8 @@ def EvaluationReport(
                                         [p.predicted for p in predictions], len(names))
   misclassified = report_html.rank_misclassified(predictions)
   decision = load_decision(evaluation.uri, *_blessing_info(blessing))
+  if pushed_model.has_custom_property('pushed_destination'):
+    decision.pushed_to = pushed_model.get_string_custom_property('pushed_destination')
   metrics = load_metrics(evaluation.uri)
   page = report_html.render_html(
       'Evaluation report', decision, metrics, matrix, names, misclassified,

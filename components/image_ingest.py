@@ -463,16 +463,17 @@ def _check_trainable(summary: IngestSummary, max_skipped_fraction: float) -> Non
 
 
 def fingerprint(root: str) -> str:
-  """A cheap digest of the folder's files (names, sizes, mtimes) for pipeline caching."""
+  """A cheap digest of the folder's files for pipeline caching: names, sizes, mtimes,
+  and mode and ctime, so that fixing a file's permissions also counts as a change."""
   digest = hashlib.sha256()
   for dirpath, dirnames, filenames in os.walk(root):
     dirnames.sort()
-    for name in sorted(filenames):
+    for name in sorted(dirnames + filenames):
       path = os.path.join(dirpath, name)
       try:
         st = os.lstat(path)
       except OSError:
         continue
       digest.update(os.fsencode(os.path.relpath(path, root)))
-      digest.update(f':{st.st_size}:{st.st_mtime_ns};'.encode())
+      digest.update(f':{st.st_size}:{st.st_mtime_ns}:{st.st_mode}:{st.st_ctime_ns};'.encode())
   return digest.hexdigest()[:16]

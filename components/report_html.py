@@ -43,6 +43,7 @@ class Decision:
   thresholds: List[str]  # every threshold that was checked
   failures: List[str]    # the ones that failed (empty when blessed)
   baseline: Optional[str]  # the last blessed model compared against, if any
+  pushed_to: Optional[str] = None  # the serving version the Pusher wrote, if it pushed
 
 
 def confusion_matrix(labels: Sequence[int], predicted: Sequence[int],
@@ -176,6 +177,7 @@ def report_json(matrix: np.ndarray, class_names: Sequence[str],
       'thresholds': decision.thresholds,
       'failures': decision.failures,
       'baseline': decision.baseline,
+      'pushed_to': decision.pushed_to,
       'metrics': metrics,
   }
 
@@ -215,7 +217,8 @@ def metrics_table(metrics: Dict[str, Dict[str, float]], class_names: Sequence[st
 
 
 def _decision_section(decision: Decision) -> str:
-  verdict = ('<p class="ok">Blessed: yes, the model passed every threshold.</p>'
+  pushed = f' Pushed to {html.escape(decision.pushed_to)}.' if decision.pushed_to else ''
+  verdict = (f'<p class="ok">Blessed: yes, the model passed every threshold.{pushed}</p>'
              if decision.blessed else
              '<p class="bad">Blessed: no, the Pusher did not push this model.</p>')
   items = ''.join(f'<li>{html.escape(t)}</li>' for t in decision.thresholds)

@@ -10,18 +10,20 @@ import sys
 from typing import List, Optional
 
 
-def _beam_pipeline_args(args: argparse.Namespace) -> Optional[List[str]]:
-  """--beam-preset/--beam-option/--beam-arg -> Beam arguments; None keeps the config's."""
+def _apply_beam_flags(config, args: argparse.Namespace):
+  """--beam-preset replaces the config's Beam arguments; --beam-arg adds to them."""
   from kubeflow import beam  # pylint: disable=g-import-not-at-top
   from pipeline.configs import ConfigError  # pylint: disable=g-import-not-at-top
   if args.beam_option and not args.beam_preset:
     raise ConfigError('--beam-option needs --beam-preset.')
-  try:
-    preset = (beam.beam_pipeline_args(args.beam_preset, **beam.parse_options(args.beam_option))
-              if args.beam_preset else [])
-  except ValueError as e:
-    raise ConfigError(str(e)) from e
-  return preset + args.beam_arg or None
+  if args.beam_preset:
+    try:
+      config.beam_pipeline_args = beam.beam_pipeline_args(
+          args.beam_preset, **beam.parse_options(args.beam_option))
+    except ValueError as e:
+      raise ConfigError(str(e)) from e
+  config.beam_pipeline_args = list(config.beam_pipeline_args) + args.beam_arg
+  return config
 
 
 def _add_beam_flags(parser: argparse.ArgumentParser) -> None:
@@ -40,8 +42,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
       'data.path': args.data, 'output': args.output, 'model.weights': args.weights,
       'training.epochs': args.epochs, 'model.image_size': args.image_size,
       'training.augment': False if args.no_augment else None,
-      'beam_pipeline_args': _beam_pipeline_args(args),
-  }).validate()
+  })
+  _apply_beam_flags(config, args).validate()
   preflight.check(config)
   print(f'Running pipeline {config.pipeline_name!r} on {config.data.path} -> {config.output}')
   print(f'Backbone weights: {preflight.describe_weights(config.model.weights)}')
@@ -90,10 +92,10 @@ def _cmd_compile_kubeflow(args: argparse.Namespace) -> int:
   from kubeflow import runner  # pylint: disable=g-import-not-at-top
   from pipeline.configs import ConfigError, load_config  # pylint: disable=g-import-not-at-top
   config = load_config(args.config, {'data.path': args.data, 'output': args.pipeline_output,
-                                     'data.class_names': args.class_names,
-                                     'beam_pipeline_args': _beam_pipeline_args(args)})
+                                     'data.class_names': args.class_names})
   try:
-    path = runner.compile_pipeline(config.validate(), args.output, args.image)
+    path = runner.compile_pipeline(_apply_beam_flags(config, args).validate(), args.output,
+                                   args.image)
   except ValueError as e:
     raise ConfigError(str(e)) from e
   print(f'Wrote Kubeflow Pipelines v2 spec {path} (image {args.image})')

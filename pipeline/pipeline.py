@@ -6,11 +6,10 @@ from typing import List, Optional
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
-from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 
 from components import image_ingest
-from components.atomic_pusher import AtomicPushExecutor
+from components.atomic_pusher import AtomicPusher
 from components.evaluation_report import EvaluationReport
 from components.image_folder_example_gen import ImageFolderExampleGen
 from pipeline.configs import PipelineConfig
@@ -94,8 +93,8 @@ def eval_config(config: PipelineConfig, num_classes: int) -> tfma.EvalConfig:
 
 def create_pipeline(config: PipelineConfig, class_names: Optional[List[str]] = None,
                     metadata_connection_config=None) -> tfx.dsl.Pipeline:
-  """ExampleGen -> Statistics/Schema -> Transform -> Trainer -> Evaluator -> Pusher,
-  and EvaluationReport (an HTML page per run) beside the Pusher.
+  """ExampleGen -> Statistics/Schema -> Transform -> Trainer -> Evaluator -> Pusher
+  -> EvaluationReport (an HTML page per run, blessed or not).
 
   `metadata_connection_config` is for the local runner; orchestrators such as
   Kubeflow bring their own metadata store and leave it None.
@@ -127,24 +126,23 @@ def create_pipeline(config: PipelineConfig, class_names: Optional[List[str]] = N
       model=trainer.outputs['model'],
       baseline_model=model_resolver.outputs['model'],
       eval_config=eval_config(config, len(class_names)))
-  # Reads the blessing (written whether or not the model passed), never the Pusher's
-  # output: the report is written for every run, blessed or not.
-  evaluation_report = EvaluationReport(
-      model=trainer.outputs['model'], examples=example_gen.outputs['examples'],
-      evaluation=evaluator.outputs['evaluation'], blessing=evaluator.outputs['blessing'],
-      model_run=trainer.outputs['model_run'])
-  pusher = tfx.components.Pusher(
-      custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPushExecutor),
+  pusher = AtomicPusher(
       model=trainer.outputs['model'],
       model_blessing=evaluator.outputs['blessing'],
       push_destination=tfx.proto.PushDestination(
           filesystem=tfx.proto.PushDestination.Filesystem(
               base_directory=_absolute(config.serving_model_dir))))
+  # Reads outputs that every run writes (blessed or not), after the Pusher: a failing
+  # report never stops a blessed model from being pushed.
+  evaluation_report = EvaluationReport(
+      model=trainer.outputs['model'], examples=example_gen.outputs['examples'],
+      evaluation=evaluator.outputs['evaluation'], blessing=evaluator.outputs['blessing'],
+      model_run=trainer.outputs['model_run'], pushed_model=pusher.outputs['pushed_model'])
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=_absolute(config.pipeline_root),
       components=[example_gen, statistics_gen, schema_gen, transform, trainer,
-                  model_resolver, evaluator, evaluation_report, pusher],
+                  model_resolver, evaluator, pusher, evaluation_report],
       enable_cache=config.enable_cache,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=list(config.beam_pipeline_args))

@@ -4,11 +4,11 @@ import dataclasses
 import os
 from typing import Dict, List, Optional
 
-import tensorflow_model_analysis as tfma
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
+from components import evaluation_report
 from components.evaluation_report import HTML_FILE, ModelReport
 from pipeline.configs import PipelineConfig
 
@@ -51,39 +51,16 @@ def _newest(artifacts):
   return max(artifacts, key=lambda a: a.id) if artifacts else None
 
 
-def _slice_name(slice_key) -> str:
-  return tfma.slicer.stringify_slice_key(slice_key) or 'Overall'
-
-
-def _threshold_text(threshold) -> str:
-  if threshold.HasField('value_threshold'):
-    return f'lower bound {threshold.value_threshold.lower_bound.value}'
-  change = threshold.change_threshold
-  return f'no worse than the last blessed model (allowed change {change.absolute.value:+.4f})'
-
-
 def latest_run_summary(config: PipelineConfig) -> RunSummary:
   """Summarizes the newest pipeline run of this output folder."""
   by_type, executions = _latest_run_artifacts(_store(config))
   metrics, failures, blessed = {}, [], None
   evaluation = _newest(by_type.get('ModelEvaluation', []))
   if evaluation:
-    result = tfma.load_eval_result(evaluation.uri)
-    for slice_key, slice_metrics in result.slicing_metrics:
-      flat = {}
-      for output in slice_metrics.values():
-        for sub_key, values in output.items():
-          for name, value in values.items():
-            if 'doubleValue' in value:
-              suffix = f' ({sub_key})' if sub_key else ''
-              flat[name + suffix] = value['doubleValue']
-      metrics[_slice_name(slice_key)] = flat
-    validation = tfma.load_validation_result(evaluation.uri)
-    blessed = bool(validation.validation_ok)
-    for failure in validation.metric_validations_per_slice:
-      for f in failure.failures:
-        failures.append(f'{f.metric_key.name} = {f.metric_value.double_value.value:.4f} '
-                        f'fails {_threshold_text(f.metric_threshold)}')
+    # The same wording as the HTML report, from the same functions.
+    metrics = evaluation_report.load_metrics(evaluation.uri)
+    decision = evaluation_report.load_decision(evaluation.uri, None, None)
+    blessed, failures = decision.blessed, decision.failures
   pushed = _newest(by_type.get('PushedModel', []))
   pushed_path = None
   if pushed and pushed.custom_properties['pushed'].int_value == 1:

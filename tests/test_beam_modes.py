@@ -13,19 +13,22 @@ from pipeline import cli, pipeline as pipeline_lib
 from pipeline.configs import ConfigError, load_config
 from tests.conftest import encode_image, random_pixels
 
-def _beam_args(*flags):
-  return cli._beam_pipeline_args(cli.build_parser().parse_args(['run', *flags]))  # pylint: disable=protected-access
+def _beam_args(*flags, configured=('--direct_num_workers=1',)):
+  config = load_config(overrides={'beam_pipeline_args': list(configured)})
+  args = cli.build_parser().parse_args(['run', *flags])
+  return cli._apply_beam_flags(config, args).beam_pipeline_args  # pylint: disable=protected-access
 
 
-def test_cli_beam_preset_with_options():
-  assert _beam_args() is None  # keeps the config file's arguments
+def test_cli_beam_preset_replaces_and_beam_arg_adds():
+  assert _beam_args() == ['--direct_num_workers=1']  # the config file's arguments
   assert _beam_args('--beam-preset', 'multi_processing', '--beam-option', 'num_workers=2') == (
       beam.multi_processing(num_workers=2))
   args = _beam_args('--beam-preset', 'dataflow', '--beam-option', 'project=p1',
                     '--beam-option', 'region=us-central1',
                     '--beam-option', 'temp_location=gs://b/tmp', '--beam-arg=--experiments=x')
   assert args[0] == '--runner=DataflowRunner' and args[-1] == '--experiments=x'
-  assert _beam_args('--beam-arg=--direct_num_workers=3') == ['--direct_num_workers=3']
+  assert _beam_args('--beam-arg=--experiments=x') == ['--direct_num_workers=1',
+                                                      '--experiments=x']
 
 
 @pytest.mark.parametrize('flags, message', [

@@ -153,3 +153,14 @@ def test_only_the_most_confident_mistakes_keep_their_image():
   assert sorted(p.filename for p in mistakes if p.image) == ['1.png', '3.png']
   top = report_html.rank_misclassified(mistakes)[:2]
   assert all(p.image for p in top)
+
+
+def test_ties_keep_the_images_of_the_grid_order():
+  """Saturated probabilities tie often: the kept images are those the grid shows."""
+  from components import evaluation_report
+  kept, mistakes = [], [Prediction(f'{name}.png', 0, 1, 1.0) for name in 'dbeac']
+  for p in mistakes:
+    evaluation_report._keep_image(kept, p, b'img', 3)
+  top = report_html.rank_misclassified(mistakes)[:3]
+  assert [p.filename for p in top] == ['a.png', 'b.png', 'c.png']
+  assert sorted(p.filename for p in mistakes if p.image) == ['a.png', 'b.png', 'c.png']

@@ -66,6 +66,20 @@ def test_reader_never_sees_a_half_written_version(tmp_path, monkeypatch):
   assert seen and set(seen) == {'1'}
 
 
+def test_object_store_push_copies_saved_model_pb_last(tmp_path, monkeypatch):
+  """No folder rename on gs:// or s3:// (here TensorFlow's ram://): saved_model.pb last."""
+  model = _fake_saved_model(tmp_path / 'model')
+  base = f'ram://{tmp_path.name}/serving'
+  order = []
+  copy = fileio.copy
+  monkeypatch.setattr(fileio, 'copy', lambda src, dst, overwrite=False: (
+      order.append(os.path.basename(dst)), copy(src, dst, overwrite=overwrite)))
+  path = atomic_pusher.publish(model, base, '7')
+  assert path == f'{base}/7' and fileio.listdir(base) == ['7']
+  assert order[-1] == 'saved_model.pb' and len(order) == len(MODEL_FILES)
+  assert fileio.exists(f'{base}/7/variables/variables.index')
+
+
 @pytest.mark.parametrize('error, message', [
     (OSError(errno.ENOSPC, 'No space left on device'), 'No space left on device'),
     (PermissionError(errno.EACCES, 'Permission denied'), 'Permission denied'),
@@ -103,7 +117,8 @@ def test_next_version_is_newer_than_every_existing_one(tmp_path):
 def test_pipeline_pushes_through_the_atomic_executor(class_folder, tmp_path):
   from pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
   config = load_config(overrides={'data.path': str(class_folder), 'output': str(tmp_path)})
-  (pusher,) = [c for c in pipeline_lib.create_pipeline(config).components if c.id == 'Pusher']
+  (pusher,) = [c for c in pipeline_lib.create_pipeline(config).components if c.id == 'AtomicPusher']
+  assert isinstance(pusher, atomic_pusher.AtomicPusher)
   assert pusher.executor_spec.executor_class is atomic_pusher.AtomicPushExecutor
 
 

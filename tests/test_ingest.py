@@ -92,3 +92,17 @@ def test_too_many_skipped_is_refused(class_folder, tmp_path):
     (class_folder / 'cats' / f'bad{i}.jpg').write_bytes(b'junk')
   with pytest.raises(image_ingest.IngestError, match='max_skipped_fraction'):
     image_ingest.ingest(str(class_folder), str(tmp_path / 'out'), max_skipped_fraction=0.5)
+
+
+def test_fingerprint_changes_with_content_names_and_permissions(class_folder):
+  """The ExampleGen cache key: a permission fix must count, or the file stays quarantined."""
+  before = image_ingest.fingerprint(str(class_folder))
+  assert image_ingest.fingerprint(str(class_folder)) == before
+  path = class_folder / 'cats' / 'cats_0.png'
+  path.chmod(0o000)
+  unreadable = image_ingest.fingerprint(str(class_folder))
+  path.chmod(0o644)
+  fixed = image_ingest.fingerprint(str(class_folder))
+  assert len({before, unreadable, fixed}) == 3
+  (class_folder / 'cats' / 'cats_0.png').rename(class_folder / 'cats' / 'renamed.png')
+  assert image_ingest.fingerprint(str(class_folder)) != fixed

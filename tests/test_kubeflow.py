@@ -28,7 +28,7 @@ IMAGE = 'europe-docker.pkg.dev/test-project/ml/transfer-pipeline:0.1.0-test'
 BUCKET = 'gs://test-bucket/transfer'
 CLASS_NAMES = ['cats', 'dogs']
 COMPONENTS = ('ImageFolderExampleGen', 'StatisticsGen', 'SchemaGen', 'Transform', 'Trainer',
-              'latest_blessed_model_resolver', 'Evaluator', 'EvaluationReport', 'Pusher')
+              'latest_blessed_model_resolver', 'Evaluator', 'EvaluationReport', 'AtomicPusher')
 
 
 def _cloud_config(**overrides):
@@ -112,11 +112,10 @@ def test_dependency_order(compiled):
   evaluator = _ancestors(tasks, 'Evaluator')
   assert 'Trainer' in evaluator
   assert any(t.startswith('latest_blessed_model_resolver') for t in evaluator)
-  assert {'Evaluator', 'Trainer'} <= _ancestors(tasks, 'Pusher')
-  # The report reads the Evaluator's outputs, never the Pusher's: it runs blessed or not.
+  assert {'Evaluator', 'Trainer'} <= _ancestors(tasks, 'AtomicPusher')
+  # The report runs last, after the push (whose PushedModel exists blessed or not).
   report = _ancestors(tasks, 'EvaluationReport')
-  assert {'Evaluator', 'Trainer', 'ImageFolderExampleGen'} <= report
-  assert 'Pusher' not in report
+  assert {'AtomicPusher', 'Evaluator', 'Trainer', 'ImageFolderExampleGen'} <= report
   # No cycles and nothing runs before ExampleGen.
   assert not tasks['ImageFolderExampleGen'].get('dependentTasks')
   for name in tasks:
@@ -150,7 +149,7 @@ def test_cloud_paths_and_class_names_in_spec(compiled):
   _, spec, _ = compiled
   tasks = _tasks(spec)
   assert _constant_params(tasks['ImageFolderExampleGen'])['data_root'] == f'{BUCKET}/images'
-  push = json.loads(_constant_params(tasks['Pusher'])['push_destination'])
+  push = json.loads(_constant_params(tasks['AtomicPusher'])['push_destination'])
   assert push['filesystem']['base_directory'] == \
       f'{BUCKET}/runs/kfp/serving_model/image_classifier'
   custom = json.loads(_constant_params(tasks['Trainer'])['custom_config'])

@@ -17,7 +17,7 @@ from trainer.model import write_calibrated_weights
 pytestmark = pytest.mark.slow
 IMAGE_SIZE = 75
 COMPONENTS = ('ImageFolderExampleGen', 'StatisticsGen', 'SchemaGen', 'Transform', 'Trainer',
-              'Evaluator', 'EvaluationReport', 'Pusher')
+              'Evaluator', 'EvaluationReport', 'AtomicPusher')
 
 
 def _versions(serving_dir):

@@ -64,7 +64,7 @@ def test_killed_run_resumes_from_cache_with_the_same_result(tmp_path):
   resumed = report.latest_run_summary(config)
   for component in UPSTREAM:
     assert resumed.executions[component] == 'CACHED', resumed.executions
-  for component in ('Trainer', 'Evaluator', 'Pusher'):
+  for component in ('Trainer', 'Evaluator', 'AtomicPusher'):
     assert resumed.executions[component] == 'COMPLETE', resumed.executions
 
   uninterrupted = load_config(overrides=dict(settings, output=str(tmp_path / 'uninterrupted')))

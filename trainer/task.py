@@ -115,9 +115,10 @@ def _train_head(model: keras.Model, backbone: keras.Model, head: keras.Model,
   evaluation = cached_features(datasets['eval'], extractor, os.path.join(cache_dir, 'eval'),
                                training.batch_size)
   model_lib.compile_model(head, num_classes, training.learning_rate)
-  history = _fit(head, train, evaluation, fn_args, training.epochs)
-  shutil.rmtree(cache_dir, ignore_errors=True)
-  return history
+  try:
+    return _fit(head, train, evaluation, fn_args, training.epochs)
+  finally:  # the cache can be large: never leave it in the ModelRun artifact
+    shutil.rmtree(cache_dir, ignore_errors=True)
 
 
 def fine_tune(model: keras.Model, backbone: keras.Model, train: tf.data.Dataset,
