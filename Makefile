@@ -45,6 +45,20 @@ test: venv
 test-fast: venv
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS) tests
 
+# Not part of `make test`: the lesson-style script vs this pipeline (bench/README.md).
+# Quick check: make bench BENCH_ARGS="--images 400 --epochs 10"
+BENCH_ARGS ?=
+.PHONY: bench
+bench: venv
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Not part of `make test`: weights pretrained here on digits 2-9 vs random ones on 0/1
+# (pipeline/pretrain.py, about 30 min). Quick look: TRANSFER_ARGS="--per-class 5 --pretrain-epochs 1"
+TRANSFER_ARGS ?=
+.PHONY: transfer-experiment
+transfer-experiment: venv
+	$(BIN)/python bench/transfer_experiment.py $(TRANSFER_ARGS)
+
 lock:
 	@echo "Regenerate requirements.lock from a working .venv:"
 	$(BIN)/pip freeze --exclude-editable | sed '1i # Pinned stack for Python 3.10 (pip freeze of a working install). Regenerate with `make lock`.' > requirements.lock
