@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras as keras
-from tensorflow.python.autograph.core import config as autograph_config
 from tfx import v1 as tfx
 
 from pipeline import preflight
@@ -49,9 +48,6 @@ def run_both_phases(tmp_path_factory):
     return seen['history']
 
   with pytest.MonkeyPatch.context() as patch:
-    # Speed only (~10x less tracing): autograph skips `keras` but not `tf_keras` internals.
-    patch.setattr(autograph_config, 'CONVERSION_RULES', autograph_config.CONVERSION_RULES + (
-        autograph_config.DoNotConvert('tf_keras'),))
     patch.setattr(task, '_pixel_datasets', pixel_datasets)
     patch.setattr(task, 'fine_tune', fine_tune)
     patch.setattr(task.tft, 'TFTransformOutput', lambda path: None)

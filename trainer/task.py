@@ -63,11 +63,7 @@ def cached_features(dataset: tf.data.Dataset, extractor: keras.Model, cache_file
                     batch_size: int, shuffle_seed=None) -> tf.data.Dataset:
   """(pixels, label) batches -> (features, label) batches; features computed on the
   first pass only and streamed to `cache_file`, later epochs read them back."""
-  # No autograph: it would convert tf_keras internals (~10 s per trace), and the
-  # extractor has no Python control flow to convert.
-  extract = tf.autograph.experimental.do_not_convert(
-      lambda x, y: (extractor(x, training=False), y))
-  features = dataset.map(extract).unbatch()
+  features = dataset.map(lambda x, y: (extractor(x, training=False), y)).unbatch()
   features = features.cache(cache_file)
   if shuffle_seed is not None:
     features = features.shuffle(4 * batch_size, seed=shuffle_seed, reshuffle_each_iteration=True)

@@ -1,0 +1,195 @@
+"""Turns the stages' raw results into plainly named figures and a markdown table."""
+
+from typing import Any, Dict, List, Optional
+
+Figures = Dict[str, Any]
+TARGET_EPOCHS = 20
+
+
+def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
+  return a / b if a is not None and b else None
+
+
+def _training(raw: Dict[str, Any]) -> Figures:
+  base, cached, uncached = raw['baseline'], raw['trainer_cached'], raw['trainer_uncached']
+  return {
+      'baseline_seconds': base['seconds'], 'baseline_fit_seconds': base['fit_seconds'],
+      'cached_seconds': cached['seconds'], 'cached_fit_seconds': cached['fit_seconds'],
+      'uncached_seconds': uncached['seconds'], 'uncached_fit_seconds': uncached['fit_seconds'],
+      'trainer_export_seconds': cached.get('export_seconds'),
+      'speedup_cached_vs_baseline': _ratio(base['seconds'], cached['seconds']),
+      'speedup_uncached_vs_baseline': _ratio(base['seconds'], uncached['seconds']),
+      'speedup_cached_vs_baseline_fit_only': _ratio(base['fit_seconds'], cached['fit_seconds']),
+      'val_accuracy': {'baseline': base['val_accuracy'], 'cached': cached['val_accuracy'],
+                       'uncached': uncached['val_accuracy']},
+  }
+
+
+def _pipeline(raw: Dict[str, Any]) -> Figures:
+  total = raw['pipeline']['seconds']
+  components = raw['pipeline']['components']
+  trainer = components.get('Trainer', {}).get('seconds')
+  split = {name: {'seconds': c['seconds'], 'share_of_pipeline': c['seconds'] / total,
+                  'peak_rss_mb': c['peak_rss_mb']} for name, c in components.items()}
+  return {
+      'pipeline_seconds': total, 'pipeline_trainer_seconds': trainer,
+      'pipeline_over_trainer': _ratio(total, trainer),
+      'pipeline_over_baseline': _ratio(total, raw['baseline']['seconds']),
+      'pipeline_components': split,
+      'pipeline_between_components_seconds': total - sum(c['seconds'] for c in split.values()),
+  }
+
+
+def _serving(raw: Dict[str, Any]) -> Figures:
+  serving, figures = raw['serving'], {}
+  for batch in (1, 32):
+    image_bytes, bare = serving[f'image_bytes_batch{batch}'], serving[f'bare_batch{batch}']
+    figures[f'serving_bytes_images_per_second_batch{batch}'] = image_bytes['images_per_second']
+    figures[f'bare_images_per_second_batch{batch}'] = bare['images_per_second']
+    figures[f'serving_bytes_median_ms_batch{batch}'] = image_bytes['median_ms']
+    figures[f'bare_median_ms_batch{batch}'] = bare['median_ms']
+    # Time per image, image-bytes signature over bare model.
+    figures[f'serving_bytes_over_bare_batch{batch}'] = _ratio(
+        bare['images_per_second'], image_bytes['images_per_second'])
+  return figures
+
+
+def _memory(raw: Dict[str, Any], settings: Dict[str, Any]) -> Figures:
+  stages = ('baseline', 'pipeline', 'transform', 'trainer_cached', 'trainer_uncached', 'serving')
+  rss = {name: raw[name]['peak_rss_mb'] for name in stages}
+  transform = raw['transform']
+  pixels = settings['image_size'] ** 2 * 3
+  figures = {
+      'peak_rss_mb': rss,
+      'peak_rss_over_baseline': {k: _ratio(v, rss['baseline']) for k, v in rss.items()},
+      'transformed_examples': transform['examples'],
+      'bytes_per_transformed_example': transform['bytes_per_transformed_example'],
+      'raw_pixel_bytes_per_image': pixels,
+      'bytes_per_transformed_example_over_raw_pixels': _ratio(
+          transform['bytes_per_transformed_example'], pixels),
+  }
+  if 'small' in raw:
+    key = f'rss_growth_{settings["train_images"]}_vs_{settings["stream_images"]}'
+    figures[key] = {name: _ratio(raw[name]['peak_rss_mb'], small['peak_rss_mb'])
+                    for name, small in raw['small'].items()}
+    figures['rss_growth'] = key
+  return figures
+
+
+def _targets(f: Figures, settings: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+  speedup = f['speedup_cached_vs_baseline']
+  targets = {
+      'speedup_cached_vs_baseline': ('>= 8x at 20 epochs', speedup >= 8
+                                     if settings['epochs'] == TARGET_EPOCHS else None),
+      'pipeline_over_trainer': ('<= 1.25', f['pipeline_over_trainer'] <= 1.25),
+      'serving_bytes_over_bare_batch32': ('<= 1.3', f['serving_bytes_over_bare_batch32'] <= 1.3),
+  }
+  for stage, growth in f.get(f.get('rss_growth', ''), {}).items():
+    targets[f'rss_growth.{stage}'] = ('<= 1.2', growth <= 1.2)
+  return {k: {'target': t, 'met': met} for k, (t, met) in targets.items()}
+
+
+def figures(raw: Dict[str, Any], settings: Dict[str, Any]) -> Figures:
+  """All figures, named plainly, with the targets and whether each was met."""
+  result = {**_training(raw), **_pipeline(raw), **_serving(raw), **_memory(raw, settings)}
+  result['targets'] = _targets(result, settings)
+  return result
+
+
+def _met(f: Figures, key: str) -> str:
+  target = f['targets'].get(key)
+  if not target:
+    return ''
+  verdict = {True: 'met', False: 'NOT met', None: 'n/a here'}[target['met']]
+  return f'{target["target"]}: {verdict}'
+
+
+def _speed(speedup: float) -> str:
+  return f'{speedup:.2f}x faster' if speedup >= 1 else f'{1 / speedup:.2f}x slower'
+
+
+def _row(cells: List[Any]) -> str:
+  return '| ' + ' | '.join(str(c) for c in cells) + ' |'
+
+
+def _training_rows(f: Figures) -> List[List[str]]:
+  rows = [
+      ['**training**', '', '', ''],
+      ['baseline: image_dataset_from_directory + model.fit',
+       f'{f["baseline_seconds"]:.1f} s (fit {f["baseline_fit_seconds"]:.1f} s)',
+       '1.00 (baseline)', ''],
+      ['Trainer run_fn, feature cache',
+       f'{f["cached_seconds"]:.1f} s (fit {f["cached_fit_seconds"]:.1f} s)',
+       _speed(f['speedup_cached_vs_baseline']), _met(f, 'speedup_cached_vs_baseline')],
+      ['Trainer run_fn, no cache',
+       f'{f["uncached_seconds"]:.1f} s (fit {f["uncached_fit_seconds"]:.1f} s)',
+       _speed(f['speedup_uncached_vs_baseline']), ''],
+  ]
+  if f.get('trainer_export_seconds'):
+    rows.append(['- of which SavedModel export (cached run)',
+                 f'{f["trainer_export_seconds"]:.1f} s', '', ''])
+  rows.append(['val accuracy baseline / cached / uncached',
+               ' / '.join(f'{v:.3f}' for v in f['val_accuracy'].values()), '', ''])
+  return rows
+
+
+def _pipeline_rows(f: Figures) -> List[List[str]]:
+  rows = [['**whole pipeline**', '', '', ''],
+          ['local_runner.run, all components', f'{f["pipeline_seconds"]:.1f} s',
+           f'{f["pipeline_over_baseline"]:.2f}x baseline; '
+           f'{f["pipeline_over_trainer"]:.2f}x its Trainer', _met(f, 'pipeline_over_trainer')]]
+  for name, c in f['pipeline_components'].items():
+    peak = f', RSS high-water {c["peak_rss_mb"]:.0f} MB' if c['peak_rss_mb'] else ''
+    rows.append([f'- {name}', f'{c["seconds"]:.1f} s{peak}',
+                 f'{100 * c["share_of_pipeline"]:.0f}% of pipeline', ''])
+  rows.append(['- between components (orchestration)',
+               f'{f["pipeline_between_components_seconds"]:.1f} s', '', ''])
+  return rows
+
+
+def _serving_rows(f: Figures) -> List[List[str]]:
+  rows = [['**serving**: image-bytes signature vs bare Keras model', '', '', '']]
+  for b in (1, 32):
+    rows.append([f'batch {b}',
+                 f'{f[f"serving_bytes_images_per_second_batch{b}"]:.1f} vs '
+                 f'{f[f"bare_images_per_second_batch{b}"]:.1f} images/s; median '
+                 f'{f[f"serving_bytes_median_ms_batch{b}"]:.1f} vs '
+                 f'{f[f"bare_median_ms_batch{b}"]:.1f} ms',
+                 f'{f[f"serving_bytes_over_bare_batch{b}"]:.2f}x bare per image',
+                 _met(f, f'serving_bytes_over_bare_batch{b}')])
+  return rows
+
+
+def _memory_rows(f: Figures) -> List[List[str]]:
+  rows = [['**memory**: peak RSS, each stage in its own process', '', '', '']]
+  for name, value in f['peak_rss_mb'].items():
+    rows.append([name, f'{value:.0f} MB', f'{f["peak_rss_over_baseline"][name]:.2f}x baseline',
+                 ''])
+  rows.append(['bytes per transformed example (gzip TFRecord)',
+               f'{f["bytes_per_transformed_example"]:.0f} B',
+               f'{f["bytes_per_transformed_example_over_raw_pixels"]:.2f}x raw uint8 pixels', ''])
+  key = f.get('rss_growth')
+  for name, growth in (f.get(key) or {}).items():
+    sizes = key[len('rss_growth_'):].replace('_vs_', ' vs ')
+    rows.append([f'peak RSS growth, {name}, {sizes} train images', '', f'{growth:.2f}x',
+                 _met(f, f'rss_growth.{name}')])
+  return rows
+
+
+def table(f: Figures) -> str:
+  """The markdown table: figure, value, ratio to its reference in this run, target."""
+  rows = _training_rows(f) + _pipeline_rows(f) + _serving_rows(f) + _memory_rows(f)
+  return '\n'.join(_row(r) for r in [['figure', 'value', 'ratio', 'target'], ['---'] * 4] + rows)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+  """Re-prints the table of an earlier run: python -m bench.report bench/results/X.json."""
+  import json
+  import sys
+  with open((argv or sys.argv)[1]) as f:
+    saved = json.load(f)
+  print(table(figures(saved['stages'], saved['settings'])))
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,191 @@
+"""`make bench`: the lesson-style script vs this pipeline, on the same images, in one run.
+
+  python bench/run.py [--images 2000] [--epochs 20] [--image-size 150] [--data FOLDER]
+
+Every stage runs in its own process (wall time, peak RSS). Prints a markdown table
+and writes bench/results/<timestamp>.json; see bench/README.md.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Run as a script, bench/ would come first on sys.path; the project root must.
+sys.path[0] = ROOT
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from bench import data as data_lib, memory, mlmd, report
+from pipeline.configs import PipelineConfig, load_config
+
+RESULTS = os.path.join(ROOT, 'bench', 'results')
+
+
+class Bench:
+  """Runs stages as child processes under one work folder and keeps their results."""
+
+  def __init__(self, work: str, args: argparse.Namespace, weights: str):
+    self.work, self.args, self.weights = work, args, weights
+    path = os.pathsep.join(filter(None, [ROOT, os.environ.get('PYTHONPATH')]))
+    self.env = dict(os.environ, PYTHONPATH=path, TF_USE_LEGACY_KERAS='1')
+
+  def config(self, data: str, name: str, **training: Any) -> PipelineConfig:
+    """The pipeline config every path shares: augment off, always push, no cache."""
+    overrides = {'pipeline_name': 'bench', 'output': os.path.join(self.work, 'runs', name),
+                 'data.path': data, 'model.weights': self.weights,
+                 'model.image_size': self.args.image_size, 'training.epochs': self.args.epochs,
+                 'training.augment': False, 'evaluation.min_accuracy': 0.0,
+                 'enable_cache': False}
+    overrides.update({f'training.{k}': v for k, v in training.items()})
+    return load_config(overrides=overrides).validate()
+
+  def child(self, label: str, args: List[str]) -> Tuple[Dict[str, Any], memory.ChildResult]:
+    out = os.path.join(self.work, f'{label}.json')
+    print(f'[bench] {time.strftime("%H:%M:%S")} {label} ...', flush=True)
+    child = memory.run_child(args + ['--json', out], os.path.join(self.work, f'{label}.log'),
+                             env=self.env)
+    with open(out) as f:
+      result = json.load(f)
+    result.update(process_seconds=child.seconds, peak_rss_mb=child.peak_rss_mb)
+    print(f'[bench]   {child.seconds:.0f} s, peak RSS {child.peak_rss_mb:.0f} MB', flush=True)
+    return result, child
+
+  def stage(self, label: str, name: str, config: PipelineConfig,
+            *options: str) -> Tuple[Dict[str, Any], memory.ChildResult]:
+    path = os.path.join(self.work, f'{label}.config.json')
+    with open(path, 'w') as f:
+      json.dump(config.to_dict(), f, indent=2)
+    return self.child(label, ['-m', 'bench.stages', name, '--config', path, *options])
+
+  def baseline(self, data: str) -> Dict[str, Any]:
+    return self.child('baseline', [
+        os.path.join(ROOT, 'bench', 'baseline.py'), '--data', data, '--weights', self.weights,
+        '--epochs', str(self.args.epochs), '--image-size', str(self.args.image_size)])[0]
+
+
+def _train_folder(data: str) -> str:
+  return os.path.join(data, 'train') if os.path.isdir(os.path.join(data, 'train')) else data
+
+
+def prepare_data(args: argparse.Namespace, work: str) -> Tuple[str, str]:
+  """(full data folder, small data folder for the streaming check)."""
+  small = os.path.join(work, 'data-small')
+  if args.data:
+    args.images = data_lib.count_images(_train_folder(args.data))
+    args.stream_images = args.stream_images or args.images // 4
+    data_lib.subset_folder(os.path.abspath(args.data), small,
+                           min(args.stream_images / max(args.images, 1), 1.0))
+    return os.path.abspath(args.data), small
+  args.stream_images = args.stream_images or max(args.images // 4, 20)
+  full = os.path.join(work, 'data')
+  data_lib.write_digit_images(full, args.images, args.images // 2)
+  data_lib.write_digit_images(small, args.stream_images, args.stream_images // 2, seed=1)
+  return full, small
+
+
+def pipeline_components(config: PipelineConfig,
+                        child: memory.ChildResult) -> Dict[str, Dict[str, Any]]:
+  """MLMD timings of the pipeline's components, with the RSS high-water in each window."""
+  timings = mlmd.component_timings(config.metadata_path)
+  for timing in timings.values():
+    peak = memory.peak_between(child.samples, timing['start'], timing['end'])
+    timing['peak_rss_mb'] = peak or None
+  return timings
+
+
+def streaming(bench: Bench, small: str) -> Dict[str, Any]:
+  """Transform and the cached Trainer on the small data set."""
+  config = bench.config(small, 'small', feature_cache=True)
+  bench.stage('small_upstream', 'upstream', config)
+  transform = bench.stage('small_transform', 'transform', config)[0]
+  trainer = bench.stage('small_trainer_cached', 'trainer', config, '--output',
+                        os.path.join(bench.work, 'small_trainer_cached'))[0]
+  return {'transform': transform, 'trainer_cached': trainer}
+
+
+def run(args: argparse.Namespace) -> Dict[str, Any]:
+  """All stages; returns the raw results per stage."""
+  stamp = time.strftime('%Y%m%d-%H%M%S', time.gmtime())
+  work = os.path.join(RESULTS, stamp)
+  os.makedirs(work)
+  weights = os.path.abspath(args.weights or os.path.join(work, 'weights_notop.h5'))
+  bench = Bench(work, args, weights)
+  full, small = prepare_data(args, work)
+  config = bench.config(full, 'full', feature_cache=True)
+  if not args.weights:
+    bench.stage('weights', 'weights', config, '--images', _train_folder(full))
+  raw: Dict[str, Any] = {'stamp': stamp, 'work': work}
+  raw['baseline'] = bench.baseline(full)
+  raw['pipeline'], child = bench.stage('pipeline', 'pipeline', config)
+  raw['pipeline']['components'] = pipeline_components(config, child)
+  raw['transform'] = bench.stage('transform', 'transform', config)[0]
+  for name, cache in (('trainer_cached', True), ('trainer_uncached', False)):
+    raw[name] = bench.stage(name, 'trainer', bench.config(full, 'full', feature_cache=cache),
+                            '--output', os.path.join(work, name))[0]
+  raw['serving'] = bench.stage('serving', 'serving', config, '--images', full,
+                               '--seconds', str(args.serving_seconds))[0]
+  if not args.skip_streaming:
+    raw['small'] = streaming(bench, small)
+  return raw
+
+
+def drop_heavy(work: str) -> None:
+  """Deletes the images, runs, models and weights of a finished run; keeps logs and JSON."""
+  for name in ('data', 'data-small', 'runs', 'trainer_cached', 'trainer_uncached',
+               'small_trainer_cached', 'weights_notop.h5'):
+    path = os.path.join(work, name)
+    if os.path.isdir(path):
+      shutil.rmtree(path)
+    elif os.path.exists(path):
+      os.remove(path)
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--images', type=int, default=2000,
+                      help='built-in data: train images (eval gets half as many)')
+  parser.add_argument('--stream-images', type=int, default=0,
+                      help='train images of the small streaming run (default: images / 4)')
+  parser.add_argument('--epochs', type=int, default=20)
+  parser.add_argument('--image-size', type=int, default=150)
+  parser.add_argument('--data', help='your own folder of class subfolders instead')
+  parser.add_argument('--weights', help='a _notop.h5 file (default: calibrated on the data)')
+  parser.add_argument('--serving-seconds', type=float, default=5.0,
+                      help='time spent measuring each serving figure')
+  parser.add_argument('--skip-streaming', action='store_true',
+                      help='skip the small-data run of the streaming check')
+  parser.add_argument('--keep', action='store_true',
+                      help='keep the images and pipeline runs (logs are always kept)')
+  return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+  args = parse_args(argv)
+  raw = run(args)
+  settings = {'train_images': args.images, 'data': args.data or 'built-in digits',
+              'stream_images': args.stream_images, 'epochs': args.epochs,
+              'image_size': args.image_size, 'cpus': os.cpu_count(),
+              'machine': platform.platform()}
+  path = os.path.join(RESULTS, f'{raw["stamp"]}.json')
+  with open(path, 'w') as f:  # raw results first: `python -m bench.report` can redo the rest
+    json.dump({'settings': settings, 'stages': raw}, f, indent=2)
+  figures = report.figures(raw, settings)
+  table = (f'{settings["train_images"]} train images ({settings["data"]}), {args.epochs} epochs, '
+           f'{args.image_size} px, {settings["cpus"]} CPUs\n\n' + report.table(figures))
+  print(table)
+  with open(path, 'w') as f:
+    json.dump({'settings': settings, 'figures': figures, 'stages': raw}, f, indent=2)
+  with open(path[:-len('.json')] + '.md', 'w') as f:
+    f.write(table + '\n')
+  if not args.keep:
+    drop_heavy(raw['work'])
+  print(f'\nWrote {path} (logs in {raw["work"]})')
+
+
+if __name__ == '__main__':
+  main()

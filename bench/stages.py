@@ -1,0 +1,184 @@
+"""Benchmark stages; bench/run.py runs each in its own process to measure its memory.
+
+  python -m bench.stages STAGE --config config.json --json result.json [--images FOLDER]
+
+Every stage reads the pipeline config written by run.py and writes a JSON result.
+"""
+
+import argparse
+import json
+import os
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from pipeline.configs import PipelineConfig, config_from_dict
+
+Result = Dict[str, Any]
+STAGES: Dict[str, Callable[[PipelineConfig, argparse.Namespace], Result]] = {}
+
+
+def stage(name: str):
+  """Registers a stage function under `name`."""
+  def register(fn: Callable[[PipelineConfig, argparse.Namespace], Result]):
+    STAGES[name] = fn
+    return fn
+  return register
+
+
+def _run_pipeline(config: PipelineConfig, from_nodes: Optional[List[str]] = None,
+                  to_nodes: Optional[List[str]] = None) -> float:
+  """Runs the pipeline (or the sub-graph from_nodes..to_nodes) in this process; seconds."""
+  from tfx import v1 as tfx
+  from tfx.orchestration.pipeline import RunOptions
+  from pipeline import pipeline as pipeline_lib
+  metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(
+      os.path.abspath(config.metadata_path))
+  start = time.time()
+  tfx.orchestration.LocalDagRunner().run(
+      pipeline_lib.create_pipeline(config, metadata_connection_config=metadata),
+      run_options=RunOptions(from_nodes=from_nodes, to_nodes=to_nodes)
+      if from_nodes or to_nodes else None)
+  return time.time() - start
+
+
+@stage('weights')
+def weights_stage(config: PipelineConfig, args: argparse.Namespace) -> Result:
+  """Writes the calibrated `.h5` (offline stand-in for ImageNet) that every path loads."""
+  from pipeline.demo_data import sample_images
+  from trainer.model import write_calibrated_weights
+  images = sample_images(args.images, config.model.image_size)
+  write_calibrated_weights(config.model.weights, images)
+  return {'images': len(images)}
+
+
+@stage('pipeline')
+def pipeline_stage(config: PipelineConfig, args: argparse.Namespace) -> Result:
+  """The whole pipeline, as `transfer-pipeline run` runs it (local_runner.run)."""
+  from pipeline import local_runner
+  start = time.time()
+  local_runner.run(config)
+  return {'seconds': time.time() - start}
+
+
+@stage('upstream')
+def upstream_stage(config: PipelineConfig, args: argparse.Namespace) -> Result:
+  """ExampleGen, StatisticsGen and SchemaGen only (inputs for an isolated Transform)."""
+  return {'seconds': _run_pipeline(config, to_nodes=['SchemaGen'])}
+
+
+def _dir_bytes(uri: str) -> int:
+  return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(uri) for f in files)
+
+
+@stage('transform')
+def transform_stage(config: PipelineConfig, args: argparse.Namespace) -> Result:
+  """Transform alone on the last run's examples; size of its transformed examples."""
+  import tensorflow as tf
+  from bench import mlmd
+  seconds = _run_pipeline(config, from_nodes=['Transform'], to_nodes=['Transform'])
+  uri = mlmd.output_uri(config.metadata_path, 'Transform', 'transformed_examples')
+  files = tf.io.gfile.glob(os.path.join(uri, '*', '*'))
+  count = sum(1 for _ in tf.data.TFRecordDataset(files, compression_type='GZIP'))
+  size = _dir_bytes(uri)
+  return {'seconds': seconds, 'examples': count, 'transformed_bytes': size,
+          'bytes_per_transformed_example': size / max(count, 1)}
+
+
+def _fn_args(config: PipelineConfig, output: str):
+  """FnArgs as TFX's Trainer builds them, on the newest Transform output in MLMD."""
+  from tfx.components.trainer import fn_args_utils
+  from tfx.types import artifact_utils
+  from bench import mlmd
+  from pipeline.pipeline import resolve_class_names
+  from trainer.task import trainer_custom_config
+
+  def artifact(component, key):
+    proto, proto_type = mlmd.output_artifact(config.metadata_path, component, key)
+    if proto is None:
+      raise RuntimeError(f'No {component}.{key} artifact in {config.metadata_path}.')
+    return [artifact_utils.deserialize_artifact(proto_type, proto)]
+
+  input_dict = {'examples': artifact('Transform', 'transformed_examples'),
+                'transform_graph': artifact('Transform', 'transform_graph'),
+                'schema': artifact('SchemaGen', 'schema')}
+  custom_config = trainer_custom_config(config.model, config.training,
+                                        resolve_class_names(config))
+  fn_args = fn_args_utils.get_common_fn_args(
+      input_dict, {'train_args': '{}', 'eval_args': '{}',
+                   'custom_config': json.dumps(custom_config)})
+  fn_args.transform_output = fn_args.transform_graph_path
+  fn_args.serving_model_dir = os.path.join(output, 'Format-Serving')
+  fn_args.model_run_dir = os.path.join(output, 'model_run')
+  return fn_args
+
+
+def _timed(module: Any, name: str, seconds: List[float]) -> None:
+  """Replaces module.name by a wrapper that appends each call's duration to `seconds`."""
+  fn = getattr(module, name)
+
+  def timed(*args, **kwargs):
+    start = time.time()
+    result = fn(*args, **kwargs)
+    seconds.append(time.time() - start)
+    return result
+
+  setattr(module, name, timed)
+
+
+@stage('trainer')
+def trainer_stage(config: PipelineConfig, args: argparse.Namespace) -> Result:
+  """trainer.task.run_fn on the pipeline's Transform output, as the Trainer calls it."""
+  from trainer import task
+  fn_args = _fn_args(config, args.output)
+  fit_seconds, export_seconds = [], []
+  _timed(task, '_fit', fit_seconds)
+  _timed(task.export, 'export_serving_model', export_seconds)
+  start = time.time()
+  task.run_fn(fn_args)
+  with open(os.path.join(fn_args.model_run_dir, 'history.json')) as f:
+    history = json.load(f)
+  return {'seconds': time.time() - start, 'fit_seconds': fit_seconds[0],
+          'export_seconds': export_seconds[0], 'val_accuracy': history['val_accuracy'][-1]}
+
+
+def pushed_model_dir(config: PipelineConfig) -> str:
+  """The newest pushed version; the Trainer's model when nothing was pushed."""
+  root = config.serving_model_dir
+  versions = sorted(v for v in os.listdir(root) if v.isdigit()) if os.path.isdir(root) else []
+  if versions:
+    return os.path.join(root, versions[-1])
+  from bench import mlmd
+  return os.path.join(mlmd.output_uri(config.metadata_path, 'Trainer', 'model'), 'Format-Serving')
+
+
+@stage('serving')
+def serving_stage(config: PipelineConfig, args: argparse.Namespace) -> Result:
+  """Latency and images/s: image-bytes signature vs bare Keras model, batch 1 and 32."""
+  from bench import serving as serving_lib
+  model_dir = pushed_model_dir(config)
+  result = serving_lib.measure(model_dir, args.images, config.model.image_size,
+                               seconds=args.seconds)
+  return {'model_dir': model_dir, **result}
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('stage', choices=sorted(STAGES))
+  parser.add_argument('--config', required=True, help='PipelineConfig as JSON')
+  parser.add_argument('--json', required=True, help='where to write the result')
+  parser.add_argument('--images', help='image folder (weights, serving)')
+  parser.add_argument('--output', help='output folder (trainer)')
+  parser.add_argument('--seconds', type=float, default=5.0, help='time per serving figure')
+  args = parser.parse_args()
+  with open(args.config) as f:
+    config = config_from_dict(json.load(f))
+  result = STAGES[args.stage](config, args)
+  with open(args.json, 'w') as f:
+    json.dump(result, f, indent=2)
+
+
+if __name__ == '__main__':
+  main()
