@@ -24,6 +24,9 @@ from PIL import Image
 from components import image_ingest
 from pipeline.configs import MIN_IMAGE_SIZE, ConfigError
 
+# Tracing InceptionV3's training graph takes longer than a few eager steps.
+EAGER_MAX_STEPS = 10
+
 
 @dataclasses.dataclass
 class SourceData:
@@ -144,8 +147,10 @@ def _check_args(output: str, image_size: int, epochs: int, holdout_percent: int)
 def _fit(model: keras.Model, images: np.ndarray, labels: np.ndarray, epochs: int,
          batch_size: int, learning_rate: float, log: Callable[[str], None]) -> float:
   """Trains with BatchNorm in training mode, logs each epoch; returns the last accuracy."""
+  steps = epochs * -(-len(images) // batch_size)
   model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                loss='sparse_categorical_crossentropy', metrics=['accuracy'])
+                loss='sparse_categorical_crossentropy', metrics=['accuracy'],
+                run_eagerly=steps <= EAGER_MAX_STEPS)
   began = [time.time()]
   progress = keras.callbacks.LambdaCallback(
       on_epoch_begin=lambda epoch, logs: began.__setitem__(0, time.time()),
