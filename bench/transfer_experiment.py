@@ -20,7 +20,6 @@ Each cell is one draw of K images and one seed: with K=5 a single draw varies by
 """
 
 import argparse
-import dataclasses
 import json
 import os
 import shutil
@@ -35,16 +34,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import logging
 
 from pipeline import demo_data, local_runner, pretrain, report
-from pipeline.configs import TrainingConfig, load_config
+from pipeline.configs import load_config
 from trainer import model as model_lib
 
 VARIANTS = ('none', 'calibrated', 'pretrained', 'fine-tuned')
-FINE_TUNING_FIELDS = {'fine_tune_from', 'fine_tune_epochs', 'fine_tune_learning_rate'}
-
-
-def fine_tuning_available() -> bool:
-  """True once TrainingConfig has the fine-tuning fields (added in issue 6)."""
-  return FINE_TUNING_FIELDS <= {f.name for f in dataclasses.fields(TrainingConfig)}
 
 
 def write_target(root: str, digits: Sequence[int], per_class: int, holdout_from: int) -> str:
@@ -196,10 +189,7 @@ def main(argv: List[str]) -> int:
         write_target(args.workdir, args.target_digits, k, max(args.per_class)))
     for variant in args.variants:
       row = {'per_class': k, 'variant': variant}
-      if variant == 'fine-tuned' and not fine_tuning_available():
-        row.update(accuracy=None, note='n/a (no training.fine_tune_from in this version)')
-      else:
-        row.update(run_variant(variant, args, folder, os.path.abspath(source['path'])))
+      row.update(run_variant(variant, args, folder, os.path.abspath(source['path'])))
       print(f'[{time.time() - start:.0f} s] K={k} {variant}: {row}', flush=True)
       rows.append(row)
       table = save_results(args, source, rows, time.time() - start)  # partial results too
