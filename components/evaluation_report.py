@@ -52,7 +52,10 @@ def load_metrics(evaluation_uri: str) -> Dict[str, Dict[str, float]]:
         for name, value in values.items():
           if 'doubleValue' in value:
             flat[name + (f' ({sub_key})' if sub_key else '')] = value['doubleValue']
-    metrics[tfma.slicer.stringify_slice_key(slice_key) or 'Overall'] = flat
+    name = tfma.slicer.stringify_slice_key(slice_key) or 'Overall'
+    if name.startswith(f'{LABEL_KEY}:'):  # one true class: AUC is undefined (TFMA says 0)
+      flat = {k: v for k, v in flat.items() if not k.startswith('auc')}
+    metrics[name] = flat
   return metrics
 
 
