@@ -148,6 +148,20 @@ def test_second_run_into_the_same_output_is_refused(class_folder, tmp_path):
     pass
 
 
+def test_cli_refuses_a_locked_output_in_one_line(class_folder, tmp_path, capsys):
+  from pipeline import cli  # pylint: disable=g-import-not-at-top
+  output = str(tmp_path / 'run')
+  holder = subprocess.Popen([sys.executable, '-c', _HOLD_LOCK, output], stdout=subprocess.PIPE,
+                            text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+  try:
+    assert holder.stdout.readline().strip() == 'locked'
+    assert cli.main(['run', '--data', str(class_folder), '--output', output]) == 2
+  finally:
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+  assert f'Another run (process {holder.pid}) is using {output}' in capsys.readouterr().err
+
+
 def test_runs_with_different_outputs_share_nothing(class_folder, tmp_path):
   a, b = (load_config(overrides={'data.path': str(class_folder), 'output': str(tmp_path / n)})
           for n in ('a', 'b'))
