@@ -7,7 +7,7 @@ The temporary head is thrown away; the backbone is saved with
 `base.save_weights(path)`, the `_notop.h5` form the lesson loads, so
 `transfer-pipeline run --weights path` (trainer.model.load_weights_file) uses it.
 After training, every BatchNorm's moving statistics are re-estimated from the
-source images (the idea of trainer.model.write_calibrated_weights): the
+source images (trainer.model.calibrate_batchnorm, as write_calibrated_weights does): the
 statistics tracked during training lag behind the changing kernels.
 """
 
@@ -23,6 +23,7 @@ from PIL import Image
 
 from components import image_ingest
 from pipeline.configs import MIN_IMAGE_SIZE, ConfigError
+from trainer import model as model_lib
 
 # Tracing InceptionV3's training graph takes longer than a few eager steps.
 EAGER_MAX_STEPS = 10
@@ -108,23 +109,6 @@ def build_classifier(image_size: int, num_classes: int):
   return base, keras.Model(images, outputs, name='pretrain_classifier')
 
 
-def recalibrate_batchnorm(base: keras.Model, images: np.ndarray, batch_size: int = 64) -> None:
-  """Sets every BatchNorm's moving mean/variance to their average over `images`.
-
-  Training-mode passes with momentum (i-1)/i on batch i: a running average of
-  the batch statistics, as in write_calibrated_weights (one batch, momentum 0).
-  """
-  layers = [l for l in base.layers if isinstance(l, keras.layers.BatchNormalization)]
-  saved = [l.momentum for l in layers]
-  for i, start in enumerate(range(0, len(images), batch_size), 1):
-    for layer in layers:
-      layer.momentum = (i - 1) / i
-    batch = images[start:start + batch_size].astype('float32') / 127.5 - 1.0
-    base(batch, training=True)
-  for layer, momentum in zip(layers, saved):
-    layer.momentum = momentum
-
-
 def _accuracy(model: keras.Model, images: np.ndarray, labels: np.ndarray,
               batch_size: int = 64) -> float:
   """Inference-mode accuracy (eager calls: no predict function to trace)."""
@@ -182,7 +166,7 @@ def pretrain(data: str, output: str, image_size: int = 75, epochs: int = 5,
   base, model = build_classifier(image_size, len(source.class_names))
   train_accuracy = _fit(model, train_x, train_y, epochs, batch_size, learning_rate, log)
   tracked_accuracy = _accuracy(model, eval_x, eval_y)
-  recalibrate_batchnorm(base, train_x)
+  model_lib.calibrate_batchnorm(base, train_x)
   accuracy = _accuracy(model, eval_x, eval_y)
   os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
   base.save_weights(output)

@@ -166,8 +166,21 @@ def write_calibrated_weights(path: str, images, seed: int = 0) -> None:
   size = images.shape[1]
   base = keras.applications.InceptionV3(include_top=False, weights=None,
                                         input_shape=(size, size, 3))
-  for layer in base.layers:
-    if isinstance(layer, keras.layers.BatchNormalization):
-      layer.momentum = 0.0
-  base(images.astype('float32') / 127.5 - 1.0, training=True)
+  calibrate_batchnorm(base, images, batch_size=len(images))
   base.save_weights(path)
+
+
+def calibrate_batchnorm(base: keras.Model, images, batch_size: int = 64) -> None:
+  """Sets every BatchNorm's moving mean/variance to their average over `images`.
+
+  Training-mode passes with momentum (i-1)/i on batch i: a running average of the
+  batch statistics (one batch: momentum 0). `images`: pixel values 0..255.
+  """
+  layers = [l for l in base.layers if isinstance(l, keras.layers.BatchNormalization)]
+  saved = [l.momentum for l in layers]
+  for i, start in enumerate(range(0, len(images), batch_size), 1):
+    for layer in layers:
+      layer.momentum = (i - 1) / i
+    base(images[start:start + batch_size].astype('float32') / 127.5 - 1.0, training=True)
+  for layer, momentum in zip(layers, saved):
+    layer.momentum = momentum
