@@ -110,7 +110,7 @@ def _train_head(model: keras.Model, backbone: keras.Model, head: keras.Model,
                           training.batch_size, shuffle_seed=training.seed)
   evaluation = cached_features(datasets['eval'], extractor, os.path.join(cache_dir, 'eval'),
                                training.batch_size)
-  model_lib.compile_model(head, num_classes, training.learning_rate)
+  model_lib.compile_model(head, num_classes, training.learning_rate, jit_compile=True)
   try:
     return _fit(head, train, evaluation, fn_args, training.epochs)
   finally:  # the cache can be large: never leave it in the ModelRun artifact
