@@ -47,9 +47,9 @@ def _run_pipeline(config: PipelineConfig, from_nodes: Optional[List[str]] = None
 @stage('weights')
 def weights_stage(config: PipelineConfig, args: argparse.Namespace) -> Result:
   """Writes the calibrated `.h5` (offline stand-in for ImageNet) that every path loads."""
-  from pipeline.demo_data import sample_images
+  from pipeline.class_folder import load_class_folder
   from trainer.model import write_calibrated_weights
-  images = sample_images(args.images, config.model.image_size)
+  images = load_class_folder(args.images, config.model.image_size, per_class=32).images
   write_calibrated_weights(config.model.weights, images)
   return {'images': len(images)}
 
@@ -128,20 +128,42 @@ def _timed(module: Any, name: str, seconds: List[float]) -> None:
   setattr(module, name, timed)
 
 
+def _time_epochs(epoch_seconds: List[float]) -> None:
+  """Makes every `keras.Model.fit` append each epoch's wall time to `epoch_seconds`."""
+  import tf_keras as keras
+
+  class EpochTimer(keras.callbacks.Callback):
+
+    def on_epoch_begin(self, epoch, logs=None):
+      self.start = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+      epoch_seconds.append(time.time() - self.start)
+
+  fit = keras.Model.fit
+
+  def timed_fit(model, *args, callbacks=None, **kwargs):
+    return fit(model, *args, callbacks=list(callbacks or []) + [EpochTimer()], **kwargs)
+
+  keras.Model.fit = timed_fit
+
+
 @stage('trainer')
 def trainer_stage(config: PipelineConfig, args: argparse.Namespace) -> Result:
   """trainer.task.run_fn on the pipeline's Transform output, as the Trainer calls it."""
   from trainer import task
   fn_args = _fn_args(config, args.output)
-  fit_seconds, export_seconds = [], []
+  fit_seconds, export_seconds, epoch_seconds = [], [], []
   _timed(task, '_fit', fit_seconds)
   _timed(task.export, 'export_serving_model', export_seconds)
+  _time_epochs(epoch_seconds)
   start = time.time()
   task.run_fn(fn_args)
   with open(os.path.join(fn_args.model_run_dir, 'history.json')) as f:
     history = json.load(f)
   return {'seconds': time.time() - start, 'fit_seconds': fit_seconds[0],
-          'export_seconds': export_seconds[0], 'val_accuracy': history['val_accuracy'][-1]}
+          'export_seconds': export_seconds[0], 'epoch_seconds': epoch_seconds,
+          'val_accuracy': history['val_accuracy'][-1]}
 
 
 def pushed_model_dir(config: PipelineConfig) -> str:

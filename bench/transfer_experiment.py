@@ -34,6 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import logging
 
 from pipeline import demo_data, local_runner, pretrain, report
+from pipeline.class_folder import load_class_folder
 from pipeline.configs import load_config
 from trainer import model as model_lib
 
@@ -66,7 +67,7 @@ def variant_overrides(variant: str, args: argparse.Namespace, folder: str,
     overrides['model.weights'] = 'none'
   elif variant == 'calibrated':
     calibrated = os.path.join(folder, 'calibrated_notop.h5')
-    images = pretrain.load_class_folder(os.path.join(folder, 'data', 'train'),
+    images = load_class_folder(os.path.join(folder, 'data', 'train'),
                                         args.image_size).images
     model_lib.write_calibrated_weights(calibrated, images)
     overrides['model.weights'] = calibrated

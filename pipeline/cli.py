@@ -70,9 +70,9 @@ def _cmd_demo_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate_weights(args: argparse.Namespace) -> int:
-  from pipeline import demo_data  # pylint: disable=g-import-not-at-top
+  from pipeline.class_folder import load_class_folder  # pylint: disable=g-import-not-at-top
   from trainer import model as model_lib  # pylint: disable=g-import-not-at-top
-  images = demo_data.sample_images(args.data, args.image_size, args.per_class)
+  images = load_class_folder(args.data, args.image_size, args.per_class).images
   model_lib.write_calibrated_weights(args.output, images)
   print(f'Wrote random InceptionV3 weights with BatchNorm statistics from {len(images)} '
         f'images of {args.data} to {args.output}')

@@ -31,16 +31,3 @@ def write_digits(output: str, digits: Sequence[int] = (0, 1), upscale: int = 4,
       image.save(os.path.join(output, name, f'{i:04d}.png'))
     counts[name] = len(indices)
   return counts
-
-
-def sample_images(folder: str, image_size: int, per_class: int = 32):
-  """Up to `per_class` images of each class folder, RGB, resized: uint8 [N, S, S, 3]."""
-  images = []
-  for name in sorted(os.listdir(folder)):
-    class_dir = os.path.join(folder, name)
-    if not os.path.isdir(class_dir) or name.startswith('.'):
-      continue
-    for file_name in sorted(os.listdir(class_dir))[:per_class]:
-      with Image.open(os.path.join(class_dir, file_name)) as image:
-        images.append(np.asarray(image.convert('RGB').resize((image_size, image_size))))
-  return np.stack(images)

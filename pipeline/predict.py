@@ -1,7 +1,7 @@
 """Predictions from a pushed SavedModel through its image-bytes signature."""
 
 import os
-from typing import Dict, Iterator, List, Sequence
+from typing import Dict, Iterator, Sequence
 
 import tensorflow as tf
 

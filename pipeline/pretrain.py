@@ -12,29 +12,19 @@ statistics tracked during training lag behind the changing kernels.
 """
 
 import dataclasses
-import io
 import os
 import time
 from typing import Callable, List, Optional
 
 import numpy as np
 import tf_keras as keras
-from PIL import Image
 
-from components import image_ingest
+from pipeline.class_folder import load_class_folder
 from pipeline.configs import MIN_IMAGE_SIZE, ConfigError
 from trainer import model as model_lib
 
 # Tracing InceptionV3's training graph takes longer than a few eager steps.
 EAGER_MAX_STEPS = 10
-
-
-@dataclasses.dataclass
-class SourceData:
-  images: np.ndarray        # uint8 [N, S, S, 3]
-  labels: np.ndarray        # int32 [N]
-  class_names: List[str]
-  skipped: int              # files that are not readable images
 
 
 @dataclasses.dataclass
@@ -48,43 +38,6 @@ class PretrainResult:
   holdout_accuracy: float   # inference mode after BatchNorm recalibration (what is saved)
   seconds: float
   base: keras.Model         # the trained top-less InceptionV3
-
-
-def _decode(data: bytes, image_size: int) -> np.ndarray:
-  with Image.open(io.BytesIO(data)) as image:
-    return np.asarray(image.convert('RGB').resize((image_size, image_size)))
-
-
-def load_class_folder(root: str, image_size: int, per_class: int = 0) -> SourceData:
-  """Images of a class-folder tree (optionally train/ + validation/), RGB, resized.
-
-  Unreadable files are skipped and counted; fewer than two classes with images
-  raise IngestError. `per_class` > 0 keeps at most that many images per class.
-  """
-  class_names, candidates = image_ingest.scan(root)
-  labels = {name: i for i, name in enumerate(class_names)}
-  real_root = os.path.realpath(root)
-  images, targets, skipped = [], [], 0
-  counts = {name: 0 for name in class_names}
-  for cand in candidates:
-    if cand.class_name == image_ingest.ROOT_CLASS or (
-        per_class and counts[cand.class_name] >= per_class):
-      continue
-    try:
-      data = image_ingest.read_image(cand.path, real_root, 40_000_000)
-    except ValueError:
-      skipped += 1
-      continue
-    images.append(_decode(data, image_size))
-    targets.append(labels[cand.class_name])
-    counts[cand.class_name] += 1
-  usable = [name for name in class_names if counts[name]]
-  if len(usable) < 2:
-    raise image_ingest.IngestError(
-        f'Pretraining needs at least two class folders with images in {root}; found '
-        f'{usable or "none"} (class folders: {class_names or "none"}, '
-        f'{skipped} unreadable files).')
-  return SourceData(np.stack(images), np.asarray(targets, np.int32), class_names, skipped)
 
 
 def split_holdout(labels: np.ndarray, percent: int, seed: int) -> np.ndarray:

@@ -10,7 +10,6 @@ os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import json
 import re
-import shutil
 import subprocess
 import sys
 import tempfile

@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from pipeline import demo_data, local_runner, predict, report
+from pipeline.class_folder import load_class_folder
 from pipeline.configs import load_config
 from tests.conftest import tree_digest
 from trainer.model import write_calibrated_weights
@@ -31,7 +32,7 @@ def first_run(tmp_path_factory):
   demo_data.write_digits(data, (0, 1), per_class=100)
   # Calibrated random weights: the offline stand-in for a pretrained _notop.h5 file.
   weights = str(tmp / 'inception_v3_calibrated_notop.h5')
-  write_calibrated_weights(weights, demo_data.sample_images(data, IMAGE_SIZE, per_class=16))
+  write_calibrated_weights(weights, load_class_folder(data, IMAGE_SIZE, per_class=16).images)
   config = load_config(overrides={
       'data.path': data, 'output': str(tmp / 'run'), 'model.weights': weights,
       'model.image_size': IMAGE_SIZE, 'training.epochs': 3, 'training.augment': False,

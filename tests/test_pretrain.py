@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tf_keras as keras
 
+from components.image_ingest import IngestError
 from pipeline import cli, pretrain
 from pipeline.configs import ModelConfig
 from tests.conftest import encode_image
@@ -65,7 +66,7 @@ def test_bad_data_fails_clearly(tmp_path, classes, message):
   for name, count in classes.items():
     _write_class(tmp_path / 'images', name, count, bright=False)
   (tmp_path / 'images').mkdir(exist_ok=True)
-  with pytest.raises(pretrain.image_ingest.IngestError, match=message):
+  with pytest.raises(IngestError, match=message):
     pretrain.pretrain(str(tmp_path / 'images'), str(tmp_path / 'w.h5'), log=None)
 
 

@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from pipeline import demo_data, local_runner, predict, report
+from pipeline.class_folder import load_class_folder
 from pipeline.configs import load_config
 from trainer.model import write_calibrated_weights
 
@@ -51,7 +52,7 @@ def test_killed_run_resumes_from_cache_with_the_same_result(tmp_path):
   data = str(tmp_path / 'digits')
   demo_data.write_digits(data, (0, 1), per_class=40)
   weights = str(tmp_path / 'calibrated_notop.h5')
-  write_calibrated_weights(weights, demo_data.sample_images(data, 75, per_class=8))
+  write_calibrated_weights(weights, load_class_folder(data, 75, per_class=8).images)
   settings = {'data.path': data, 'model.weights': weights, 'model.image_size': 75,
               'training.epochs': 3, 'training.augment': False, 'training.seed': 3,
               'evaluation.min_accuracy': 0.0}

@@ -1,0 +1,60 @@
+"""Class-folder images in memory, for the tools that need arrays rather than a pipeline
+(`calibrate-weights`, `pretrain`). Files are found and checked by the same code as the
+pipeline's ingestion (components.image_ingest), so stray files are skipped, not fatal."""
+
+import dataclasses
+import io
+import os
+from typing import List
+
+import numpy as np
+from PIL import Image
+
+from components import image_ingest
+
+MAX_IMAGE_BYTES = 40_000_000
+
+
+@dataclasses.dataclass
+class ClassImages:
+  images: np.ndarray        # uint8 [N, S, S, 3]
+  labels: np.ndarray        # int32 [N], index into class_names
+  class_names: List[str]
+  skipped: int              # files that are not readable images
+
+
+def _decode(data: bytes, image_size: int) -> np.ndarray:
+  with Image.open(io.BytesIO(data)) as image:
+    return np.asarray(image.convert('RGB').resize((image_size, image_size)))
+
+
+def load_class_folder(root: str, image_size: int, per_class: int = 0) -> ClassImages:
+  """Images of a class-folder tree (optionally train/ + validation/), RGB, resized.
+
+  Unreadable files are skipped and counted; fewer than two classes with images
+  raise IngestError. `per_class` > 0 keeps at most that many images per class.
+  """
+  class_names, candidates = image_ingest.scan(root)
+  labels = {name: i for i, name in enumerate(class_names)}
+  real_root = os.path.realpath(root)
+  images, targets, skipped = [], [], 0
+  counts = {name: 0 for name in class_names}
+  for cand in candidates:
+    if cand.class_name == image_ingest.ROOT_CLASS or (
+        per_class and counts[cand.class_name] >= per_class):
+      continue
+    try:
+      data = image_ingest.read_image(cand.path, real_root, MAX_IMAGE_BYTES)
+    except ValueError:
+      skipped += 1
+      continue
+    images.append(_decode(data, image_size))
+    targets.append(labels[cand.class_name])
+    counts[cand.class_name] += 1
+  usable = [name for name in class_names if counts[name]]
+  if len(usable) < 2:
+    raise image_ingest.IngestError(
+        f'Need at least two class folders with images in {root}; found '
+        f'{usable or "none"} (class folders: {class_names or "none"}, '
+        f'{skipped} unreadable files).')
+  return ClassImages(np.stack(images), np.asarray(targets, np.int32), class_names, skipped)
