@@ -22,6 +22,7 @@ from tfx.utils import path_utils
 from components import report_html
 from components.image_ingest import VOCABULARY_FILE
 from components.report_html import Decision, Prediction
+from trainer import plots
 from trainer.features import FILENAME_KEY, IMAGE_KEY, LABEL_KEY
 
 HTML_FILE = 'report.html'
@@ -182,7 +183,7 @@ def class_names(examples: tfx.dsl.Artifact, num_classes: int,
 
 
 def training_curves(model_run_uri: str) -> Optional[bytes]:
-  """The Trainer's training_curves.png; else a plot of its history.json."""
+  """The Trainer's training_curves.png; else the same plot of its history.json."""
   png = os.path.join(model_run_uri, 'training_curves.png')
   if tf.io.gfile.exists(png):
     with tf.io.gfile.GFile(png, 'rb') as f:
@@ -190,7 +191,9 @@ def training_curves(model_run_uri: str) -> Optional[bytes]:
   history = os.path.join(model_run_uri, 'history.json')
   if tf.io.gfile.exists(history):
     with tf.io.gfile.GFile(history) as f:
-      return report_html.history_png(json.load(f))
+      history = json.load(f)
+    if isinstance(history, dict) and history.get('loss'):
+      return report_html.figure_png(plots.training_curves_figure(history))
   return None
 
 

@@ -100,38 +100,6 @@ def confusion_matrix_png(matrix: np.ndarray, class_names: Sequence[str]) -> byte
   return figure_png(fig)
 
 
-def _flat_series(history: Dict, prefix: str = '') -> Dict[str, List[float]]:
-  """{name: values} of every list of numbers in `history`, nested dicts as `outer/inner`."""
-  series = {}
-  for key, value in history.items():
-    name = f'{prefix}{key}'
-    if isinstance(value, dict):
-      series.update(_flat_series(value, name + '/'))
-    elif isinstance(value, list) and value and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-      series[name] = [float(v) for v in value]
-  return series
-
-
-def history_png(history: Dict) -> Optional[bytes]:
-  """Whatever a Keras history.json holds: loss curves on the right, the rest on the left."""
-  series = _flat_series(history)
-  if not series:
-    return None
-  fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-  for ax, is_loss in zip(axes, (False, True)):
-    for name, values in series.items():
-      if ('loss' in name) == is_loss:
-        ax.plot(range(1, len(values) + 1), values, 'o-', label=name)
-    ax.set_title('loss' if is_loss else 'accuracy and other metrics')
-    ax.set_xlabel('epoch')
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-      ax.legend()
-  fig.tight_layout()
-  return figure_png(fig)
-
-
 def thumbnail(image: Optional[bytes]) -> np.ndarray:
   """RGB array of an encoded image, at most THUMBNAIL_SIZE wide and high (grey if unreadable)."""
   try:

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components import report_html
+from components import evaluation_report, report_html
 from components.report_html import Decision, Prediction
 from tests.conftest import encode_image, random_pixels
+from trainer import plots
 
 CLASSES = ['cats', 'dogs', 'birds']
 METRICS = {'label:1': {'sparse_categorical_accuracy': 0.5, 'example_count': 2.0},
@@ -75,8 +76,7 @@ def test_html_has_tables_images_and_decision():
   predictions = _predictions()
   matrix = report_html.confusion_matrix([p.label for p in predictions],
                                         [p.predicted for p in predictions], 3)
-  curves = report_html.history_png({'accuracy': [0.5, 0.7], 'val_accuracy': [0.4, 0.6],
-                                    'loss': [1.0, 0.6], 'val_loss': [1.1, 0.8]})
+  curves = encode_image(random_pixels((20, 30, 3), seed=9))
   page = report_html.render_html('Report <x>', _decision(), METRICS, matrix, CLASSES,
                                  report_html.rank_misclassified(predictions), 16, curves)
   assert page.startswith('<!DOCTYPE html>') and '<table>' in page
@@ -104,11 +104,18 @@ def test_html_without_mistakes_or_history():
   assert len(_pngs(page)) == 1
 
 
-def test_history_plot_takes_any_numeric_series():
-  two_phases = {'head': {'accuracy': [0.5, 0.6], 'loss': [1, 0.9]},
-                'fine_tune': {'accuracy': [0.7], 'val_loss': [0.5]}, 'note': 'x', 'lr': []}
-  assert Image.open(io.BytesIO(report_html.history_png(two_phases))).format == 'PNG'
-  assert report_html.history_png({'note': 'no numbers'}) is None
+def test_curves_are_the_trainers_png_else_drawn_from_its_history(tmp_path):
+  history = {'accuracy': [0.5, 0.7], 'val_accuracy': [0.4, 0.6],
+             'loss': [1.0, 0.6], 'val_loss': [1.1, 0.8]}
+  (tmp_path / 'history.json').write_text(json.dumps(history))
+  drawn = evaluation_report.training_curves(str(tmp_path))
+  assert Image.open(io.BytesIO(drawn)).size == (1100, 400)
+  plots.save_training_curves(history, str(tmp_path / 'training_curves.png'))
+  assert evaluation_report.training_curves(str(tmp_path)) == (
+      tmp_path / 'training_curves.png').read_bytes()
+  (tmp_path / 'training_curves.png').unlink()
+  (tmp_path / 'history.json').write_text(json.dumps({'note': 'no numbers'}))
+  assert evaluation_report.training_curves(str(tmp_path)) is None
 
 
 def test_grid_survives_unreadable_images():

@@ -8,9 +8,9 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
 
-def save_training_curves(history: Dict[str, List[float]], path: str,
-                         fine_tune_start: Optional[int] = None) -> None:
-  """Writes a PNG with accuracy and loss curves (train and validation) per epoch.
+def training_curves_figure(history: Dict[str, List[float]],
+                           fine_tune_start: Optional[int] = None) -> plt.Figure:
+  """Accuracy and loss curves (train and validation) per epoch of a Keras history.
 
   `fine_tune_start`: epochs done before fine-tuning began; a dashed vertical
   line marks the boundary between the two phases.
@@ -29,5 +29,12 @@ def save_training_curves(history: Dict[str, List[float]], path: str,
     ax.grid(alpha=0.3)
     ax.legend()
   fig.tight_layout()
+  return fig
+
+
+def save_training_curves(history: Dict[str, List[float]], path: str,
+                         fine_tune_start: Optional[int] = None) -> None:
+  """Writes `training_curves_figure` as a PNG."""
+  fig = training_curves_figure(history, fine_tune_start)
   fig.savefig(path, dpi=100)
   plt.close(fig)
