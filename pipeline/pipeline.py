@@ -107,7 +107,10 @@ def create_pipeline(config: PipelineConfig, class_names: Optional[List[str]] = N
   transform = tfx.components.Transform(
       examples=example_gen.outputs['examples'], schema=schema_gen.outputs['schema'],
       preprocessing_fn=PREPROCESSING_FN,
-      custom_config={'image_size': config.model.image_size})
+      custom_config={'image_size': config.model.image_size},
+      # Pre-transform statistics repeat StatisticsGen's; post-transform ones would only
+      # describe opaque pixel strings. Skipping both saves ~20% of Transform's time.
+      disable_statistics=True)
   trainer = tfx.components.Trainer(
       run_fn=RUN_FN,
       examples=transform.outputs['transformed_examples'],
