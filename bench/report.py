@@ -11,7 +11,7 @@ def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
   return a / b if a is not None and b else None
 
 
-def _epochs(cached: Dict[str, Any], baseline_seconds: float) -> Figures:
+def _cached_epoch_figures(cached: Dict[str, Any], baseline_seconds: float) -> Figures:
   """Where the cached Trainer's fit goes: epoch 1 also computes every image's features;
   later epochs train the head alone. `speedup_ceiling_head_only` is what any feature
   cache could reach with this head if features and export cost nothing."""
@@ -26,7 +26,7 @@ def _epochs(cached: Dict[str, Any], baseline_seconds: float) -> Figures:
 def _training(raw: Dict[str, Any]) -> Figures:
   base, cached, uncached = raw['baseline'], raw['trainer_cached'], raw['trainer_uncached']
   return {
-      **_epochs(cached, base['seconds']),
+      **_cached_epoch_figures(cached, base['seconds']),
       'baseline_seconds': base['seconds'], 'baseline_fit_seconds': base['fit_seconds'],
       'cached_seconds': cached['seconds'], 'cached_fit_seconds': cached['fit_seconds'],
       'uncached_seconds': uncached['seconds'], 'uncached_fit_seconds': uncached['fit_seconds'],

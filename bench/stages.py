@@ -128,17 +128,20 @@ def _timed(module: Any, name: str, seconds: List[float]) -> None:
   setattr(module, name, timed)
 
 
-def _time_epochs(epoch_seconds: List[float]) -> None:
-  """Makes every `keras.Model.fit` append each epoch's wall time to `epoch_seconds`."""
+def _time_epochs(epoch_seconds: List[List[float]]) -> None:
+  """Makes every `keras.Model.fit` call append a list of its epochs' wall times."""
   import tf_keras as keras
 
   class EpochTimer(keras.callbacks.Callback):
+
+    def on_train_begin(self, logs=None):
+      epoch_seconds.append([])
 
     def on_epoch_begin(self, epoch, logs=None):
       self.start = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
-      epoch_seconds.append(time.time() - self.start)
+      epoch_seconds[-1].append(time.time() - self.start)
 
   fit = keras.Model.fit
 
@@ -162,7 +165,7 @@ def trainer_stage(config: PipelineConfig, args: argparse.Namespace) -> Result:
   with open(os.path.join(fn_args.model_run_dir, 'history.json')) as f:
     history = json.load(f)
   return {'seconds': time.time() - start, 'fit_seconds': fit_seconds[0],
-          'export_seconds': export_seconds[0], 'epoch_seconds': epoch_seconds,
+          'export_seconds': export_seconds[0], 'epoch_seconds': epoch_seconds[0],
           'val_accuracy': history['val_accuracy'][-1]}
 
 

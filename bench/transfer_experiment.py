@@ -67,8 +67,7 @@ def variant_overrides(variant: str, args: argparse.Namespace, folder: str,
     overrides['model.weights'] = 'none'
   elif variant == 'calibrated':
     calibrated = os.path.join(folder, 'calibrated_notop.h5')
-    images = load_class_folder(os.path.join(folder, 'data', 'train'),
-                                        args.image_size).images
+    images = load_class_folder(os.path.join(folder, 'data', 'train'), args.image_size).images
     model_lib.write_calibrated_weights(calibrated, images)
     overrides['model.weights'] = calibrated
   else:

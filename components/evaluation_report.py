@@ -183,14 +183,15 @@ def class_names(examples: tfx.dsl.Artifact, num_classes: int,
 
 
 def training_curves(model_run_uri: str) -> Optional[bytes]:
-  """The Trainer's training_curves.png; else the same plot of its history.json."""
+  """The Trainer's training_curves.png; else the same plot drawn from its history.json
+  (without the fine-tuning marker, which history.json does not record)."""
   png = os.path.join(model_run_uri, 'training_curves.png')
   if tf.io.gfile.exists(png):
     with tf.io.gfile.GFile(png, 'rb') as f:
       return f.read()
-  history = os.path.join(model_run_uri, 'history.json')
-  if tf.io.gfile.exists(history):
-    with tf.io.gfile.GFile(history) as f:
+  history_path = os.path.join(model_run_uri, 'history.json')
+  if tf.io.gfile.exists(history_path):
+    with tf.io.gfile.GFile(history_path) as f:
       history = json.load(f)
     if isinstance(history, dict) and history.get('loss'):
       return report_html.figure_png(plots.training_curves_figure(history))

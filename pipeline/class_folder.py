@@ -11,8 +11,7 @@ import numpy as np
 from PIL import Image
 
 from components import image_ingest
-
-MAX_IMAGE_BYTES = 40_000_000
+from pipeline.configs import DataConfig
 
 
 @dataclasses.dataclass
@@ -44,7 +43,7 @@ def load_class_folder(root: str, image_size: int, per_class: int = 0) -> ClassIm
         per_class and counts[cand.class_name] >= per_class):
       continue
     try:
-      data = image_ingest.read_image(cand.path, real_root, MAX_IMAGE_BYTES)
+      data = image_ingest.read_image(cand.path, real_root, DataConfig.max_image_pixels)
     except ValueError:
       skipped += 1
       continue

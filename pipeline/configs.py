@@ -77,6 +77,8 @@ class EvaluationConfig:
   min_accuracy: float = 0.6
   # How much accuracy may drop against the last blessed model (0 = no worse).
   max_accuracy_drop: float = 0.0
+  # How many of the most confidently misclassified eval images the report shows.
+  report_misclassified: int = 16
 
 
 @dataclasses.dataclass
@@ -137,6 +139,8 @@ class PipelineConfig:
            'a number >= 0 (above 1 no model can be blessed)')
     _check(self.evaluation.max_accuracy_drop >= 0,
            'evaluation.max_accuracy_drop', 'a number >= 0')
+    _check(self.evaluation.report_misclassified >= 0,
+           'evaluation.report_misclassified', 'an integer >= 0')
     _check(self.pipeline_name.replace('-', '').replace('_', '').isalnum(),
            'pipeline_name', 'letters, digits, - and _')
     return self

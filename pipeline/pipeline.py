@@ -140,7 +140,8 @@ def create_pipeline(config: PipelineConfig, class_names: Optional[List[str]] = N
   evaluation_report = EvaluationReport(
       model=trainer.outputs['model'], examples=example_gen.outputs['examples'],
       evaluation=evaluator.outputs['evaluation'], blessing=evaluator.outputs['blessing'],
-      model_run=trainer.outputs['model_run'], pushed_model=pusher.outputs['pushed_model'])
+      model_run=trainer.outputs['model_run'], pushed_model=pusher.outputs['pushed_model'],
+      max_misclassified=config.evaluation.report_misclassified)
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=_absolute(config.pipeline_root),

@@ -33,7 +33,7 @@ def test_stray_files_are_skipped_and_counted(folder_with_strays):
   assert loaded.images.shape == (5, 16, 16, 3) and loaded.images.dtype == np.uint8
   assert sorted(loaded.labels.tolist()) == [0, 0, 0, 1, 1]
   assert loaded.images[loaded.labels == 1].min() == 200
-  assert loaded.skipped >= 1  # broken.png; hidden and non-image names are not candidates
+  assert loaded.skipped == 3  # .DS_Store (hidden), notes.txt (not an image), broken.png
 
 
 def test_per_class_limit_and_pre_split_folders(tmp_path):
