@@ -113,7 +113,10 @@ def build_head(feature_shape: Tuple[int, ...], num_classes: int,
   features = keras.Input(shape=feature_shape, name='features')
   x = keras.layers.Flatten()(features)
   x = keras.layers.Dense(config.dense_units, activation='relu')(x)
-  x = keras.layers.Dropout(config.dropout)(x)
+  # A tf.random.Generator (seeded by keras.utils.set_random_seed): the default stateful
+  # ops are not reset by that seed inside XLA-compiled steps, so two runs in one process
+  # would draw different masks.
+  x = keras.layers.Dropout(config.dropout, force_generator=True)(x)
   if num_classes == 2:
     outputs = keras.layers.Dense(1, activation='sigmoid', name='probability')(x)
   else:
