@@ -41,8 +41,10 @@ def load_datasets(data: str, image_size: int, batch_size: int,
           val.map(prepare).prefetch(tf.data.AUTOTUNE), num_classes)
 
 
-def build_model(image_size: int, weights: str, num_classes: int) -> keras.Model:
-  """InceptionV3 (local weights) frozen, cut at mixed7, Flatten-Dense-Dropout head."""
+def build_model(image_size: int, weights: str, num_classes: int,
+                pooling: str = 'flatten') -> keras.Model:
+  """InceptionV3 (local weights) frozen, cut at mixed7, Flatten-Dense-Dropout head
+  (GlobalAveragePooling2D instead of Flatten for pooling='average')."""
   base = keras.applications.InceptionV3(input_shape=(image_size, image_size, 3),
                                         include_top=False, weights=None)
   if weights != 'none':
@@ -52,7 +54,7 @@ def build_model(image_size: int, weights: str, num_classes: int) -> keras.Model:
   images = keras.Input((image_size, image_size, 3))
   inner = keras.Model(base.input, base.get_layer('mixed7').output)
   x = inner(keras.layers.Rescaling(1.0 / 127.5, offset=-1.0)(images), training=False)
-  x = keras.layers.Flatten()(x)
+  x = (keras.layers.GlobalAveragePooling2D() if pooling == 'average' else keras.layers.Flatten())(x)
   x = keras.layers.Dense(1024, activation='relu')(x)
   x = keras.layers.Dropout(0.2)(x)
   if num_classes == 2:
@@ -68,12 +70,12 @@ def build_model(image_size: int, weights: str, num_classes: int) -> keras.Model:
 
 
 def train(data: str, weights: str, epochs: int, image_size: int = 150,
-          batch_size: int = 32, seed: int = 42) -> Dict[str, Any]:
+          batch_size: int = 32, seed: int = 42, pooling: str = 'flatten') -> Dict[str, Any]:
   """Loads, builds and fits; returns timings (after imports) and final metrics."""
   start = time.time()
   keras.utils.set_random_seed(seed)
   train_ds, val_ds, num_classes = load_datasets(data, image_size, batch_size, seed)
-  model = build_model(image_size, weights, num_classes)
+  model = build_model(image_size, weights, num_classes, pooling)
   fit_start = time.time()
   history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=2)
   end = time.time()
@@ -88,9 +90,11 @@ def main() -> None:
   parser.add_argument('--epochs', type=int, default=20)
   parser.add_argument('--image-size', type=int, default=150)
   parser.add_argument('--batch-size', type=int, default=32)
+  parser.add_argument('--pooling', choices=('flatten', 'average'), default='flatten')
   parser.add_argument('--json', help='also write the result here')
   args = parser.parse_args()
-  result = train(args.data, args.weights, args.epochs, args.image_size, args.batch_size)
+  result = train(args.data, args.weights, args.epochs, args.image_size, args.batch_size,
+                 pooling=args.pooling)
   print(json.dumps(result, indent=2))
   if args.json:
     with open(args.json, 'w') as f:

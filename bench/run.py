@@ -38,7 +38,8 @@ class Bench:
     """The pipeline config every path shares: augment off, always push, no cache."""
     overrides = {'pipeline_name': 'bench', 'output': os.path.join(self.work, 'runs', name),
                  'data.path': data, 'model.weights': self.weights,
-                 'model.image_size': self.args.image_size, 'training.epochs': self.args.epochs,
+                 'model.image_size': self.args.image_size, 'model.pooling': self.args.pooling,
+                 'training.epochs': self.args.epochs,
                  'training.augment': False, 'evaluation.min_accuracy': 0.0,
                  'enable_cache': False}
     overrides.update({f'training.{k}': v for k, v in training.items()})
@@ -65,7 +66,8 @@ class Bench:
   def baseline(self, data: str) -> Dict[str, Any]:
     return self.child('baseline', [
         os.path.join(ROOT, 'bench', 'baseline.py'), '--data', data, '--weights', self.weights,
-        '--epochs', str(self.args.epochs), '--image-size', str(self.args.image_size)])[0]
+        '--epochs', str(self.args.epochs), '--image-size', str(self.args.image_size),
+        '--pooling', self.args.pooling])[0]
 
 
 def _train_folder(data: str) -> str:
@@ -153,6 +155,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                       help='train images of the small streaming run (default: images / 4)')
   parser.add_argument('--epochs', type=int, default=20)
   parser.add_argument('--image-size', type=int, default=150)
+  parser.add_argument('--pooling', choices=('flatten', 'average'), default='flatten',
+                      help="the head's pooling for every path (model.pooling)")
   parser.add_argument('--data', help='your own folder of class subfolders instead')
   parser.add_argument('--weights', help='a _notop.h5 file (default: calibrated on the data)')
   parser.add_argument('--serving-seconds', type=float, default=5.0,
@@ -169,14 +173,15 @@ def main(argv: Optional[List[str]] = None) -> None:
   raw = run(args)
   settings = {'train_images': args.images, 'data': args.data or 'built-in digits',
               'stream_images': args.stream_images, 'epochs': args.epochs,
-              'image_size': args.image_size, 'cpus': os.cpu_count(),
+              'image_size': args.image_size, 'pooling': args.pooling, 'cpus': os.cpu_count(),
               'machine': platform.platform()}
   path = os.path.join(RESULTS, f'{raw["stamp"]}.json')
   with open(path, 'w') as f:  # raw results first: `python -m bench.report` can redo the rest
     json.dump({'settings': settings, 'stages': raw}, f, indent=2)
   figures = report.figures(raw, settings)
   table = (f'{settings["train_images"]} train images ({settings["data"]}), {args.epochs} epochs, '
-           f'{args.image_size} px, {settings["cpus"]} CPUs\n\n' + report.table(figures))
+           f'{args.image_size} px, {args.pooling} head, {settings["cpus"]} CPUs\n\n'
+           + report.table(figures))
   print(table)
   with open(path, 'w') as f:
     json.dump({'settings': settings, 'figures': figures, 'stages': raw}, f, indent=2)

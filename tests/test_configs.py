@@ -43,6 +43,7 @@ def test_bad_config_names_the_field(values, message):
     ({'training.epochs': 0}, 'training.epochs'),
     ({'model.dropout': 1.0}, 'model.dropout'),
     ({'evaluation.report_misclassified': -1}, 'evaluation.report_misclassified'),
+    ({'model.pooling': 'max'}, 'model.pooling'),
 ])
 def test_out_of_range_values_fail_validation(overrides, field):
   config = load_config(overrides={'data.path': '/data', **overrides})

@@ -47,6 +47,18 @@ def test_head_layers_are_the_lessons(binary_model):
   assert binary_model.loss == 'binary_crossentropy'
 
 
+def test_average_pooling_head_reads_the_channel_means():
+  config = ModelConfig(image_size=75, pooling='average')
+  head = model_lib.build_head((7, 7, 768), 2, config)
+  kinds = [type(layer).__name__ for layer in head.layers]
+  assert kinds == ['InputLayer', 'GlobalAveragePooling2D', 'Dense', 'Dropout', 'Dense']
+  assert head.count_params() == 768 * 1024 + 1024 + 1024 + 1  # 0.8M instead of 38.5M
+  features = np.random.default_rng(0).normal(size=(2, 7, 7, 768)).astype(np.float32)
+  means = np.broadcast_to(features.mean(axis=(1, 2), keepdims=True), features.shape)
+  np.testing.assert_allclose(head(features, training=False).numpy(),
+                             head(np.ascontiguousarray(means), training=False).numpy(), atol=1e-6)
+
+
 def test_more_classes_use_softmax():
   model = model_lib.build_model(5, ModelConfig(image_size=75), learning_rate=1e-4)
   output = model.get_layer('head').layers[-1]

@@ -109,9 +109,13 @@ def unfreeze_from(backbone: keras.Model, layer_name: str) -> List[str]:
 
 def build_head(feature_shape: Tuple[int, ...], num_classes: int,
                config: ModelConfig) -> keras.Model:
-  """Flatten -> Dense(relu) -> Dropout -> sigmoid (2 classes) or softmax (more)."""
+  """Flatten (or GlobalAveragePooling2D) -> Dense(relu) -> Dropout -> sigmoid (2 classes)
+  or softmax (more)."""
   features = keras.Input(shape=feature_shape, name='features')
-  x = keras.layers.Flatten()(features)
+  if config.pooling == 'average':
+    x = keras.layers.GlobalAveragePooling2D()(features)
+  else:
+    x = keras.layers.Flatten()(features)
   x = keras.layers.Dense(config.dense_units, activation='relu')(x)
   # A tf.random.Generator (seeded by keras.utils.set_random_seed): the default stateful
   # ops are not reset by that seed inside XLA-compiled steps, so two runs in one process
