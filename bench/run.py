@@ -21,7 +21,7 @@ sys.path[0] = ROOT
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from bench import data as data_lib, memory, mlmd, report
-from pipeline.configs import PipelineConfig, load_config
+from pipeline.configs import POOLINGS, PipelineConfig, load_config
 
 RESULTS = os.path.join(ROOT, 'bench', 'results')
 
@@ -155,7 +155,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                       help='train images of the small streaming run (default: images / 4)')
   parser.add_argument('--epochs', type=int, default=20)
   parser.add_argument('--image-size', type=int, default=150)
-  parser.add_argument('--pooling', choices=('flatten', 'average'), default='flatten',
+  parser.add_argument('--pooling', choices=POOLINGS, default='flatten',
                       help="the head's pooling for every path (model.pooling)")
   parser.add_argument('--data', help='your own folder of class subfolders instead')
   parser.add_argument('--weights', help='a _notop.h5 file (default: calibrated on the data)')
