@@ -136,7 +136,7 @@ class PipelineConfig:
            "'imagenet', 'none' or a path to an .h5 weights file")
     _check(self.model.dense_units >= 1, 'model.dense_units', 'an integer >= 1')
     _check(0.0 <= self.model.dropout < 1.0, 'model.dropout', 'a number in [0, 1)')
-    _check(self.model.pooling in POOLINGS, 'model.pooling', "'flatten' or 'average'")
+    _check(self.model.pooling in POOLINGS, 'model.pooling', ' or '.join(map(repr, POOLINGS)))
     _check(self.training.epochs >= 1, 'training.epochs', 'an integer >= 1')
     _check(self.training.batch_size >= 1, 'training.batch_size', 'an integer >= 1')
     _check(self.training.learning_rate > 0, 'training.learning_rate',
