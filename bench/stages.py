@@ -92,7 +92,6 @@ def _fn_args(config: PipelineConfig, output: str):
   from tfx.components.trainer import fn_args_utils
   from tfx.types import artifact_utils
   from bench import mlmd
-  from pipeline.pipeline import resolve_class_names
   from trainer.task import trainer_custom_config
 
   def artifact(component, key):
@@ -104,8 +103,7 @@ def _fn_args(config: PipelineConfig, output: str):
   input_dict = {'examples': artifact('Transform', 'transformed_examples'),
                 'transform_graph': artifact('Transform', 'transform_graph'),
                 'schema': artifact('SchemaGen', 'schema')}
-  custom_config = trainer_custom_config(config.model, config.training,
-                                        resolve_class_names(config))
+  custom_config = trainer_custom_config(config.model, config.training)
   fn_args = fn_args_utils.get_common_fn_args(
       input_dict, {'train_args': '{}', 'eval_args': '{}',
                    'custom_config': json.dumps(custom_config)})

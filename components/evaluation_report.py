@@ -20,7 +20,7 @@ from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
 from components import report_html
-from components.image_ingest import VOCABULARY_FILE
+from components.ingest_pipeline import VOCABULARY_FILE
 from components.report_html import Decision, Prediction
 from trainer import plots
 from trainer.features import FILENAME_KEY, IMAGE_KEY, LABEL_KEY

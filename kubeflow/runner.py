@@ -9,8 +9,7 @@ From Python:
 
     from kubeflow.runner import compile_pipeline
     compile_pipeline(config, 'kubeflow/build/pipeline.json',
-                     image='europe-docker.pkg.dev/my-project/ml/transfer-pipeline:0.1.0',
-                     class_names=['cats', 'dogs'])
+                     image='europe-docker.pkg.dev/my-project/ml/transfer-pipeline:0.1.0')
 
 With the TFX CLI (this file is the DSL file; it reads its settings from the
 environment):
@@ -35,8 +34,6 @@ if __name__ == '__main__' and PROJECT_ROOT not in sys.path:
   sys.path.insert(1, PROJECT_ROOT)
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from typing import List, Optional
-
 from absl import logging
 from tfx import v1 as tfx
 
@@ -65,35 +62,6 @@ def _check_image(image: str) -> str:
   return image.strip()
 
 
-def _class_names_for(config: PipelineConfig,
-                     class_names: Optional[List[str]]) -> Optional[List[str]]:
-  """Label-order class names: explicit, else data.class_names for URI data, else None.
-
-  None lets create_pipeline list the local class folders (or read data.class_names
-  for a local TFRecord folder) exactly as the local runner does.
-  """
-  configured = list(config.data.class_names or [])
-  if class_names and configured and list(class_names) != configured:
-    raise ValueError(f'class_names {list(class_names)!r} differ from data.class_names '
-                     f'{configured!r}; give one of them.')
-  if class_names:
-    names = list(class_names)
-  elif is_uri(config.data.path):
-    if not configured:
-      raise ValueError(
-          f'data.path {config.data.path} is not a local folder, so its class folders '
-          'cannot be listed while compiling: set data.class_names (in label order, i.e. '
-          'the sorted class folder names) or pass class_names.')
-    names = configured
-  else:
-    return None
-  if len(names) < 2 or len(set(names)) != len(names) or not all(
-      isinstance(n, str) and n for n in names):
-    raise ValueError(f'class_names must be at least two distinct non-empty names in '
-                     f'label order, got {names!r}.')
-  return names
-
-
 def _warn_local_paths(config: PipelineConfig) -> None:
   for field, path in (('output', config.output), ('data.path', config.data.path)):
     if is_uri(path):
@@ -105,19 +73,12 @@ def _warn_local_paths(config: PipelineConfig) -> None:
                       os.path.abspath(path))
 
 
-def build_pipeline(config: PipelineConfig,
-                   class_names: Optional[List[str]] = None) -> tfx.dsl.Pipeline:
-  """The same pipeline as the local runner, without a metadata connection (KFP brings its own)."""
+def build_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
+  """The same pipeline as the local runner, without a metadata connection (KFP brings its
+  own). Offline: the data folder is not read (its classes are found when ExampleGen runs)."""
   config.validate()
   _warn_local_paths(config)
-  if is_uri(config.data.path) and config.enable_cache:
-    logging.warning('data.path %s is a URI: its files cannot be fingerprinted while '
-                    'compiling, so a cached ImageFolderExampleGen run is reused when the '
-                    'files change. Version the data folder (e.g. .../images/v2) or set '
-                    'enable_cache: false.', config.data.path)
-  return pipeline_lib.create_pipeline(
-      config, class_names=_class_names_for(config, class_names),
-      metadata_connection_config=None)
+  return pipeline_lib.create_pipeline(config, metadata_connection_config=None)
 
 
 def runner_for(output_path: str, image: str) -> tfx.orchestration.experimental.KubeflowV2DagRunner:
@@ -129,19 +90,16 @@ def runner_for(output_path: str, image: str) -> tfx.orchestration.experimental.K
       output_filename=filename)
 
 
-def compile_pipeline(config: PipelineConfig, output_path: str, image: str,
-                     class_names: Optional[List[str]] = None) -> str:
+def compile_pipeline(config: PipelineConfig, output_path: str, image: str) -> str:
   """Writes the KFP v2 PipelineJob JSON of the pipeline to `output_path`; returns it.
 
-  Offline: nothing is uploaded or run. `class_names` (label order) lets you
-  compile without a local data folder; for a gs:// / s3:// data.path they come
-  from here or from config.data.class_names.
+  Offline: nothing is uploaded, run or read from the data folder.
   """
   if not output_path or output_path.endswith(('/', os.sep)):
     raise ValueError(f'output_path must name a file, got {output_path!r}.')
   if not output_path.endswith(('.json', '.yaml', '.yml')):
     raise ValueError(f'output_path must end with .json (or .yaml), got {output_path!r}.')
-  pipeline = build_pipeline(config, class_names)
+  pipeline = build_pipeline(config)
   runner_for(output_path, image).run(pipeline)
   return output_path
 
@@ -154,7 +112,7 @@ if __name__ == '__main__':
   config_path = os.environ.get(CONFIG_ENV)
   if not config_path:
     raise SystemExit(f'Set {CONFIG_ENV} to the absolute path of a pipeline YAML config '
-                     '(data.path, output and data.class_names as the cluster sees them).')
+                     '(data.path and output as the cluster sees them).')
   main_config = load_config(config_path)
   main_image = os.environ.get(IMAGE_ENV, DEFAULT_IMAGE)
   main_output_dir = os.environ.get(OUTPUT_DIR_ENV, DEFAULT_OUTPUT_DIR)

@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
   kfp.add_argument('--config', help='YAML config (pipeline root under `output`, e.g. gs://...)')
   kfp.add_argument('--data', help='data folder as the pipeline will see it')
   kfp.add_argument('--pipeline-output', help='output root of the pipeline run (e.g. gs://bucket/runs)')
-  kfp.add_argument('--class-names', nargs='+', help='class names in label order (remote data)')
+  kfp.add_argument('--class-names', nargs='+', help='TFRecord input only: class names in label order')
   kfp.add_argument('--image', default='transfer-pipeline:0.1.0', help='pipeline container image')
   kfp.add_argument('--output', default='kubeflow/build/pipeline.json', help='JSON file to write')
   _add_beam_flags(kfp)

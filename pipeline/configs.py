@@ -15,6 +15,8 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import yaml
 
+from components.ingest_options import IngestOptions
+
 # InceptionV3's stem needs at least 75x75 pixels.
 MIN_IMAGE_SIZE = 75
 WEIGHTS_CHOICES = ('imagenet', 'none')
@@ -27,19 +29,24 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass
 class DataConfig:
-  """Where the images come from and how they are split."""
-  # A folder of class subfolders (optionally train/ and validation/), or a
-  # folder of image TFRecords (tf.Example: `image` bytes, int64 `label`).
+  """Where the images come from and how they are split (defaults: IngestOptions)."""
+  # A folder of class subfolders (optionally train/ and validation/), or a folder of
+  # image TFRecords (tf.Example: `image` bytes, int64 `label`): a local path or a URI
+  # Beam reads (gs://, s3://). It is listed when ExampleGen runs, never before.
   path: str = ''
   # Share of images sent to the eval split when the folder is not pre-split.
-  eval_percent: int = 20
-  # Class names for TFRecord input, in label order (folder input: the folder names).
+  eval_percent: int = IngestOptions.eval_percent
+  # TFRecord input only: class names in label order, checked against the labels found
+  # (image folders: the class folder names, found when ExampleGen runs).
   class_names: List[str] = dataclasses.field(default_factory=list)
   # Ingestion fails when more than this fraction of the files is unusable.
-  max_skipped_fraction: float = 0.5
+  max_skipped_fraction: float = IngestOptions.max_skipped_fraction
   # Images with more pixels than this are refused (decompression bombs).
-  max_image_pixels: int = 40_000_000
-  num_shards: int = 4
+  max_image_pixels: int = IngestOptions.max_image_pixels
+  # Files larger than this are refused without being read whole.
+  max_image_bytes: int = IngestOptions.max_image_bytes
+  # At least this many output shards per split (more for large folders).
+  num_shards: int = IngestOptions.num_shards
 
 
 @dataclasses.dataclass
@@ -128,6 +135,7 @@ class PipelineConfig:
     _check(self.data.num_shards >= 1, 'data.num_shards', 'an integer >= 1')
     _check(self.data.max_image_pixels > 0, 'data.max_image_pixels',
            'a positive integer')
+    _check(self.data.max_image_bytes > 0, 'data.max_image_bytes', 'a positive integer')
     _check(self.model.image_size >= MIN_IMAGE_SIZE, 'model.image_size',
            f'an integer >= {MIN_IMAGE_SIZE} (InceptionV3 needs at least '
            f'{MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE})')

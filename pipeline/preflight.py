@@ -2,8 +2,6 @@
 
 import os
 
-from components import image_ingest
-from pipeline import pipeline as pipeline_lib
 from pipeline.configs import ConfigError, PipelineConfig
 from trainer import model as model_lib
 
@@ -18,16 +16,13 @@ def describe_weights(weights: str) -> str:
 
 
 def check(config: PipelineConfig) -> None:
-  """Data folder, class names, weights file, cut layer and fine-tuning layer: fails clearly."""
-  if not os.path.isdir(config.data.path):
+  """Data folder, weights file, cut layer and fine-tuning layer: fails clearly.
+
+  A local data folder must exist; what it holds (classes, files) is checked by
+  ExampleGen when it runs, as for a remote folder.
+  """
+  if '://' not in config.data.path and not os.path.isdir(config.data.path):
     raise ConfigError(f'data.path: {config.data.path} is not a folder.')
-  try:
-    class_names = pipeline_lib.resolve_class_names(config)
-  except ValueError as e:
-    raise ConfigError(str(e)) from e
-  if len(class_names) < 2:
-    raise image_ingest.IngestError(
-        f'Need at least two class folders under {config.data.path}, found {class_names or "none"}.')
   # Builds the backbone once: loads the weights file and resolves the cut layer.
   backbone = model_lib.build_backbone(config.model)
   if config.training.fine_tune_from:

@@ -3,13 +3,16 @@
 import json
 import os
 import resource
+import subprocess
+import sys
+import tempfile
 from typing import Dict, Tuple
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import image_ingest
+from components import image_ingest, image_listing, ingest_pipeline
 from tests import bad_inputs
 
 ENTRIES = bad_inputs.entries()
@@ -18,7 +21,7 @@ ENTRIES = bad_inputs.entries()
 def _examples(output_dir: str) -> Dict[str, Tuple[str, tf.train.Example]]:
   """Reported path -> (split, example) of everything ingestion wrote."""
   examples = {}
-  for split in image_ingest.SPLITS:
+  for split in image_listing.SPLITS:
     files = tf.io.gfile.glob(os.path.join(output_dir, f'Split-{split}', '*.gz'))
     for record in tf.data.TFRecordDataset(files, compression_type='GZIP'):
       example = tf.train.Example.FromString(record.numpy())
@@ -28,22 +31,44 @@ def _examples(output_dir: str) -> Dict[str, Tuple[str, tf.train.Example]]:
   return examples
 
 
+_INGEST = '''
+import json, sys
+from components import ingest_pipeline
+ingest_pipeline.ingest(sys.argv[1], sys.argv[2], **json.loads(sys.argv[3]))
+'''
+
+
 @pytest.fixture(scope='module')
 def ingested(tmp_path_factory):
+  """The catalogue ingested in a process that file permissions stop (root: without
+  CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH), so the permission cases run under root too."""
   tmp = tmp_path_factory.mktemp('bad_inputs')
   catalogue = bad_inputs.generate(str(tmp))
   out = str(tmp / 'out')
   try:
-    summary = image_ingest.ingest(catalogue.root, out, **bad_inputs.INGEST_KWARGS)
-    yield catalogue, summary, out, _examples(out)
+    done = subprocess.run(
+        [*bad_inputs.UNPRIVILEGED, sys.executable, '-c', _INGEST, catalogue.root, out,
+         json.dumps(bad_inputs.INGEST_KWARGS)],
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    yield catalogue, ingest_pipeline.load_summary(out), out, _examples(out)
   finally:
     bad_inputs.make_writable(catalogue.root)
 
 
+def test_permission_cases_run_unprivileged():
+  """The fixture's process cannot read a mode-0 file, even when the tests run as root."""
+  script = 'import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY)'
+  with tempfile.NamedTemporaryFile() as locked:
+    os.chmod(locked.name, 0)
+    done = subprocess.run([*bad_inputs.UNPRIVILEGED, sys.executable, '-c', script, locked.name],
+                          capture_output=True, text=True, check=False)
+  assert done.returncode != 0 and 'PermissionError' in done.stderr, done.stderr
+
+
 @pytest.mark.parametrize('entry', ENTRIES, ids=[e.key for e in ENTRIES])
 def test_each_entry_is_written_or_quarantined_with_its_reason(ingested, entry):
-  if entry.needs_non_root and bad_inputs.IS_ROOT:
-    pytest.skip('running as root (os.geteuid() == 0): file permissions do not stop root')
   _, summary, _, examples = ingested
   records = {r['path']: r for r in summary.skipped_files}
   if entry.expected != bad_inputs.ACCEPTED:
@@ -78,7 +103,7 @@ def test_counts_reconcile_per_class(ingested):
   expected = catalogue.classes()
   assert set(summary.found) == set(expected)
   for name, counts in expected.items():
-    written = sum(summary.written[s].get(name, 0) for s in image_ingest.SPLITS)
+    written = sum(summary.written[s].get(name, 0) for s in image_listing.SPLITS)
     assert summary.found[name] == written + summary.skipped[name], name
     assert (summary.found[name], written, summary.skipped[name]) == (
         counts['found'], counts['written'], counts['skipped']), name
@@ -87,7 +112,7 @@ def test_counts_reconcile_per_class(ingested):
 
 def test_reports_are_valid_json_for_any_file_name(ingested):
   catalogue, summary, out, _ = ingested
-  with open(os.path.join(out, image_ingest.QUARANTINE_FILE), 'rb') as f:
+  with open(os.path.join(out, ingest_pipeline.QUARANTINE_FILE), 'rb') as f:
     raw = f.read()
   raw.decode('ascii')  # non-ASCII names are escaped, undecodable bytes shown as \xNN
   records = [json.loads(line) for line in raw.decode().splitlines()]
@@ -95,11 +120,11 @@ def test_reports_are_valid_json_for_any_file_name(ingested):
   for record in records:
     for value in record.values():
       value.encode('utf-8')  # no lone surrogates from undecodable names
-  with open(os.path.join(out, image_ingest.SUMMARY_FILE), encoding='ascii') as f:
+  with open(os.path.join(out, ingest_pipeline.SUMMARY_FILE), encoding='ascii') as f:
     report = json.load(f)
   assert report['found'] == summary.found and report['written'] == summary.written
   assert report['total_found'] == len(catalogue.entries)
-  with open(os.path.join(out, image_ingest.VOCABULARY_FILE), encoding='utf-8') as f:
+  with open(os.path.join(out, ingest_pipeline.VOCABULARY_FILE), encoding='utf-8') as f:
     assert f.read().splitlines() == bad_inputs.CLASS_NAMES
 
 
@@ -126,9 +151,9 @@ def test_folders_that_cannot_train_fail_clearly(tmp_path, build):
   os.makedirs(root)
   message = build(root)
   out = str(tmp_path / 'out')
-  with pytest.raises(image_ingest.IngestError, match=message):
-    image_ingest.ingest(root, out)
-  with open(os.path.join(out, image_ingest.SUMMARY_FILE)) as f:
+  with pytest.raises(ingest_pipeline.IngestError, match=message):
+    ingest_pipeline.ingest(root, out)
+  with open(os.path.join(out, ingest_pipeline.SUMMARY_FILE)) as f:
     json.load(f)  # the reports are written before the run fails
 
 
@@ -142,10 +167,10 @@ def test_presplit_folder_reports_stray_files_and_unread_folders(tmp_path):
   (root / 'test' / 'cats').mkdir(parents=True)
   (root / 'README.txt').write_text('cats and dogs')
   (root / 'train' / 'stray.png').write_bytes(b'')
-  summary = image_ingest.ingest(str(root), str(tmp_path / 'out'))
+  summary = ingest_pipeline.ingest(str(root), str(tmp_path / 'out'))
   assert summary.written == {'train': {'cats': 1, 'dogs': 1}, 'eval': {'cats': 1, 'dogs': 1}}
   assert {r['path']: r['reason'] for r in summary.skipped_files} == {
       'README.txt': 'not inside a class folder', 'train/stray.png': 'not inside a class folder'}
-  assert summary.found[image_ingest.ROOT_CLASS] == summary.skipped[image_ingest.ROOT_CLASS] == 2
+  assert summary.found[image_listing.ROOT_CLASS] == summary.skipped[image_listing.ROOT_CLASS] == 2
   assert summary.split_folders == {'train': 'train', 'eval': 'validation'}
   assert any("['test'] were not read" in w for w in summary.warnings), summary.warnings

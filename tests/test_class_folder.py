@@ -4,7 +4,7 @@ import h5py
 import numpy as np
 import pytest
 
-from components.image_ingest import IngestError
+from components.ingest_options import IngestError
 from pipeline import cli
 from pipeline.class_folder import load_class_folder
 from tests.conftest import encode_image

@@ -51,9 +51,10 @@ def run_both_phases(tmp_path_factory):
     patch.setattr(task, '_pixel_datasets', pixel_datasets)
     patch.setattr(task, 'fine_tune', fine_tune)
     patch.setattr(task.tft, 'TFTransformOutput', lambda path: None)
+    patch.setattr(task.preprocessing, 'class_names', lambda tft_output: ['a', 'b'])
     patch.setattr(task.export, 'export_serving_model', lambda m, *a: seen.update(exported=m))
     task.run_fn(tfx.components.FnArgs(
-        custom_config=task.trainer_custom_config(MODEL, TRAINING, ['a', 'b']),
+        custom_config=task.trainer_custom_config(MODEL, TRAINING),
         model_run_dir=str(tmp_path / 'model_run'), serving_model_dir=str(tmp_path / 'serving'),
         transform_output='unused', train_files=[], eval_files=[], train_steps=None,
         eval_steps=None))

@@ -4,7 +4,7 @@ import os
 import pytest
 import tensorflow as tf
 
-from components import image_ingest
+from components import image_ingest, image_listing, ingest_pipeline
 from tests.conftest import encode_image, random_pixels
 
 
@@ -21,13 +21,13 @@ def feature(example, key):
 
 def test_counts_labels_and_vocabulary(class_folder, tmp_path):
   out = str(tmp_path / 'out')
-  summary = image_ingest.ingest(str(class_folder), out, eval_percent=30, num_shards=2)
+  summary = ingest_pipeline.ingest(str(class_folder), out, eval_percent=30, num_shards=2)
   assert summary.class_names == ['cats', 'dogs']
   assert summary.found == {'cats': 12, 'dogs': 9}
   assert summary.total_skipped == 0
   for name in summary.class_names:
     assert sum(summary.written[s][name] for s in ('train', 'eval')) == summary.found[name]
-  with open(os.path.join(out, image_ingest.VOCABULARY_FILE)) as f:
+  with open(os.path.join(out, ingest_pipeline.VOCABULARY_FILE)) as f:
     assert f.read().split() == ['cats', 'dogs']
   for split in ('train', 'eval'):
     examples = read_examples(out, split)
@@ -36,15 +36,15 @@ def test_counts_labels_and_vocabulary(class_folder, tmp_path):
       filename = feature(example, 'filename').decode()
       assert filename.split('/')[0] == summary.class_names[feature(example, 'label')]
       assert feature(example, 'image') == (class_folder / filename).read_bytes()
-      assert image_ingest.hash_split(filename, 30) == split
-  with open(os.path.join(out, image_ingest.SUMMARY_FILE)) as f:
+      assert image_listing.hash_split(filename, 30) == split
+  with open(os.path.join(out, ingest_pipeline.SUMMARY_FILE)) as f:
     assert json.load(f)['written'] == summary.written
 
 
 def test_split_is_deterministic_and_near_requested_share(tmp_path):
   names = [f'cls/{i}.jpg' for i in range(2000)]
-  splits = [image_ingest.hash_split(n, 20) for n in names]
-  assert splits == [image_ingest.hash_split(n, 20) for n in names]
+  splits = [image_listing.hash_split(n, 20) for n in names]
+  assert splits == [image_listing.hash_split(n, 20) for n in names]
   assert 0.17 < splits.count('eval') / len(splits) < 0.23
 
 
@@ -57,7 +57,7 @@ def test_presplit_folder_keeps_its_split(tmp_path):
     for i in range(count):
       (root / split / name / f'{i}.png').write_bytes(encode_image(random_pixels((8, 8, 3), i)))
   out = str(tmp_path / 'out')
-  summary = image_ingest.ingest(str(root), out)
+  summary = ingest_pipeline.ingest(str(root), out)
   assert summary.written == {'train': {'cats': 4, 'dogs': 3}, 'eval': {'cats': 2, 'dogs': 1}}
   for example in read_examples(out, 'eval'):
     assert feature(example, 'filename').decode().startswith('validation/')
@@ -70,7 +70,7 @@ def test_bad_files_are_quarantined_with_reasons(class_folder, tmp_path):
   (class_folder / 'dogs' / '.hidden.png').write_bytes(encode_image(random_pixels((8, 8, 3))))
   (class_folder / 'stray.png').write_bytes(encode_image(random_pixels((8, 8, 3))))
   out = str(tmp_path / 'out')
-  summary = image_ingest.ingest(str(class_folder), out)
+  summary = ingest_pipeline.ingest(str(class_folder), out)
   reasons = {r['path']: r['reason'] for r in summary.skipped_files}
   assert reasons == {
       'cats/empty.jpg': 'empty file',
@@ -83,26 +83,26 @@ def test_bad_files_are_quarantined_with_reasons(class_folder, tmp_path):
   for name, found in summary.found.items():
     written = sum(summary.written[s].get(name, 0) for s in ('train', 'eval'))
     assert found == written + summary.skipped.get(name, 0)
-  with open(os.path.join(out, image_ingest.QUARANTINE_FILE)) as f:
+  with open(os.path.join(out, ingest_pipeline.QUARANTINE_FILE)) as f:
     assert len(f.readlines()) == 5
 
 
 def test_too_many_skipped_is_refused(class_folder, tmp_path):
   for i in range(30):
     (class_folder / 'cats' / f'bad{i}.jpg').write_bytes(b'junk')
-  with pytest.raises(image_ingest.IngestError, match='max_skipped_fraction'):
-    image_ingest.ingest(str(class_folder), str(tmp_path / 'out'), max_skipped_fraction=0.5)
+  with pytest.raises(ingest_pipeline.IngestError, match='max_skipped_fraction'):
+    ingest_pipeline.ingest(str(class_folder), str(tmp_path / 'out'), max_skipped_fraction=0.5)
 
 
 def test_fingerprint_changes_with_content_names_and_permissions(class_folder):
   """The ExampleGen cache key: a permission fix must count, or the file stays quarantined."""
-  before = image_ingest.fingerprint(str(class_folder))
-  assert image_ingest.fingerprint(str(class_folder)) == before
+  before = image_listing.fingerprint(str(class_folder))
+  assert image_listing.fingerprint(str(class_folder)) == before
   path = class_folder / 'cats' / 'cats_0.png'
   path.chmod(0o000)
-  unreadable = image_ingest.fingerprint(str(class_folder))
+  unreadable = image_listing.fingerprint(str(class_folder))
   path.chmod(0o644)
-  fixed = image_ingest.fingerprint(str(class_folder))
+  fixed = image_listing.fingerprint(str(class_folder))
   assert len({before, unreadable, fixed}) == 3
   (class_folder / 'cats' / 'cats_0.png').rename(class_folder / 'cats' / 'renamed.png')
-  assert image_ingest.fingerprint(str(class_folder)) != fixed
+  assert image_listing.fingerprint(str(class_folder)) != fixed

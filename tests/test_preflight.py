@@ -11,7 +11,7 @@ import os
 import pytest
 import tf_keras as keras
 
-from components.image_ingest import IngestError
+from components.ingest_options import IngestError
 from pipeline import cli, local_runner, preflight
 from pipeline.configs import ConfigError, load_config
 from tests.conftest import encode_image, random_pixels
@@ -98,14 +98,6 @@ def test_bad_config_file_names_the_field_and_allowed_values(data, tmp_path, yaml
 def test_bad_data_folder_fails_in_preflight(tmp_path):
   with pytest.raises(ConfigError, match=r'data\.path: .*missing is not a folder'):
     _preflight(data__path=str(tmp_path / 'missing'))
-  (tmp_path / 'only').mkdir()
-  with pytest.raises(IngestError, match=r"at least two class folders .*found \['only'\]"):
-    _preflight(data__path=str(tmp_path))
-  records = tmp_path / 'records'
-  records.mkdir()
-  (records / 'data.tfrecord').write_bytes(b'')
-  with pytest.raises(ConfigError, match=r'TFRecord input needs data\.class_names'):
-    _preflight(data__path=str(records))
 
 
 def test_cli_run_stops_before_the_pipeline_with_one_line(data, tmp_path, monkeypatch, capsys):

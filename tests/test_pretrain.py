@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tf_keras as keras
 
-from components.image_ingest import IngestError
+from components.ingest_options import IngestError
 from pipeline import cli, pretrain
 from pipeline.configs import ModelConfig
 from tests.conftest import encode_image

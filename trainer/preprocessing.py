@@ -5,11 +5,12 @@ The transformed `image` is the raw uint8 pixels (H*W*3 bytes) as one string:
 happens inside the model, so training and serving see the same thing.
 """
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import tensorflow as tf
+import tensorflow_transform as tft
 
-from trainer.features import IMAGE_KEY, LABEL_KEY
+from trainer.features import CLASS_NAME_KEY, CLASS_VOCABULARY, IMAGE_KEY, LABEL_KEY
 
 DEFAULT_IMAGE_SIZE = 150
 
@@ -50,4 +51,23 @@ def preprocessing_fn(inputs: Dict[str, tf.Tensor],
   outputs = {IMAGE_KEY: pixels_to_bytes(decode_and_resize(inputs[IMAGE_KEY], image_size))}
   if LABEL_KEY in inputs:
     outputs[LABEL_KEY] = tf.reshape(inputs[LABEL_KEY], [-1])
+  if CLASS_NAME_KEY in inputs:  # the class names travel to the Trainer as an asset
+    label_and_name = tf.strings.join(
+        [tf.strings.as_string(tf.reshape(inputs[LABEL_KEY], [-1])),
+         tf.reshape(inputs[CLASS_NAME_KEY], [-1])], separator=' ')
+    tft.vocabulary(label_and_name, vocab_filename=CLASS_VOCABULARY)
   return outputs
+
+
+def class_names(tf_transform_output: tft.TFTransformOutput) -> List[str]:
+  """Class names in label order, from the '<label> <name>' vocabulary of the train split."""
+  entries = tf_transform_output.vocabulary_by_name(CLASS_VOCABULARY)
+  by_label = {}
+  for entry in entries:
+    label, name = entry.decode('utf-8').split(' ', 1)
+    if by_label.setdefault(int(label), name) != name:
+      raise ValueError(f'Label {label} has two class names: {by_label[int(label)]!r}, {name!r}.')
+  if sorted(by_label) != list(range(len(by_label))) or len(by_label) < 2:
+    raise ValueError(f'The train split has labels {sorted(by_label)}: every class from 0 to '
+                     'the last needs train examples.')
+  return [by_label[i] for i in range(len(by_label))]

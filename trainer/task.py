@@ -16,14 +16,14 @@ from tfx_bsl.public import tfxio
 from pipeline.configs import ModelConfig, TrainingConfig
 from trainer import export, model as model_lib, plots
 from trainer.features import IMAGE_KEY, LABEL_KEY
+from trainer import preprocessing
 from trainer.preprocessing import bytes_to_pixels
 
 
-def trainer_custom_config(model: ModelConfig, training: TrainingConfig,
-                          class_names: List[str]) -> Dict[str, Any]:
-  """What the pipeline passes to `run_fn` through the Trainer's custom_config."""
-  return {'model': dataclasses.asdict(model), 'training': dataclasses.asdict(training),
-          'class_names': list(class_names)}
+def trainer_custom_config(model: ModelConfig, training: TrainingConfig) -> Dict[str, Any]:
+  """What the pipeline passes to `run_fn` through the Trainer's custom_config (no class
+  names: they come with the data, as Transform's class vocabulary)."""
+  return {'model': dataclasses.asdict(model), 'training': dataclasses.asdict(training)}
 
 
 def augmentation(seed: int) -> keras.Sequential:
@@ -154,10 +154,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   settings = fn_args.custom_config
   model_config = ModelConfig(**settings['model'])
   training = TrainingConfig(**settings['training'])
-  class_names = settings['class_names']
   keras.utils.set_random_seed(training.seed)
 
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+  class_names = preprocessing.class_names(tf_transform_output)
   use_cache = training.feature_cache and not training.augment
   datasets = _pixel_datasets(fn_args, tf_transform_output, model_config, training,
                              shuffle_train=not use_cache)

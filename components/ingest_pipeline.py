@@ -1,0 +1,382 @@
+"""The Beam pipeline that turns a listed data folder into sharded, class-mixed TFRecords.
+
+    listing (file names, in memory) -> shards (a deterministic shuffled order)
+      -> ParDo per shard: read, check, write Split-{train,eval}/data_tfrecord-i-of-n.gz
+         side outputs: 'written' (split, class), 'found' (class), 'skipped' (quarantine record)
+      -> label_vocabulary.txt, quarantine.jsonl, ingest_summary.json
+
+Every shard is one unit of work, so the pipeline spreads over Beam workers and holds
+one image at a time per worker: no GroupByKey of images, memory does not grow with the
+data. Files are assigned to shards, and ordered inside a shard, by a hash of their
+path: shards are class-mixed and byte-identical whichever runner writes them.
+
+`ingest()` runs the whole thing in-process (tests, tools); the ExampleGen executor
+(components/image_folder_example_gen.py) builds the same graph in its own pipeline.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import struct
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+import apache_beam as beam
+import tensorflow as tf
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from components import image_ingest, image_listing
+from components.image_ingest import Refused
+from components.ingest_options import IngestError, IngestOptions
+from components.image_listing import ROOT_CLASS, SPLITS, Candidate, Listing
+from trainer.features import FILENAME_KEY, IMAGE_KEY, LABEL_KEY
+
+VOCABULARY_FILE = 'label_vocabulary.txt'
+QUARANTINE_FILE = 'quarantine.jsonl'
+SUMMARY_FILE = 'ingest_summary.json'
+UNKNOWN_LABEL = '(label outside data.class_names)'
+# More shards than configured when the data is large, so that work spreads evenly.
+FILES_PER_SHARD = 1000
+_PROGRESS_EVERY = 500
+
+
+@dataclasses.dataclass
+class IngestSummary:
+  class_names: List[str]
+  written: Dict[str, Dict[str, int]]   # split -> class -> count
+  skipped: Dict[str, int]              # class -> count
+  found: Dict[str, int]                # class -> count
+  skipped_files: List[Dict[str, str]]
+  split_folders: Dict[str, str] = dataclasses.field(default_factory=dict)  # pre-split only
+  warnings: List[str] = dataclasses.field(default_factory=list)
+
+  @property
+  def total_found(self) -> int:
+    return sum(self.found.values())
+
+  @property
+  def total_skipped(self) -> int:
+    return sum(self.skipped.values())
+
+  def to_json(self) -> Dict[str, Any]:
+    return {'class_names': self.class_names, 'written': self.written,
+            'skipped': self.skipped, 'found': self.found, 'total_found': self.total_found,
+            'total_skipped': self.total_skipped, 'split_folders': self.split_folders,
+            'warnings': self.warnings}
+
+
+def load_summary(output_dir: str) -> IngestSummary:
+  """The summary and quarantine that the pipeline wrote into `output_dir`."""
+  with tf.io.gfile.GFile(os.path.join(output_dir, SUMMARY_FILE)) as f:
+    report = json.load(f)
+  with tf.io.gfile.GFile(os.path.join(output_dir, QUARANTINE_FILE)) as f:
+    skipped_files = [json.loads(line) for line in f if line.strip()]
+  return IngestSummary(report['class_names'], report['written'], report['skipped'],
+                       report['found'], skipped_files, report['split_folders'],
+                       report['warnings'])
+
+
+# Shards -------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Shard:
+  index: int
+  count: int
+  items: Tuple[Any, ...]  # Candidates, or TFRecord file paths
+
+
+def _order_key(name: str) -> str:
+  return hashlib.sha256(os.fsencode(name)).hexdigest()
+
+
+def plan_shards(candidates: Sequence[Candidate], num_shards: int) -> List[Shard]:
+  """Candidates in a deterministic shuffled (hash) order, dealt round-robin into shards."""
+  count = max(num_shards, math.ceil(len(candidates) / FILES_PER_SHARD), 1)
+  ordered = sorted(candidates, key=lambda c: _order_key(c.relpath))
+  return [Shard(i, count, tuple(ordered[i::count])) for i in range(count)]
+
+
+class _ShardWriter:
+  """One gzipped TFRecord file per split for one shard (any filesystem TF can write)."""
+
+  def __init__(self, output_dir: str, shard: Shard):
+    self._writers = {}
+    for split in SPLITS:
+      folder = os.path.join(output_dir, f'Split-{split}')
+      tf.io.gfile.makedirs(folder)
+      name = f'data_tfrecord-{shard.index:05d}-of-{shard.count:05d}.gz'
+      self._writers[split] = tf.io.TFRecordWriter(os.path.join(folder, name), 'GZIP')
+
+  def write(self, split: str, example: tf.train.Example) -> None:
+    self._writers[split].write(example.SerializeToString())
+
+  def close(self) -> None:
+    for writer in self._writers.values():
+      writer.close()
+
+
+def _skipped(relpath: str, class_name: str, refusal: Refused) -> beam.pvalue.TaggedOutput:
+  record = {'path': image_listing.display(relpath), 'class': class_name,
+            'reason': refusal.reason}
+  if refusal.detail:
+    record['detail'] = refusal.detail
+  return beam.pvalue.TaggedOutput('skipped', record)
+
+
+class WriteImageShard(beam.DoFn):
+  """Reads, checks and writes the images of one shard; tags what happened to each."""
+
+  def __init__(self, root: str, output_dir: str, class_names: Sequence[str],
+               options: IngestOptions):
+    self._root = root
+    self._output_dir = output_dir
+    self._labels = {name: i for i, name in enumerate(class_names)}
+    self._options = options
+
+  def process(self, shard: Shard) -> Iterator[Any]:
+    real_root = os.path.realpath(self._root) if image_listing.is_local(self._root) else ''
+    writer = _ShardWriter(self._output_dir, shard)
+    try:
+      for n, cand in enumerate(shard.items, 1):
+        yield beam.pvalue.TaggedOutput('found', cand.class_name)
+        try:
+          image = self._read(cand, real_root)
+        except Refused as refusal:
+          yield _skipped(cand.relpath, cand.class_name, refusal)
+          continue
+        split = cand.split or image_listing.hash_split(cand.relpath, self._options.eval_percent)
+        label = self._labels[cand.class_name]
+        writer.write(split, image_ingest.make_example(image, label, cand.class_name, cand.relpath))
+        yield beam.pvalue.TaggedOutput('written', (split, cand.class_name))
+        if n % _PROGRESS_EVERY == 0:
+          logging.info('Shard %d/%d: %d/%d files.', shard.index + 1, shard.count, n,
+                       len(shard.items))
+    finally:
+      writer.close()
+
+  def _read(self, cand: Candidate, real_root: str) -> bytes:
+    if cand.problem:
+      raise Refused(cand.problem)
+    if cand.class_name == ROOT_CLASS:  # not read
+      if os.path.basename(cand.path).startswith('.'):
+        raise Refused('hidden file')
+      raise Refused('not inside a class folder')
+    return image_ingest.read_image(cand.path, real_root, self._options.max_image_pixels,
+                                   self._options.max_image_bytes)
+
+
+# TFRecord input -------------------------------------------------------------------------
+
+def read_records(path: str) -> Iterator[bytes]:
+  """The records of one TFRecord file on any Beam filesystem (.gz: gzipped)."""
+  with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as f:
+    while True:
+      header = f.read(12)  # uint64 length + its masked crc32c
+      if not header:
+        return
+      if len(header) < 12:
+        raise IngestError(f'{path}: truncated TFRecord file.')
+      (length,) = struct.unpack('<Q', header[:8])
+      data = f.read(length + 4)  # the record + its masked crc32c
+      if len(data) < length + 4:
+        raise IngestError(f'{path}: truncated TFRecord file.')
+      yield data[:length]
+
+
+class WriteRecordShard(beam.DoFn):
+  """Checks and rewrites the examples of TFRecord files: labels against the declared
+  class names, images as for a folder; adds `class_name` and `filename`."""
+
+  def __init__(self, root: str, output_dir: str, options: IngestOptions):
+    self._root = root
+    self._output_dir = output_dir
+    self._options = options
+
+  def process(self, shard: Shard) -> Iterator[Any]:
+    names = self._options.class_names
+    writer = _ShardWriter(self._output_dir, shard)
+    try:
+      for split, path in shard.items:
+        base = os.path.relpath(path, self._root) if image_listing.is_local(path) else \
+            path[len(self._root.rstrip('/')) + 1:]
+        for index, record in enumerate(read_records(path)):
+          example = tf.train.Example.FromString(record)
+          features = example.features.feature
+          labels = features[LABEL_KEY].int64_list.value if LABEL_KEY in features else []
+          label = labels[0] if len(labels) == 1 else -1
+          class_name = names[label] if 0 <= label < len(names) else UNKNOWN_LABEL
+          relpath = (features[FILENAME_KEY].bytes_list.value[0].decode('utf-8', 'replace')
+                     if FILENAME_KEY in features else f'{base}#{index}')
+          yield beam.pvalue.TaggedOutput('found', class_name)
+          try:
+            if class_name == UNKNOWN_LABEL:
+              raise Refused('label outside data.class_names', f'label {list(labels)}')
+            images = features[IMAGE_KEY].bytes_list.value if IMAGE_KEY in features else []
+            if len(images) != 1:
+              raise Refused('no image in the example')
+            image = image_ingest.check_image(images[0], self._options.max_image_pixels)
+          except Refused as refusal:
+            yield _skipped(relpath, class_name, refusal)
+            continue
+          to = split or image_listing.hash_split(relpath, self._options.eval_percent)
+          writer.write(to, image_ingest.make_example(image, label, class_name, relpath))
+          yield beam.pvalue.TaggedOutput('written', (to, class_name))
+    finally:
+      writer.close()
+
+
+# Reports ------------------------------------------------------------------------------
+
+def _write_reports(_, output_dir: str, class_names: List[str], split_folders: Dict[str, str],
+                   written: Iterable[Tuple[Tuple[str, str], int]],
+                   found: Iterable[Tuple[str, int]], skipped: Iterable[Dict[str, str]]) -> None:
+  """Vocabulary (UTF-8), quarantine.jsonl and ingest_summary.json (ASCII JSON)."""
+  found = dict(found)
+  skipped_files = sorted(skipped, key=lambda r: r['path'])
+  skipped_per_class = collections.Counter(r['class'] for r in skipped_files)
+  keys = class_names + sorted(k for k in found if k not in class_names)
+  counts = dict(written)
+  summary = IngestSummary(
+      class_names=class_names,
+      written={s: {c: counts.get((s, c), 0) for c in class_names} for s in SPLITS},
+      skipped={c: skipped_per_class[c] for c in keys}, found={c: found.get(c, 0) for c in keys},
+      skipped_files=skipped_files, split_folders=split_folders)
+  with tf.io.gfile.GFile(os.path.join(output_dir, VOCABULARY_FILE), 'w') as f:
+    f.write(''.join(name + '\n' for name in class_names))
+  with tf.io.gfile.GFile(os.path.join(output_dir, QUARANTINE_FILE), 'w') as f:
+    f.write(''.join(json.dumps(record) + '\n' for record in skipped_files))
+  with tf.io.gfile.GFile(os.path.join(output_dir, SUMMARY_FILE), 'w') as f:
+    json.dump(summary.to_json(), f, indent=2)
+
+
+@beam.ptransform_fn
+def IngestToTFRecords(pipeline: beam.Pipeline, listing: Listing, output_dir: str,  # pylint: disable=invalid-name
+                      options: IngestOptions) -> beam.pvalue.PCollection:
+  """Writes the examples, the quarantine and the summary of a listed data folder."""
+  if listing.tfrecord_files:
+    class_names = list(options.class_names)
+    files = [(split or None, path) for split, paths in listing.tfrecord_files.items()
+             for path in paths]
+    shards = [Shard(i, len(files), (item,)) for i, item in enumerate(files)]
+    write = WriteRecordShard(listing.root, output_dir, options)
+  else:
+    class_names = listing.class_names
+    shards = plan_shards(listing.candidates, options.num_shards)
+    write = WriteImageShard(listing.root, output_dir, class_names, options)
+  results = (pipeline
+             | 'Shards' >> beam.Create(shards)
+             | 'ReadCheckWrite' >> beam.ParDo(write).with_outputs('written', 'found', 'skipped'))
+  count = beam.combiners.Count.PerElement
+  return (pipeline
+          | 'Once' >> beam.Create([None])
+          | 'WriteReports' >> beam.Map(
+              _write_reports, output_dir, class_names, listing.split_folders,
+              written=beam.pvalue.AsList(results.written | 'CountWritten' >> count()),
+              found=beam.pvalue.AsList(results.found | 'CountFound' >> count()),
+              skipped=beam.pvalue.AsList(results.skipped)))
+
+
+# After the pipeline ---------------------------------------------------------------------
+
+def _warnings(listing: Listing, summary: IngestSummary) -> List[str]:
+  """Problems that do not stop training: unread folders, classes absent from the eval split."""
+  if listing.unread_folders:
+    return [f'Folders {listing.unread_folders} were not read: a pre-split data folder uses '
+            f'only {sorted(listing.split_folders.values())}.']
+  return [f"Class '{name}' has no eval example ({summary.written['train'][name]} train): "
+          'its eval metrics will be missing.'
+          for name in summary.class_names
+          if summary.written['train'][name] and not summary.written['eval'][name]
+          and not listing.split_folders]
+
+
+def check_trainable(summary: IngestSummary, max_skipped_fraction: float,
+                    from_tfrecords: bool = False) -> None:
+  """Fails when what is left cannot train a model; the message says what to fix."""
+  names = summary.class_names
+  if from_tfrecords and summary.found.get(UNKNOWN_LABEL):
+    raise IngestError(
+        f'{summary.found[UNKNOWN_LABEL]} examples have a label outside data.class_names '
+        f'{names} (label ids 0..{len(names) - 1}): declare every class, in label order.')
+  if len(names) < 2:
+    if from_tfrecords:
+      raise IngestError('TFRecord input needs data.class_names (at least two, in label order).')
+    hint = ''
+    if summary.found.get(ROOT_CLASS):
+      hint = (f' {summary.found[ROOT_CLASS]} files lie directly in the data folder: put the '
+              'images of each class in their own subfolder.')
+    if set(names) & {n for group in image_listing.PRESPLIT_DIRS.values() for n in group}:
+      hint += ' A pre-split folder needs both train/ and validation/.'
+    raise IngestError(f'Need at least two classes (one subfolder each), found '
+                      f'{names or "none"}.{hint}')
+  if summary.total_found and summary.total_skipped / summary.total_found > max_skipped_fraction:
+    raise IngestError(f'{summary.total_skipped} of {summary.total_found} files could not be '
+                      f'used (limit data.max_skipped_fraction={max_skipped_fraction}); '
+                      f'reasons in {QUARANTINE_FILE}.')
+  empty = [c for c in names if not sum(summary.written[s][c] for s in SPLITS)]
+  if empty:
+    what = 'Declared classes' if from_tfrecords else 'Class folders'
+    skipped = sum(summary.skipped.get(c, 0) for c in empty)
+    raise IngestError(
+        f'{what} {empty} have no usable images ({skipped} skipped, see {QUARANTINE_FILE}): '
+        'add images or remove them (every class is a model output).')
+  folders = summary.split_folders
+  gaps = [f"'{c}' in {folders[s]}/" for s in folders for c in names if not summary.written[s][c]]
+  if gaps:
+    raise IngestError(
+        f'No usable images for class {", ".join(gaps)}: every class needs images in both '
+        f'{folders["train"]}/ and {folders["eval"]}/ (check the class folder names\' spelling).')
+  for s in SPLITS:
+    if not sum(summary.written[s].values()):
+      change = 'raise' if s == 'eval' else 'lower'
+      raise IngestError(f'The {s} split is empty: add images or {change} data.eval_percent.')
+  untrained = [c for c in names if not summary.written['train'][c]]
+  if untrained:
+    raise IngestError(f'Classes {untrained} have no train image (the model cannot learn '
+                      'them): add images or lower data.eval_percent.')
+
+
+def list_data(root: str) -> Listing:
+  """The listing, with listing problems as IngestError (one line)."""
+  try:
+    return image_listing.list_folder(root)
+  except image_listing.ListingError as e:
+    raise IngestError(str(e)) from e
+
+
+def finish(listing: Listing, output_dir: str, options: IngestOptions) -> IngestSummary:
+  """Reads back what the pipeline wrote, logs and records warnings, checks it can train."""
+  summary = load_summary(output_dir)
+  summary.warnings = _warnings(listing, summary)
+  if summary.warnings:
+    with tf.io.gfile.GFile(os.path.join(output_dir, SUMMARY_FILE), 'w') as f:
+      json.dump(summary.to_json(), f, indent=2)
+  for record in summary.skipped_files[:20]:
+    logging.warning('Skipped %s: %s', record['path'], record['reason'])
+  if summary.total_skipped:
+    logging.warning('Skipped %d of %d files; full list in %s.', summary.total_skipped,
+                    summary.total_found, os.path.join(output_dir, QUARANTINE_FILE))
+  for warning in summary.warnings:
+    logging.warning(warning)
+  check_trainable(summary, options.max_skipped_fraction, bool(listing.tfrecord_files))
+  return summary
+
+
+def ingest(root: str, output_dir: str, beam_args: Optional[List[str]] = None,
+           **options: Any) -> IngestSummary:
+  """Lists `root`, runs the ingestion pipeline (Beam's FnApiRunner unless `beam_args`
+  say otherwise) and returns the summary; IngestError when it cannot train a model."""
+  opts = IngestOptions(**options)
+  root = os.path.abspath(root) if image_listing.is_local(root) else root
+  listing = list_data(root)
+  args = beam_args or ['--runner=FnApiRunner']
+  with beam.Pipeline(options=PipelineOptions(args)) as pipeline:
+    _ = pipeline | IngestToTFRecords(listing, output_dir, opts)  # pylint: disable=no-value-for-parameter
+  return finish(listing, output_dir, opts)
