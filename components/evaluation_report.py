@@ -23,7 +23,7 @@ from components import report_html
 from components.ingest_pipeline import VOCABULARY_FILE
 from components.report_html import Decision, Prediction
 from trainer import plots
-from trainer.features import FILENAME_KEY, IMAGE_KEY, LABEL_KEY
+from trainer.features import CLASS_NAME_KEY, FILENAME_KEY, IMAGE_KEY, LABEL_KEY
 
 HTML_FILE = 'report.html'
 JSON_FILE = 'report.json'
@@ -44,7 +44,7 @@ class ModelReport(tfx.dsl.Artifact):
 # TFMA results ------------------------------------------------------------------------
 
 def load_metrics(evaluation_uri: str) -> Dict[str, Dict[str, float]]:
-  """slice ('Overall', 'label:0', ...) -> metric (with ' (classId:1)' etc.) -> value."""
+  """slice ('Overall', 'class_name:cats', ...) -> metric (with ' (classId:1)' etc.) -> value."""
   metrics = {}
   for slice_key, slice_metrics in tfma.load_eval_result(evaluation_uri).slicing_metrics:
     flat = {}
@@ -54,7 +54,7 @@ def load_metrics(evaluation_uri: str) -> Dict[str, Dict[str, float]]:
           if 'doubleValue' in value:
             flat[name + (f' ({sub_key})' if sub_key else '')] = value['doubleValue']
     name = tfma.slicer.stringify_slice_key(slice_key) or 'Overall'
-    if name.startswith(f'{LABEL_KEY}:'):  # one true class: AUC is undefined (TFMA says 0)
+    if name.startswith(f'{CLASS_NAME_KEY}:'):  # one true class: AUC is undefined (TFMA: 0)
       flat = {k: v for k, v in flat.items() if not k.startswith('auc')}
     metrics[name] = flat
   return metrics

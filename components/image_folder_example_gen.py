@@ -21,6 +21,8 @@ import dataclasses
 import json
 from typing import Any, Dict, List, Optional, Sequence
 
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
 from tfx import types
 from tfx.components.example_gen import driver, input_processor
 from tfx.components.example_gen.component import FileBasedExampleGen
@@ -40,6 +42,9 @@ class _FolderInputProcessor(input_processor.FileBasedInputProcessor):
   """Fingerprints everything below the data folder (any depth, any Beam filesystem)."""
 
   def resolve_span_and_version(self):
+    # Outside a Beam pipeline: filesystems (s3://) take their settings from the standard
+    # environment (AWS_ENDPOINT_URL, credentials), not from beam_pipeline_args.
+    FileSystems.set_options(PipelineOptions())
     self._fingerprint = image_listing.fingerprint(self._input_base_uri)
     return 0, None
 
@@ -71,8 +76,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     examples = artifact_utils.get_single_instance(
         output_dict[standard_component_specs.EXAMPLES_KEY])
     options = _options(exec_properties)
-    listing = ingest_pipeline.list_data(exec_properties[standard_component_specs.INPUT_BASE_KEY])
-    with self._make_beam_pipeline() as pipeline:
+    with self._make_beam_pipeline() as pipeline:  # sets the filesystems' options first
+      listing = ingest_pipeline.list_data(
+          exec_properties[standard_component_specs.INPUT_BASE_KEY], options)
       _ = pipeline | ingest_pipeline.IngestToTFRecords(listing, examples.uri, options)  # pylint: disable=no-value-for-parameter
     summary = ingest_pipeline.finish(listing, examples.uri, options)
     examples.split_names = artifact_utils.encode_split_names(list(SPLITS))

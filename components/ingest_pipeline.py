@@ -115,7 +115,7 @@ class _ShardWriter:
       self._writers[split] = tf.io.TFRecordWriter(os.path.join(folder, name), 'GZIP')
 
   def write(self, split: str, example: tf.train.Example) -> None:
-    self._writers[split].write(example.SerializeToString())
+    self._writers[split].write(example.SerializeToString(deterministic=True))
 
   def close(self) -> None:
     for writer in self._writers.values():
@@ -306,8 +306,6 @@ def check_trainable(summary: IngestSummary, max_skipped_fraction: float,
         f'{summary.found[UNKNOWN_LABEL]} examples have a label outside data.class_names '
         f'{names} (label ids 0..{len(names) - 1}): declare every class, in label order.')
   if len(names) < 2:
-    if from_tfrecords:
-      raise IngestError('TFRecord input needs data.class_names (at least two, in label order).')
     hint = ''
     if summary.found.get(ROOT_CLASS):
       hint = (f' {summary.found[ROOT_CLASS]} files lie directly in the data folder: put the '
@@ -343,12 +341,15 @@ def check_trainable(summary: IngestSummary, max_skipped_fraction: float,
                       'them): add images or lower data.eval_percent.')
 
 
-def list_data(root: str) -> Listing:
+def list_data(root: str, options: IngestOptions) -> Listing:
   """The listing, with listing problems as IngestError (one line)."""
   try:
-    return image_listing.list_folder(root)
+    listing = image_listing.list_folder(root)
   except image_listing.ListingError as e:
     raise IngestError(str(e)) from e
+  if listing.tfrecord_files and len(options.class_names) < 2:
+    raise IngestError('TFRecord input needs data.class_names (at least two, in label order).')
+  return listing
 
 
 def finish(listing: Listing, output_dir: str, options: IngestOptions) -> IngestSummary:
@@ -375,8 +376,8 @@ def ingest(root: str, output_dir: str, beam_args: Optional[List[str]] = None,
   say otherwise) and returns the summary; IngestError when it cannot train a model."""
   opts = IngestOptions(**options)
   root = os.path.abspath(root) if image_listing.is_local(root) else root
-  listing = list_data(root)
   args = beam_args or ['--runner=FnApiRunner']
-  with beam.Pipeline(options=PipelineOptions(args)) as pipeline:
+  with beam.Pipeline(options=PipelineOptions(args)) as pipeline:  # sets filesystem options
+    listing = list_data(root, opts)
     _ = pipeline | IngestToTFRecords(listing, output_dir, opts)  # pylint: disable=no-value-for-parameter
   return finish(listing, output_dir, opts)

@@ -1,6 +1,6 @@
 """Class-folder images in memory, for the tools that need arrays rather than a pipeline
 (`calibrate-weights`, `pretrain`). Files are found and checked by the same code as the
-pipeline's ingestion (components.image_ingest), so stray files are skipped, not fatal."""
+pipeline's ingestion (components.image_listing, components.image_ingest), so stray files are skipped, not fatal."""
 
 import dataclasses
 import io
@@ -10,7 +10,8 @@ from typing import List
 import numpy as np
 from PIL import Image
 
-from components import image_ingest
+from components import image_ingest, image_listing
+from components.ingest_options import IngestError
 from pipeline.configs import DataConfig
 
 
@@ -33,13 +34,17 @@ def load_class_folder(root: str, image_size: int, per_class: int = 0) -> ClassIm
   Unreadable files are skipped and counted; fewer than two classes with images
   raise IngestError. `per_class` > 0 keeps at most that many images per class.
   """
-  class_names, candidates = image_ingest.scan(root)
+  try:
+    listing = image_listing.list_folder(root)
+  except image_listing.ListingError as e:
+    raise IngestError(str(e)) from e
+  class_names, candidates = listing.class_names, listing.candidates
   labels = {name: i for i, name in enumerate(class_names)}
   real_root = os.path.realpath(root)
   images, targets, skipped = [], [], 0
   counts = {name: 0 for name in class_names}
   for cand in candidates:
-    if cand.class_name == image_ingest.ROOT_CLASS or (
+    if cand.class_name == image_listing.ROOT_CLASS or (
         per_class and counts[cand.class_name] >= per_class):
       continue
     try:
@@ -52,7 +57,7 @@ def load_class_folder(root: str, image_size: int, per_class: int = 0) -> ClassIm
     counts[cand.class_name] += 1
   usable = [name for name in class_names if counts[name]]
   if len(usable) < 2:
-    raise image_ingest.IngestError(
+    raise IngestError(
         f'Need at least two class folders with images in {root}; found '
         f'{usable or "none"} (class folders: {class_names or "none"}, '
         f'{skipped} unreadable files).')

@@ -47,6 +47,11 @@ def _latest_run_artifacts(store):
   return by_type, executions
 
 
+def latest_executions(config: PipelineConfig) -> Dict[str, str]:
+  """Component -> execution state (COMPLETE, CACHED, ...) of the newest run."""
+  return _latest_run_artifacts(_store(config))[1]
+
+
 def _newest(artifacts):
   return max(artifacts, key=lambda a: a.id) if artifacts else None
 

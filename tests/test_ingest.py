@@ -1,6 +1,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -106,3 +107,84 @@ def test_fingerprint_changes_with_content_names_and_permissions(class_folder):
   assert len({before, unreadable, fixed}) == 3
   (class_folder / 'cats' / 'cats_0.png').rename(class_folder / 'cats' / 'renamed.png')
   assert image_listing.fingerprint(str(class_folder)) != fixed
+
+
+def _longest_run(labels) -> int:
+  longest = run = 0
+  for i, label in enumerate(labels):
+    run = run + 1 if i and label == labels[i - 1] else 1
+    longest = max(longest, run)
+  return longest
+
+
+def test_shards_are_class_mixed_like_a_random_order(tmp_path):
+  """The Trainer reads the shards in order (the cached path does not shuffle files): the
+  longest run of one class must stay within what a random order of the same labels gives."""
+  root = tmp_path / 'images'
+  for name in ('a', 'b', 'c'):
+    (root / name).mkdir(parents=True)
+    for i in range(60):
+      (root / name / f'{i}.png').write_bytes(encode_image(random_pixels((4, 4, 3), i)))
+  out = str(tmp_path / 'out')
+  ingest_pipeline.ingest(str(root), out, num_shards=2, eval_percent=10)
+  rng = np.random.default_rng(0)
+  for path in sorted(tf.io.gfile.glob(os.path.join(out, 'Split-train', '*.gz'))):
+    labels = [feature(tf.train.Example.FromString(r.numpy()), 'label')
+              for r in tf.data.TFRecordDataset(path, compression_type='GZIP')]
+    assert len(set(labels)) == 3 and len(labels) > 60
+    random_runs = [_longest_run(rng.permutation(labels)) for _ in range(2000)]
+    assert _longest_run(labels) <= np.percentile(random_runs, 99), labels
+
+
+def test_ingestion_is_deterministic(class_folder, tmp_path):
+  first, second = str(tmp_path / 'a'), str(tmp_path / 'b')
+  ingest_pipeline.ingest(str(class_folder), first, num_shards=3)
+  ingest_pipeline.ingest(str(class_folder), second, num_shards=3)
+  for split in ('train', 'eval'):
+    files = [sorted(tf.io.gfile.glob(os.path.join(out, f'Split-{split}', '*.gz')))
+             for out in (first, second)]
+    assert [os.path.basename(f) for f in files[0]] == [os.path.basename(f) for f in files[1]]
+    for a, b in zip(*files):  # byte-identical records, in the same order
+      assert [r.numpy() for r in tf.data.TFRecordDataset(a, 'GZIP')] == \
+          [r.numpy() for r in tf.data.TFRecordDataset(b, 'GZIP')]
+
+
+def test_class_folders_that_print_alike_are_refused(class_folder, tmp_path):
+  """'a\\nb' (a newline) and 'a\\\\nb' (a backslash and n) would both print as a\\nb."""
+  for name in ('a\nb', 'a\\nb'):
+    (class_folder / name).mkdir()
+    (class_folder / name / 'x.png').write_bytes(encode_image(random_pixels((8, 8, 3))))
+  with pytest.raises(ingest_pipeline.IngestError, match='same printable name'):
+    ingest_pipeline.ingest(str(class_folder), str(tmp_path / 'out'))
+
+
+def _write_records(path, labels):
+  with tf.io.TFRecordWriter(str(path)) as writer:
+    for i, label in enumerate(labels):
+      example = tf.train.Example(features=tf.train.Features(feature={
+          'image': tf.train.Feature(bytes_list=tf.train.BytesList(
+              value=[encode_image(random_pixels((8, 8, 3), i))])),
+          'label': tf.train.Feature(int64_list=tf.train.Int64List(value=[label]))}))
+      writer.write(example.SerializeToString())
+
+
+def test_tfrecords_take_declared_class_names_and_check_labels(tmp_path):
+  data = tmp_path / 'records'
+  data.mkdir()
+  _write_records(data / 'part.tfrecord', [0, 1] * 15)
+  out = str(tmp_path / 'out')
+  summary = ingest_pipeline.ingest(str(data), out, class_names=('cats', 'dogs'))
+  assert summary.class_names == ['cats', 'dogs'] and summary.found == {'cats': 15, 'dogs': 15}
+  for split in ('train', 'eval'):
+    for example in read_examples(out, split):
+      name = example.features.feature['class_name'].bytes_list.value[0].decode()
+      assert name == ['cats', 'dogs'][feature(example, 'label')]
+  with pytest.raises(ingest_pipeline.IngestError, match=r'TFRecord input needs data\.class_names'):
+    ingest_pipeline.ingest(str(data), str(tmp_path / 'none'))
+  _write_records(data / 'more.tfrecord', [2])
+  with pytest.raises(ingest_pipeline.IngestError,
+                     match=r"1 examples have a label outside data.class_names \['cats', 'dogs'\]"):
+    ingest_pipeline.ingest(str(data), str(tmp_path / 'outside'), class_names=('cats', 'dogs'))
+  with pytest.raises(ingest_pipeline.IngestError, match=r"Declared classes \['fish'\] have no"):
+    ingest_pipeline.ingest(str(data), str(tmp_path / 'unused'),
+                           class_names=('cats', 'dogs', 'birds', 'fish'))

@@ -49,7 +49,7 @@ def test_every_component_ran_and_the_model_was_blessed(first_run):
   overall = summary.metrics['Overall']
   assert overall['sparse_categorical_accuracy'] >= 0.6
   assert overall['example_count'] == sum(
-      summary.metrics[s]['example_count'] for s in summary.metrics if s.startswith('label:'))
+      summary.metrics[s]['example_count'] for s in summary.metrics if s.startswith('class_name:'))
   assert summary.training_curves and os.path.getsize(summary.training_curves) > 1000
 
 
@@ -121,8 +121,8 @@ def test_evaluation_report_agrees_with_tfma(first_run):
   assert matrix.sum() == data['example_count'] == overall['example_count']
   assert np.trace(matrix) / matrix.sum() == pytest.approx(
       overall['sparse_categorical_accuracy'], abs=1e-6)
-  for i, row in enumerate(matrix):  # rows are true classes: TFMA's label slices
-    assert row.sum() == summary.metrics[f'label:{i}']['example_count']
+  for name, row in zip(data['class_names'], matrix):  # rows: true classes, TFMA's slices
+    assert row.sum() == summary.metrics[f'class_name:{name}']['example_count']
   assert data['blessed'] is True and not data['failures']
   page = open(summary.evaluation_report).read()
   assert 'Blessed: yes' in page and '<table>' in page
