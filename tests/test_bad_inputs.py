@@ -174,3 +174,42 @@ def test_presplit_folder_reports_stray_files_and_unread_folders(tmp_path):
   assert summary.found[image_listing.ROOT_CLASS] == summary.skipped[image_listing.ROOT_CLASS] == 2
   assert summary.split_folders == {'train': 'train', 'eval': 'validation'}
   assert any("['test'] were not read" in w for w in summary.warnings), summary.warnings
+
+
+def test_files_swapped_after_listing_are_never_followed(tmp_path):
+  """Listing and reading are apart in time: what replaces a listed file is refused on open."""
+  root, outside = tmp_path / 'data', tmp_path / 'outside'
+  (root / 'cats').mkdir(parents=True)
+  (root / 'dogs').mkdir()
+  outside.mkdir()
+  image = bad_inputs.encode(bad_inputs.random_pixels((8, 8, 3)))
+  (outside / 'secret.png').write_bytes(image)
+  for name in ('to_symlink.png', 'to_zero.png', 'to_fifo.png'):
+    (root / 'cats' / name).write_bytes(image)
+  (root / 'dogs' / 'a.png').write_bytes(image)
+  listing = image_listing.list_folder(str(root))
+  (root / 'cats' / 'to_symlink.png').unlink()
+  (root / 'cats' / 'to_symlink.png').symlink_to(outside / 'secret.png')
+  (root / 'cats' / 'to_zero.png').unlink()
+  (root / 'cats' / 'to_zero.png').symlink_to('/dev/zero')
+  (root / 'cats' / 'to_fifo.png').unlink()
+  os.mkfifo(root / 'cats' / 'to_fifo.png')
+  (root / 'dogs').rename(tmp_path / 'dogs_moved')
+  (root / 'dogs').symlink_to(tmp_path / 'dogs_moved')  # a folder swapped for a symlink
+  real_root = os.path.realpath(root)
+  reasons = {}
+  for cand in listing.candidates:
+    with pytest.raises(image_ingest.Refused) as refused:
+      image_ingest.read_image(cand.path, real_root, max_pixels=10**6)
+    reasons[cand.relpath] = refused.value.reason
+  assert reasons == {
+      'cats/to_fifo.png': 'not a regular file',
+      'cats/to_symlink.png': 'symlink points outside the data folder',
+      'cats/to_zero.png': 'symlink points outside the data folder',
+      'dogs/a.png': 'symlink points outside the data folder'}
+
+
+def test_reads_stop_at_the_byte_limit(tmp_path):
+  (tmp_path / 'big.png').write_bytes(bad_inputs.encode(bad_inputs.random_pixels((64, 64, 3))))
+  with pytest.raises(image_ingest.Refused, match='file too large'):
+    image_ingest.read_image(str(tmp_path / 'big.png'), str(tmp_path), 10**6, max_bytes=1000)

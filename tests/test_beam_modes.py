@@ -8,6 +8,7 @@ import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.orchestration.pipeline import RunOptions
 
+from components import ingest_pipeline
 from kubeflow import beam
 from pipeline import cli, pipeline as pipeline_lib
 from pipeline.configs import ConfigError, load_config
@@ -80,3 +81,20 @@ def test_multi_processing_transform_equals_in_memory(tmp_path):
   assert {s: len(r) for s, r in in_memory.items()} == {s: len(r) for s, r in multi.items()}
   assert sum(len(r) for r in in_memory.values()) == 24
   assert in_memory == multi
+
+
+def test_multi_processing_example_gen_writes_the_same_files(class_folder, tmp_path):
+  """Two worker processes (FnApiRunner, as the local presets select) write byte-identical
+  shards to one in-process run: each shard is one unit of work in a fixed order."""
+  records = {}
+  for mode, workers in (('in_memory', 1), ('multi_processing', 2)):
+    out = str(tmp_path / mode)
+    ingest_pipeline.ingest(str(class_folder), out, num_shards=4, beam_args=[
+        '--runner=FnApiRunner', f'--direct_running_mode={mode}',
+        f'--direct_num_workers={workers}'])
+    records[mode] = {
+        os.path.relpath(path, out): [r.numpy() for r in tf.data.TFRecordDataset(path, 'GZIP')]
+        for path in sorted(glob.glob(os.path.join(out, 'Split-*', '*.gz')))}
+  assert len(records['in_memory']) == 8
+  assert sum(map(len, records['in_memory'].values())) == 21
+  assert records['multi_processing'] == records['in_memory']

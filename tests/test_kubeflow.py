@@ -25,7 +25,6 @@ PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KUBEFLOW_DIR = os.path.join(PROJECT_ROOT, 'kubeflow')
 IMAGE = 'europe-docker.pkg.dev/test-project/ml/transfer-pipeline:0.1.0-test'
 BUCKET = 'gs://test-bucket/transfer'
-CLASS_NAMES = ['cats', 'dogs']
 COMPONENTS = ('ImageFolderExampleGen', 'StatisticsGen', 'SchemaGen', 'Transform', 'Trainer',
               'latest_blessed_model_resolver', 'Evaluator', 'EvaluationReport', 'AtomicPusher')
 
@@ -40,7 +39,7 @@ def _cloud_config(**overrides):
 def compiled(tmp_path_factory):
   """(path, parsed JSON, raw text) of the pipeline compiled with gs:// data and output."""
   out = tmp_path_factory.mktemp('kfp') / 'pipeline.json'
-  returned = runner.compile_pipeline(_cloud_config(), str(out), IMAGE, class_names=CLASS_NAMES)
+  returned = runner.compile_pipeline(_cloud_config(), str(out), IMAGE)
   assert returned == str(out)
   text = out.read_text()
   return out, json.loads(text), text
@@ -144,15 +143,22 @@ def test_transform_and_trainer_carry_dotted_function_paths(compiled):
     assert not _constant_params(tasks[name]).get('module_path')
 
 
-def test_cloud_paths_and_class_names_in_spec(compiled):
-  _, spec, _ = compiled
+def test_cloud_paths_in_spec_and_no_class_names(compiled):
+  """Classes are found when ExampleGen runs: nothing about them is compiled in."""
+  _, spec, text = compiled
   tasks = _tasks(spec)
-  assert _constant_params(tasks['ImageFolderExampleGen'])['data_root'] == f'{BUCKET}/images'
+  assert _constant_params(tasks['ImageFolderExampleGen'])['input_base'] == f'{BUCKET}/images'
   push = json.loads(_constant_params(tasks['AtomicPusher'])['push_destination'])
   assert push['filesystem']['base_directory'] == \
       f'{BUCKET}/runs/kfp/serving_model/image_classifier'
   custom = json.loads(_constant_params(tasks['Trainer'])['custom_config'])
-  assert custom['class_names'] == CLASS_NAMES
+  assert set(custom) == {'model', 'training'}
+  assert 'label_vocabulary' not in text and 'cats' not in text and 'dogs' not in text
+  # TFX's own ExampleGen driver fingerprints the input when the task runs (cache key).
+  example_gen = spec['pipelineSpec']['deploymentSpec']['executors'][
+      'ImageFolderExampleGen_executor']['container']
+  assert example_gen['lifecycle']['preCacheCheck']['command'][-1] == \
+      'tfx.orchestration.kubeflow.v2.file_based_example_gen.driver'
 
 
 def test_no_local_path_leaks(compiled):
@@ -168,37 +174,18 @@ def test_relative_local_output_would_leak(tmp_path, monkeypatch):
   """The leak check above can fail: a relative local output is compiled as a path of this machine."""
   monkeypatch.chdir(tmp_path)
   out = tmp_path / 'local.json'
-  runner.compile_pipeline(_cloud_config(output='runs/local'), str(out), IMAGE,
-                          class_names=CLASS_NAMES)
+  runner.compile_pipeline(_cloud_config(output='runs/local'), str(out), IMAGE)
   assert str(tmp_path) in out.read_text()
 
 
-def test_class_names_required_for_cloud_data(tmp_path):
-  with pytest.raises(ValueError, match='data.class_names'):
-    runner.compile_pipeline(_cloud_config(), str(tmp_path / 'p.json'), IMAGE)
-  # From the config instead of the argument.
-  config = _cloud_config(**{'data.class_names': ['a', 'b', 'c']})
-  out = runner.compile_pipeline(config, str(tmp_path / 'p.json'), IMAGE)
-  custom = json.loads(_constant_params(
-      _tasks(json.loads(open(out).read()))['Trainer'])['custom_config'])
-  assert custom['class_names'] == ['a', 'b', 'c']
-  with pytest.raises(ValueError, match='differ'):
-    runner.compile_pipeline(config, str(tmp_path / 'q.json'), IMAGE, class_names=['x', 'y'])
-  with pytest.raises(ValueError, match='at least two'):
-    runner.compile_pipeline(_cloud_config(), str(tmp_path / 'q.json'), IMAGE,
-                            class_names=['only'])
-  with pytest.raises(ValueError, match='image'):
-    runner.compile_pipeline(_cloud_config(), str(tmp_path / 'q.json'), '', class_names=CLASS_NAMES)
-
-
-def test_local_class_folder_names_are_discovered(class_folder, tmp_path):
-  """Without class_names, a local folder's class folders give the names (as the local runner)."""
-  config = _cloud_config(**{'data.path': str(class_folder)})
+def test_compiling_never_reads_the_data_folder(tmp_path):
+  """A local data folder that does not exist (yet) compiles: it is read when the run starts."""
+  config = _cloud_config(**{'data.path': str(tmp_path / 'not-yet')})
   out = runner.compile_pipeline(config, str(tmp_path / 'p.json'), IMAGE)
   tasks = _tasks(json.loads(open(out).read()))
-  assert json.loads(_constant_params(tasks['Trainer'])['custom_config'])['class_names'] == \
-      ['cats', 'dogs']
-  assert _constant_params(tasks['ImageFolderExampleGen'])['data_root'] == str(class_folder)
+  assert _constant_params(tasks['ImageFolderExampleGen'])['input_base'] == str(tmp_path / 'not-yet')
+  with pytest.raises(ValueError, match='image'):
+    runner.compile_pipeline(_cloud_config(), str(tmp_path / 'q.json'), '')
 
 
 def test_tfx_cli_compiles_runner_file(tmp_path):
@@ -206,7 +193,7 @@ def test_tfx_cli_compiles_runner_file(tmp_path):
   config_file = tmp_path / 'kfp.yaml'
   config_file.write_text(yaml.safe_dump({
       'output': 's3://test-bucket/runs/cli',
-      'data': {'path': 's3://test-bucket/images', 'class_names': CLASS_NAMES}}))
+      'data': {'path': 's3://test-bucket/images'}}))
   bin_dir = os.path.dirname(sys.executable)
   tfx_cli = os.path.join(bin_dir, 'tfx')
   if not os.path.exists(tfx_cli):
@@ -408,7 +395,7 @@ def test_beam_preset_compiles_into_every_beam_executor(tmp_path):
   config = _cloud_config()
   config.beam_pipeline_args = beam.beam_pipeline_args(
       'dataflow', project='p1', region='us-central1', temp_location=f'{BUCKET}/beam-tmp')
-  out = runner.compile_pipeline(config, str(tmp_path / 'p.json'), IMAGE, class_names=CLASS_NAMES)
+  out = runner.compile_pipeline(config, str(tmp_path / 'p.json'), IMAGE)
   executors = json.loads(open(out).read())['pipelineSpec']['deploymentSpec']['executors']
   for name in ('StatisticsGen_executor', 'Transform_executor', 'Evaluator_executor'):
     assert '--runner=DataflowRunner' in executors[name]['container']['args'], name
