@@ -23,8 +23,8 @@ def _jittered(pixels: np.ndarray, rng: np.random.Generator, upscale: int) -> Ima
 
 def write_digit_images(output: str, train: int, evaluation: int,
                        digits: Sequence[int] = (0, 1), upscale: int = 4,
-                       seed: int = 0) -> Dict[str, int]:
-  """Writes <output>/{train,validation}/<digit>/*.png: `train` and `evaluation` images
+                       seed: int = 0, suffix: str = '.png') -> Dict[str, int]:
+  """Writes <output>/{train,validation}/<digit>/*<suffix>: `train` and `evaluation` images
   in all, split evenly over the digits; source digits repeat with jitter when needed.
 
   Train and validation images come from disjoint scikit-learn samples (2/3 and 1/3).
@@ -41,7 +41,7 @@ def write_digit_images(output: str, train: int, evaluation: int,
       n = total // len(digits)
       for i in range(n):
         image = _jittered(data.images[sources[i % len(sources)]], rng, upscale)
-        image.save(os.path.join(folder, f'{i:05d}.png'))
+        image.save(os.path.join(folder, f'{i:05d}{suffix}'))
       counts[f'{split}/{DIGIT_NAMES[digit]}'] = n
   return counts
 

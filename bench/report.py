@@ -3,6 +3,8 @@
 import statistics
 from typing import Any, Dict, List, Optional
 
+from bench import ingest
+
 Figures = Dict[str, Any]
 TARGET_EPOCHS = 20
 
@@ -106,6 +108,8 @@ def _targets(f: Figures, settings: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
 def figures(raw: Dict[str, Any], settings: Dict[str, Any]) -> Figures:
   """All figures, named plainly, with the targets and whether each was met."""
   result = {**_training(raw), **_pipeline(raw), **_serving(raw), **_memory(raw, settings)}
+  if 'ingest' in raw:
+    result.update(ingest.figures(raw['ingest']))
   result['targets'] = _targets(result, settings)
   return result
 
@@ -199,6 +203,8 @@ def _memory_rows(f: Figures) -> List[List[str]]:
 def table(f: Figures) -> str:
   """The markdown table: figure, value, ratio to its reference in this run, target."""
   rows = _training_rows(f) + _pipeline_rows(f) + _serving_rows(f) + _memory_rows(f)
+  if 'ingest_images_per_second' in f:
+    rows += ingest.rows(f)
   return '\n'.join(_row(r) for r in [['figure', 'value', 'ratio', 'target'], ['---'] * 4] + rows)
 
 

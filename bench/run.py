@@ -20,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[0] = ROOT
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from bench import data as data_lib, memory, mlmd, report
+from bench import data as data_lib, ingest, memory, mlmd, report
 from pipeline.configs import POOLINGS, PipelineConfig, load_config
 
 RESULTS = os.path.join(ROOT, 'bench', 'results')
@@ -55,6 +55,12 @@ class Bench:
     result.update(process_seconds=child.seconds, peak_rss_mb=child.peak_rss_mb)
     print(f'[bench]   {child.seconds:.0f} s, peak RSS {child.peak_rss_mb:.0f} MB', flush=True)
     return result, child
+
+  def process_tree_stage(self, label: str, args: List[str]) -> Dict[str, Any]:
+    """A child whose peak RSS counts the worker processes it starts (sampled)."""
+    result, child = self.child(label, args)
+    result['peak_rss_mb'] = max([child.peak_rss_mb] + [rss for _, rss in child.samples])
+    return result
 
   def stage(self, label: str, name: str, config: PipelineConfig,
             *options: str) -> Tuple[Dict[str, Any], memory.ChildResult]:
@@ -133,13 +139,15 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                                '--seconds', str(args.serving_seconds))[0]
   if not args.skip_streaming:
     raw['small'] = streaming(bench, small)
+  raw['ingest'] = ingest.measure(bench.process_tree_stage, work, args.images)
   return raw
 
 
 def drop_heavy(work: str) -> None:
   """Deletes the images, runs, models and weights of a finished run; keeps logs and JSON."""
   for name in ('data', 'data-small', 'runs', 'trainer_cached', 'trainer_uncached',
-               'small_trainer_cached', 'weights_notop.h5'):
+               'small_trainer_cached', 'weights_notop.h5', 'ingest-data', 'ingest-data-small',
+               'ingest-data-tiny'):
     path = os.path.join(work, name)
     if os.path.isdir(path):
       shutil.rmtree(path)
