@@ -133,7 +133,7 @@ def test_threshold_and_failure_texts():
   from pipeline.pipeline import eval_config
   from tensorflow_model_analysis.proto import validation_result_pb2
   config = load_config(overrides={'data.path': 'unused', 'evaluation.min_accuracy': 0.8})
-  texts = evaluation_report.checked_thresholds(eval_config(config, 2))
+  texts = evaluation_report.checked_thresholds(eval_config(config))
   assert texts[0] == 'SparseCategoricalAccuracy must be >= 0.8'
   assert 'compared with the baseline (higher is better)' in texts[1]
   failure = validation_result_pb2.ValidationFailure()

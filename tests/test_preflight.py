@@ -11,7 +11,6 @@ import os
 import pytest
 import tf_keras as keras
 
-from components.ingest_options import IngestError
 from pipeline import cli, local_runner, preflight
 from pipeline.configs import ConfigError, load_config
 from tests.conftest import encode_image, random_pixels
