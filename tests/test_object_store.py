@@ -11,18 +11,17 @@ import glob
 import json
 import os
 
+import boto3
 import pytest
 import tensorflow as tf
 from tfx import v1 as tfx
+from moto import server as moto_server
 from tfx.orchestration.pipeline import RunOptions
 
 from components import ingest_pipeline
 from pipeline import pipeline as pipeline_lib, report
 from pipeline.configs import load_config
 from tests.conftest import encode_image, random_pixels
-
-boto3 = pytest.importorskip('boto3')
-moto_server = pytest.importorskip('moto.server')
 
 BUCKET = 'images'
 PREFIX = 'pets'
