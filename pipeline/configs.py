@@ -15,6 +15,8 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import yaml
 
+from kubeflow import beam
+
 # InceptionV3's stem needs at least 75x75 pixels.
 MIN_IMAGE_SIZE = 75
 WEIGHTS_CHOICES = ('imagenet', 'none')
@@ -93,9 +95,9 @@ class PipelineConfig:
   model_name: str = 'image_classifier'
   # Everything a run writes lives under this folder.
   output: str = 'runs/default'
-  # Beam arguments for Transform, StatisticsGen and Evaluator.
-  beam_pipeline_args: List[str] = dataclasses.field(
-      default_factory=lambda: ['--direct_running_mode=in_memory', '--direct_num_workers=1'])
+  # Beam arguments for Transform, StatisticsGen and Evaluator (without --runner:
+  # FnApiRunner, see kubeflow/beam.py).
+  beam_pipeline_args: List[str] = dataclasses.field(default_factory=beam.in_memory)
   enable_cache: bool = True
   data: DataConfig = dataclasses.field(default_factory=DataConfig)
   model: ModelConfig = dataclasses.field(default_factory=ModelConfig)

@@ -12,6 +12,7 @@ from components import image_ingest
 from components.atomic_pusher import AtomicPusher
 from components.evaluation_report import EvaluationReport
 from components.image_folder_example_gen import ImageFolderExampleGen
+from kubeflow import beam
 from pipeline.configs import PipelineConfig
 from trainer.features import LABEL_KEY
 from trainer.task import trainer_custom_config
@@ -149,4 +150,4 @@ def create_pipeline(config: PipelineConfig, class_names: Optional[List[str]] = N
                   model_resolver, evaluator, pusher, evaluation_report],
       enable_cache=config.enable_cache,
       metadata_connection_config=metadata_connection_config,
-      beam_pipeline_args=list(config.beam_pipeline_args))
+      beam_pipeline_args=beam.with_local_runner(config.beam_pipeline_args))
