@@ -90,6 +90,18 @@ class EvaluationConfig:
 
 
 @dataclasses.dataclass
+class ServingConfig:
+  """Per-request limits baked into the exported signatures (see README, serving)."""
+  # Largest encoded image a signature accepts (a larger one is refused unread).
+  max_image_bytes: int = 20 * 2 ** 20
+  # Most pixels an image header may declare (GIF: all frames together); checked
+  # before decoding. Decoding one image takes up to ~16 bytes per pixel.
+  max_image_pixels: int = 25_000_000
+  # Most images (or tf.Examples) in one request; the Evaluator batches within it.
+  max_batch: int = 64
+
+
+@dataclasses.dataclass
 class PipelineConfig:
   pipeline_name: str = 'image-transfer'
   model_name: str = 'image_classifier'
@@ -103,6 +115,7 @@ class PipelineConfig:
   model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
   training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
   evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
+  serving: ServingConfig = dataclasses.field(default_factory=ServingConfig)
 
   # Derived locations -------------------------------------------------------
   @property
@@ -150,6 +163,8 @@ class PipelineConfig:
            'evaluation.max_accuracy_drop', 'a number >= 0')
     _check(self.evaluation.report_misclassified >= 0,
            'evaluation.report_misclassified', 'an integer >= 0')
+    for name in ('max_image_bytes', 'max_image_pixels', 'max_batch'):
+      _check(getattr(self.serving, name) >= 1, f'serving.{name}', 'an integer >= 1')
     _check(self.pipeline_name.replace('-', '').replace('_', '').isalnum(),
            'pipeline_name', 'letters, digits, - and _')
     return self

@@ -1,5 +1,6 @@
 """The pipeline definition: one function builds it for every orchestrator."""
 
+import dataclasses
 import glob
 import os
 from typing import List, Optional
@@ -119,7 +120,8 @@ def create_pipeline(config: PipelineConfig, class_names: Optional[List[str]] = N
       schema=schema_gen.outputs['schema'],
       train_args=tfx.proto.TrainArgs(),  # epochs come from custom_config
       eval_args=tfx.proto.EvalArgs(),
-      custom_config=trainer_custom_config(config.model, config.training, class_names))
+      custom_config=trainer_custom_config(config.model, config.training, class_names,
+                                          dataclasses.asdict(config.serving)))
   model_resolver = tfx.dsl.Resolver(
       strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),

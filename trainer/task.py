@@ -5,7 +5,7 @@ import json
 import logging
 import os
 import shutil
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -15,15 +15,18 @@ from tfx_bsl.public import tfxio
 
 from pipeline.configs import ModelConfig, TrainingConfig
 from trainer import export, model as model_lib, plots
+from trainer.image_limits import ServingLimits
 from trainer.features import IMAGE_KEY, LABEL_KEY
 from trainer.preprocessing import bytes_to_pixels
 
 
 def trainer_custom_config(model: ModelConfig, training: TrainingConfig,
-                          class_names: List[str]) -> Dict[str, Any]:
-  """What the pipeline passes to `run_fn` through the Trainer's custom_config."""
+                          class_names: List[str],
+                          serving: Mapping[str, int]) -> Dict[str, Any]:
+  """What the pipeline passes to `run_fn` through the Trainer's custom_config;
+  `serving`: the config's `serving` section as plain values (ServingLimits fields)."""
   return {'model': dataclasses.asdict(model), 'training': dataclasses.asdict(training),
-          'class_names': list(class_names)}
+          'class_names': list(class_names), 'serving': dict(ServingLimits(**serving)._asdict())}
 
 
 def augmentation(seed: int) -> keras.Sequential:
@@ -184,4 +187,5 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
   _save_history(history, fn_args.model_run_dir, fine_tune_start)
   export.export_serving_model(model, tf_transform_output, class_names,
-                              model_config.image_size, fn_args.serving_model_dir)
+                              model_config.image_size, fn_args.serving_model_dir,
+                              ServingLimits(**settings['serving']))
