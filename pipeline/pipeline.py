@@ -19,6 +19,7 @@ from trainer.features import LABEL_KEY
 from trainer.task import trainer_custom_config
 
 PREPROCESSING_FN = 'trainer.preprocessing.preprocessing_fn'
+EVALUATOR_MODULE = 'components.evaluator_module'
 RUN_FN = 'trainer.task.run_fn'
 TFRECORD_PATTERNS = ('*.tfrecord', '*.tfrecord.gz', '*.tfrecord-*', '*.tfrecords', '*.gz')
 
@@ -87,8 +88,10 @@ def eval_config(config: PipelineConfig, num_classes: int) -> tfma.EvalConfig:
         metrics=[tfma.MetricConfig(class_name='AUC')],
         binarize=tfma.BinarizationOptions(class_ids={'values': [1]})))
   return tfma.EvalConfig(
+      # Batches within the signature's serving.max_batch (components/evaluator_module.py).
       model_specs=[tfma.ModelSpec(signature_name='serving_default', label_key=LABEL_KEY,
-                                  prediction_key='probabilities', model_type='tf_generic')],
+                                  prediction_key='probabilities', model_type='tf_generic',
+                                  inference_batch_size=config.serving.max_batch)],
       slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[LABEL_KEY])],
       metrics_specs=metrics_specs)
 
@@ -131,7 +134,8 @@ def create_pipeline(config: PipelineConfig, class_names: Optional[List[str]] = N
       examples=example_gen.outputs['examples'],
       model=trainer.outputs['model'],
       baseline_model=model_resolver.outputs['model'],
-      eval_config=eval_config(config, len(class_names)))
+      eval_config=eval_config(config, len(class_names)),
+      module_path=EVALUATOR_MODULE)
   pusher = AtomicPusher(
       model=trainer.outputs['model'],
       model_blessing=evaluator.outputs['blessing'],

@@ -126,3 +126,10 @@ def test_refusals_keep_memory_bounded_and_the_server_answering(probe_result):
   assert probe_result['good_after_each']
   assert probe_result['rss_growth_mib'] < RSS_BOUND_MIB, probe_result['rss_growth_mib']
 
+
+
+@pytest.mark.parametrize('field', ['max_image_bytes', 'max_image_pixels', 'max_batch'])
+def test_serving_limits_must_be_positive(field):
+  from pipeline.configs import ConfigError, load_config  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ConfigError, match=f'serving.{field}'):
+    load_config(overrides={'data.path': 'x', f'serving.{field}': 0}).validate()
