@@ -93,12 +93,12 @@ class EvaluationConfig:
 class ServingConfig:
   """Per-request limits baked into the exported signatures (see README, serving)."""
   # Largest encoded image a signature accepts (a larger one is refused unread).
-  max_image_bytes: int = 20 * 2 ** 20
+  max_image_bytes: int = 10 * 2 ** 20
   # Most pixels an image header may declare (GIF: all frames together); checked
-  # before decoding. Decoding one image takes up to ~16 bytes per pixel.
+  # before decoding (a 25M-pixel JPEG took ~110 MiB to decode and resize here).
   max_image_pixels: int = 25_000_000
   # Most images (or tf.Examples) in one request; the Evaluator batches within it.
-  max_batch: int = 64
+  max_batch: int = 32
 
 
 @dataclasses.dataclass
