@@ -6,8 +6,6 @@ export PYTHONUNBUFFERED := 1
 
 VENV := .venv
 BIN := $(VENV)/bin
-PYTHON310 := $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10*/bin/python3.10 /usr/local/bin/python3.10 /usr/bin/python3.10; do \
-	$$p -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1 && { echo $$p; break; }; done)
 
 DEMO_DATA := data/digits
 DEMO_OUTPUT := runs/demo
@@ -20,13 +18,14 @@ PYTEST_ARGS ?=
 
 venv: $(VENV)/.installed
 
-# The stack is rebuilt from scratch whenever the lock changes; the project itself is
-# reinstalled (editable, no dependencies) whenever pyproject.toml changes.
-$(VENV)/.stack: requirements.lock
-	@test -n "$(PYTHON310)" || { echo "Python 3.10 not found (tried python3.10 and ~/.pyenv/versions/3.10*)"; exit 1; }
-	rm -rf $(VENV)
-	$(PYTHON310) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+# The stack is rebuilt from scratch whenever a lock changes; the project itself is
+# reinstalled (editable, no dependencies) whenever pyproject.toml changes. Python 3.10
+# comes from scripts/find-python310.sh (installed with uv where none is found).
+$(VENV)/.stack: requirements.lock requirements-build.lock
+	@python310=$$(scripts/find-python310.sh) || exit 1; \
+	  echo "Building $(VENV) with $$python310"; \
+	  rm -rf $(VENV) && $$python310 -m venv $(VENV)
+	$(BIN)/python -m pip install -q -r requirements-build.lock
 	$(BIN)/pip install -q -r requirements.lock
 	touch $@
 

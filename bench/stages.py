@@ -6,6 +6,7 @@ Every stage reads the pipeline config written by run.py and writes a JSON result
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import time
@@ -103,7 +104,8 @@ def _fn_args(config: PipelineConfig, output: str):
   input_dict = {'examples': artifact('Transform', 'transformed_examples'),
                 'transform_graph': artifact('Transform', 'transform_graph'),
                 'schema': artifact('SchemaGen', 'schema')}
-  custom_config = trainer_custom_config(config.model, config.training)
+  custom_config = trainer_custom_config(config.model, config.training,
+                                        dataclasses.asdict(config.serving))
   fn_args = fn_args_utils.get_common_fn_args(
       input_dict, {'train_args': '{}', 'eval_args': '{}',
                    'custom_config': json.dumps(custom_config)})

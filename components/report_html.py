@@ -20,6 +20,8 @@ import numpy as np
 from PIL import Image
 
 THUMBNAIL_SIZE = 160
+# Class names are folder names: drawn as typed, never as math text (`$x$`) or TeX.
+_LITERAL_TEXT = {'text.parse_math': False, 'text.usetex': False}
 
 
 @dataclasses.dataclass
@@ -79,6 +81,7 @@ def figure_png(fig) -> bytes:
   return out.getvalue()
 
 
+@plt.rc_context(_LITERAL_TEXT)
 def confusion_matrix_png(matrix: np.ndarray, class_names: Sequence[str]) -> bytes:
   """Heat map of the counts, true classes as rows, predicted classes as columns."""
   n = len(matrix)
@@ -110,6 +113,7 @@ def thumbnail(image: Optional[bytes]) -> np.ndarray:
   return np.asarray(picture)
 
 
+@plt.rc_context(_LITERAL_TEXT)
 def misclassified_grid_png(examples: Sequence[Prediction], class_names: Sequence[str],
                            columns: int = 4) -> bytes:
   """Images with their true and predicted labels and the model's confidence."""

@@ -11,6 +11,10 @@
 
 Every preset checks its arguments and raises ValueError naming the one that is
 missing or wrong, before anything is compiled or run.
+
+The local presets name Beam's FnApiRunner: `--runner=DirectRunner` would first try
+Prism, a runner binary that Beam downloads at run time (and, offline, falls back to
+FnApiRunner after a failed download in every Beam stage).
 """
 
 import functools
@@ -23,6 +27,8 @@ ENVIRONMENT_TYPES = ('DOCKER', 'PROCESS', 'EXTERNAL', 'LOOPBACK')
 # host:port, host being a name, an IPv4 address or a bracketed IPv6 address.
 _ENDPOINT = re.compile(r'^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):(\d{1,5})$')
 _REGION = re.compile(r'^[a-z]+-[a-z]+\d+$')
+# Beam's in-process batch runner, the one DirectRunner falls back to; never downloads.
+LOCAL_RUNNER = '--runner=FnApiRunner'
 
 
 def _require(value, name: str, preset: str, what: str):
@@ -38,17 +44,17 @@ def _positive_int(value, name: str, preset: str) -> int:
 
 
 def in_memory() -> List[str]:
-  """DirectRunner in this process, one worker: small data, debugging (the local default)."""
-  return ['--runner=DirectRunner', '--direct_running_mode=in_memory', '--direct_num_workers=1']
+  """FnApiRunner in this process, one worker: small data, debugging (the local default)."""
+  return [LOCAL_RUNNER, '--direct_running_mode=in_memory', '--direct_num_workers=1']
 
 
 def multi_processing(num_workers: Optional[int] = None) -> List[str]:
-  """DirectRunner with `num_workers` worker processes on the machine that runs the component."""
+  """FnApiRunner with `num_workers` worker processes on the machine that runs the component."""
   preset = 'multi_processing'
   num_workers = _positive_int(
       _require(num_workers, 'num_workers', preset, 'number of worker processes, >= 1'),
       'num_workers', preset)
-  return ['--runner=DirectRunner', '--direct_running_mode=multi_processing',
+  return [LOCAL_RUNNER, '--direct_running_mode=multi_processing',
           f'--direct_num_workers={num_workers}']
 
 
@@ -150,6 +156,14 @@ def beam_pipeline_args(preset: str, **options) -> List[str]:
     raise ValueError(f"Beam preset '{preset}' does not take {unknown[0]}; "
                      f'its options: {", ".join(allowed) or "none"}.')
   return builder(**options)
+
+
+def with_local_runner(args: List[str]) -> List[str]:
+  """`args` with FnApiRunner in front when they name no runner (Beam's default,
+  DirectRunner, would try to download Prism first)."""
+  if any(a == '--runner' or a.startswith('--runner=') for a in args):
+    return list(args)
+  return [LOCAL_RUNNER, *args]
 
 
 def parse_options(pairs: List[str]) -> Dict[str, object]:

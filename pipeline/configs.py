@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Mapping, Optional
 import yaml
 
 from components.ingest_options import IngestOptions
+from kubeflow import beam
 
 # InceptionV3's stem needs at least 75x75 pixels.
 MIN_IMAGE_SIZE = 75
@@ -95,19 +96,32 @@ class EvaluationConfig:
 
 
 @dataclasses.dataclass
+class ServingConfig:
+  """Per-request limits baked into the exported signatures (see README, serving)."""
+  # Largest encoded image a signature accepts (a larger one is refused unread).
+  max_image_bytes: int = 10 * 2 ** 20
+  # Most pixels an image header may declare (GIF: all frames together); checked
+  # before decoding (a 25M-pixel JPEG took ~110 MiB to decode and resize here).
+  max_image_pixels: int = 25_000_000
+  # Most images (or tf.Examples) in one request; the Evaluator batches within it.
+  max_batch: int = 32
+
+
+@dataclasses.dataclass
 class PipelineConfig:
   pipeline_name: str = 'image-transfer'
   model_name: str = 'image_classifier'
   # Everything a run writes lives under this folder.
   output: str = 'runs/default'
-  # Beam arguments for Transform, StatisticsGen and Evaluator.
-  beam_pipeline_args: List[str] = dataclasses.field(
-      default_factory=lambda: ['--direct_running_mode=in_memory', '--direct_num_workers=1'])
+  # Beam arguments for Transform, StatisticsGen and Evaluator (without --runner:
+  # FnApiRunner, see kubeflow/beam.py).
+  beam_pipeline_args: List[str] = dataclasses.field(default_factory=beam.in_memory)
   enable_cache: bool = True
   data: DataConfig = dataclasses.field(default_factory=DataConfig)
   model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
   training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
   evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
+  serving: ServingConfig = dataclasses.field(default_factory=ServingConfig)
 
   # Derived locations -------------------------------------------------------
   @property
@@ -156,6 +170,8 @@ class PipelineConfig:
            'evaluation.max_accuracy_drop', 'a number >= 0')
     _check(self.evaluation.report_misclassified >= 0,
            'evaluation.report_misclassified', 'an integer >= 0')
+    for name in ('max_image_bytes', 'max_image_pixels', 'max_batch'):
+      _check(getattr(self.serving, name) >= 1, f'serving.{name}', 'an integer >= 1')
     _check(self.pipeline_name.replace('-', '').replace('_', '').isalnum(),
            'pipeline_name', 'letters, digits, - and _')
     return self

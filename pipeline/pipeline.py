@@ -1,17 +1,21 @@
 """The pipeline definition: one function builds it for every orchestrator."""
 
+import dataclasses
 import os
+
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
 from components.atomic_pusher import AtomicPusher
 from components.evaluation_report import EvaluationReport
 from components.image_folder_example_gen import ImageFolderExampleGen
+from kubeflow import beam
 from pipeline.configs import PipelineConfig
 from trainer.features import CLASS_NAME_KEY, LABEL_KEY
 from trainer.task import trainer_custom_config
 
 PREPROCESSING_FN = 'trainer.preprocessing.preprocessing_fn'
+EVALUATOR_MODULE = 'components.evaluator_module'
 RUN_FN = 'trainer.task.run_fn'
 
 
@@ -45,8 +49,10 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
               direction=tfma.MetricDirection.HIGHER_IS_BETTER,
               absolute={'value': -config.evaluation.max_accuracy_drop - 1e-10})))
   return tfma.EvalConfig(
+      # Batches within the signature's serving.max_batch (components/evaluator_module.py).
       model_specs=[tfma.ModelSpec(signature_name='serving_default', label_key=LABEL_KEY,
-                                  prediction_key='probabilities', model_type='tf_generic')],
+                                  prediction_key='probabilities', model_type='tf_generic',
+                                  inference_batch_size=config.serving.max_batch)],
       slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[CLASS_NAME_KEY])],
       metrics_specs=[
           tfma.MetricsSpec(metrics=[tfma.MetricConfig(class_name='ExampleCount'), accuracy]),
@@ -79,7 +85,8 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
       schema=schema_gen.outputs['schema'],
       train_args=tfx.proto.TrainArgs(),  # epochs come from custom_config
       eval_args=tfx.proto.EvalArgs(),
-      custom_config=trainer_custom_config(config.model, config.training))
+      custom_config=trainer_custom_config(config.model, config.training,
+                                          dataclasses.asdict(config.serving)))
   model_resolver = tfx.dsl.Resolver(
       strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
@@ -89,7 +96,8 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
       examples=example_gen.outputs['examples'],
       model=trainer.outputs['model'],
       baseline_model=model_resolver.outputs['model'],
-      eval_config=eval_config(config))
+      eval_config=eval_config(config),
+      module_path=EVALUATOR_MODULE)
   pusher = AtomicPusher(
       model=trainer.outputs['model'],
       model_blessing=evaluator.outputs['blessing'],
@@ -110,4 +118,4 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
                   model_resolver, evaluator, pusher, evaluation_report],
       enable_cache=config.enable_cache,
       metadata_connection_config=metadata_connection_config,
-      beam_pipeline_args=list(config.beam_pipeline_args))
+      beam_pipeline_args=beam.with_local_runner(config.beam_pipeline_args))

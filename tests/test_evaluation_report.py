@@ -171,3 +171,16 @@ def test_ties_keep_the_images_of_the_grid_order():
   top = report_html.rank_misclassified(mistakes)[:3]
   assert [p.filename for p in top] == ['a.png', 'b.png', 'c.png']
   assert sorted(p.filename for p in mistakes if p.image) == ['a.png', 'b.png', 'c.png']
+
+
+def test_class_names_with_dollar_signs_render_literally():
+  """Folder names such as `$x$` or `$\\frac$` are drawn as typed, not parsed as math
+  text (`$\\frac$` is not valid math: parsing it would fail the report)."""
+  names = ['$x$', r'$\frac$', 'a_{b}^$']
+  predictions = [Prediction(f'{i}.png', i, (i + 1) % 3, 0.9,
+                            encode_image(random_pixels((20, 20, 3), seed=i))) for i in range(3)]
+  matrix = report_html.confusion_matrix([p.label for p in predictions],
+                                        [p.predicted for p in predictions], 3)
+  for png in (report_html.confusion_matrix_png(matrix, names),
+              report_html.misclassified_grid_png(predictions, names)):
+    assert Image.open(io.BytesIO(png)).size[0] > 100

@@ -1,5 +1,6 @@
 """Phase two: unfreezing from a layer changes exactly those layers; BatchNorm stays put."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -9,7 +10,7 @@ import tf_keras as keras
 from tfx import v1 as tfx
 
 from pipeline import preflight
-from pipeline.configs import ConfigError, ModelConfig, TrainingConfig, load_config
+from pipeline.configs import ConfigError, ModelConfig, ServingConfig, TrainingConfig, load_config
 from trainer import model as model_lib
 from trainer import task
 
@@ -54,7 +55,8 @@ def run_both_phases(tmp_path_factory):
     patch.setattr(task.preprocessing, 'class_names', lambda tft_output: ['a', 'b'])
     patch.setattr(task.export, 'export_serving_model', lambda m, *a: seen.update(exported=m))
     task.run_fn(tfx.components.FnArgs(
-        custom_config=task.trainer_custom_config(MODEL, TRAINING),
+        custom_config=task.trainer_custom_config(MODEL, TRAINING,
+                                                 dataclasses.asdict(ServingConfig())),
         model_run_dir=str(tmp_path / 'model_run'), serving_model_dir=str(tmp_path / 'serving'),
         transform_output='unused', train_files=[], eval_files=[], train_steps=None,
         eval_steps=None))

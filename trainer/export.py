@@ -7,6 +7,10 @@
 
 outputs: `probabilities` float [B, num_classes], `class_id` int64 [B],
 `class_name` string [B]. Both serving paths run the same Transform layer.
+
+TF Serving exposes every signature, so all three check the request against
+`ServingLimits` (batch size, bytes per image, pixels its header declares) before the
+Transform layer decodes anything, and decode one image at a time.
 """
 
 from typing import Dict, List
@@ -16,19 +20,25 @@ import tensorflow_transform as tft
 import tf_keras as keras
 
 from trainer.features import IMAGE_KEY, LABEL_KEY
+from trainer.image_limits import ServingLimits, checked_images
 from trainer.preprocessing import bytes_to_pixels
 
 IMAGE_BYTES_SIGNATURE = 'serving_image_bytes'
 
 
 def _serving_functions(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
-                       class_names: List[str], image_size: int) -> Dict[str, tf.types.experimental.ConcreteFunction]:
+                       class_names: List[str], image_size: int,
+                       limits: ServingLimits) -> Dict[str, tf.types.experimental.ConcreteFunction]:
   model.tft_layer = tf_transform_output.transform_features_layer()
   names = tf.constant(class_names)
   raw_spec = tf_transform_output.raw_feature_spec()
 
+  def transform(raw_features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    checked = dict(raw_features, **{IMAGE_KEY: checked_images(raw_features[IMAGE_KEY], limits)})
+    return model.tft_layer(checked)
+
   def predict_raw(raw_features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    transformed = model.tft_layer(raw_features)
+    transformed = transform(raw_features)
     output = model(bytes_to_pixels(transformed[IMAGE_KEY], image_size), training=False)
     if len(class_names) == 2:
       probabilities = tf.concat([1.0 - output, output], axis=1)
@@ -49,7 +59,7 @@ def _serving_functions(model: keras.Model, tf_transform_output: tft.TFTransformO
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
   def transform_features(serialized):
     spec = {k: v for k, v in raw_spec.items() if k in (IMAGE_KEY, LABEL_KEY)}
-    return model.tft_layer(tf.io.parse_example(serialized, spec))
+    return transform(tf.io.parse_example(serialized, spec))
 
   return {
       'serving_default': serve_examples.get_concrete_function(),
@@ -59,9 +69,11 @@ def _serving_functions(model: keras.Model, tf_transform_output: tft.TFTransformO
 
 
 def export_serving_model(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
-                         class_names: List[str], image_size: int, export_dir: str) -> None:
-  """Saves a SavedModel (without optimizer state) that TF Serving and TFMA load."""
-  signatures = _serving_functions(model, tf_transform_output, class_names, image_size)
+                         class_names: List[str], image_size: int, export_dir: str,
+                         limits: ServingLimits) -> None:
+  """Saves a SavedModel (without optimizer state) that TF Serving and TFMA load, its
+  signatures bounded by `limits`."""
+  signatures = _serving_functions(model, tf_transform_output, class_names, image_size, limits)
   # No per-layer call traces (tracing InceptionV3 layer by layer took two thirds of the
   # export and slowed every load): the signatures above, which TF Serving, TFMA and
   # predict use, do not need them, and keras.models.load_model rebuilds the (built-in)

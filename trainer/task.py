@@ -5,7 +5,7 @@ import json
 import logging
 import os
 import shutil
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -15,15 +15,19 @@ from tfx_bsl.public import tfxio
 
 from pipeline.configs import ModelConfig, TrainingConfig
 from trainer import export, model as model_lib, plots
+from trainer.image_limits import ServingLimits
 from trainer.features import IMAGE_KEY, LABEL_KEY
 from trainer import preprocessing
 from trainer.preprocessing import bytes_to_pixels
 
 
-def trainer_custom_config(model: ModelConfig, training: TrainingConfig) -> Dict[str, Any]:
+def trainer_custom_config(model: ModelConfig, training: TrainingConfig,
+                          serving: Mapping[str, int]) -> Dict[str, Any]:
   """What the pipeline passes to `run_fn` through the Trainer's custom_config (no class
-  names: they come with the data, as Transform's class vocabulary)."""
-  return {'model': dataclasses.asdict(model), 'training': dataclasses.asdict(training)}
+  names: they come with the data, as Transform's class vocabulary); `serving`: the
+  config's `serving` section as plain values (ServingLimits fields)."""
+  return {'model': dataclasses.asdict(model), 'training': dataclasses.asdict(training),
+          'serving': dict(ServingLimits(**serving)._asdict())}
 
 
 def augmentation(seed: int) -> keras.Sequential:
@@ -184,4 +188,5 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
   _save_history(history, fn_args.model_run_dir, fine_tune_start)
   export.export_serving_model(model, tf_transform_output, class_names,
-                              model_config.image_size, fn_args.serving_model_dir)
+                              model_config.image_size, fn_args.serving_model_dir,
+                              ServingLimits(**settings['serving']))
