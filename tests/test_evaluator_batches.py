@@ -33,7 +33,7 @@ def test_evaluator_batches_fit_the_signature_limit(tmp_path, caplog):
   model_dir = export_tiny_model(str(tmp_path), serving)
   config = load_config(overrides={'data.path': 'unused', 'evaluation.min_accuracy': 0.0,
                                   'serving.max_batch': serving.max_batch})
-  eval_config = pipeline_lib.eval_config(config, num_classes=2)
+  eval_config = pipeline_lib.eval_config(config)
   for spec in eval_config.metrics_specs:  # no baseline here: no comparison with one
     for metric in spec.metrics:
       metric.threshold.ClearField('change_threshold')
