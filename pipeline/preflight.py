@@ -1,11 +1,13 @@
-"""Cheap checks that fail a run before any expensive work starts."""
+"""Cheap checks that fail a run before any expensive work starts.
+
+`check_files` needs only the standard library (the CLI runs it before importing
+TensorFlow, so that these mistakes answer at once); `check` adds the checks that
+need TFX and Keras.
+"""
 
 import os
 
-from components import image_ingest
-from pipeline import pipeline as pipeline_lib
 from pipeline.configs import ConfigError, PipelineConfig
-from trainer import model as model_lib
 
 
 def describe_weights(weights: str) -> str:
@@ -17,10 +19,23 @@ def describe_weights(weights: str) -> str:
   return f'local weights file {weights}'
 
 
-def check(config: PipelineConfig) -> None:
-  """Data folder, class names, weights file, cut layer and fine-tuning layer: fails clearly."""
+def check_files(config: PipelineConfig) -> None:
+  """The data folder and a local weights file exist."""
   if not os.path.isdir(config.data.path):
     raise ConfigError(f'data.path: {config.data.path} is not a folder.')
+  weights = config.model.weights
+  if weights.endswith('.h5') and not os.path.isfile(weights):
+    raise ConfigError(f'model.weights: Weights file {weights} does not exist.')
+
+
+def check(config: PipelineConfig) -> None:
+  """Data folder, class names, weights file, cut layer and fine-tuning layer: fails clearly."""
+  # pylint: disable=g-import-not-at-top
+  from components import image_ingest
+  from pipeline import pipeline as pipeline_lib
+  from trainer import model as model_lib
+  # pylint: enable=g-import-not-at-top
+  check_files(config)
   try:
     class_names = pipeline_lib.resolve_class_names(config)
   except ValueError as e:

@@ -13,8 +13,10 @@ import tf_keras as keras
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
+import console
 from pipeline.configs import ModelConfig, TrainingConfig
 from trainer import export, model as model_lib, plots
+from trainer.epoch_lines import EpochLines
 from trainer.features import IMAGE_KEY, LABEL_KEY
 from trainer.preprocessing import bytes_to_pixels
 
@@ -59,12 +61,21 @@ def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
   return dataset.prefetch(tf.data.AUTOTUNE)
 
 
+def write_cache(features: tf.data.Dataset, batch_size: int, label: str) -> None:
+  """The feature pass: reads `features` (a cached dataset) to the end once, which writes
+  its cache file, with a progress bar (or periodic lines) on the console."""
+  with console.Progress(label=label, unit='images') as bar:
+    for _, labels in features.batch(batch_size).prefetch(tf.data.AUTOTUNE):
+      bar.update(int(tf.shape(labels)[0]))
+
+
 def cached_features(dataset: tf.data.Dataset, extractor: keras.Model, cache_file: str,
                     batch_size: int, shuffle_seed=None) -> tf.data.Dataset:
-  """(pixels, label) batches -> (features, label) batches; features computed on the
-  first pass only and streamed to `cache_file`, later epochs read them back."""
+  """(pixels, label) batches -> (features, label) batches; the features are computed
+  now, once, and streamed to `cache_file`; every epoch reads them back."""
   features = dataset.map(lambda x, y: (extractor(x, training=False), y)).unbatch()
   features = features.cache(cache_file)
+  write_cache(features, batch_size, f'Feature pass ({os.path.basename(cache_file)})')
   if shuffle_seed is not None:
     features = features.shuffle(4 * batch_size, seed=shuffle_seed, reshuffle_each_iteration=True)
   return features.batch(batch_size).prefetch(tf.data.AUTOTUNE)
@@ -88,7 +99,8 @@ def _fit(model: keras.Model, train: tf.data.Dataset, evaluation: tf.data.Dataset
   return model.fit(
       train, epochs=epochs, initial_epoch=initial_epoch, validation_data=evaluation,
       steps_per_epoch=fn_args.train_steps, validation_steps=fn_args.eval_steps,
-      callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)], verbose=2)
+      callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir), EpochLines()],
+      verbose=0)
 
 
 def _train_head(model: keras.Model, backbone: keras.Model, head: keras.Model,
