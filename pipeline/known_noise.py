@@ -29,7 +29,7 @@ LOG_RECORDS: Dict[str, List[str]] = {
     'tensorflow': [
         # TF deprecation notices about calls made inside installed libraries (tfx_bsl,
         # TFMA, ...); a deprecated call in this project's code still shows.
-        r'From \S*site-packages\S* is deprecated and will be removed',
+        r"From \S*site-packages\S*: .* is deprecated and will be removed",
         # Keras, after loading the exported model for evaluation: metrics build on use.
         r'Compiled the loaded model, but the compiled metrics have yet to be built',
     ],

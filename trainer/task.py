@@ -109,11 +109,11 @@ def _train_head(model: keras.Model, backbone: keras.Model, head: keras.Model,
                 fn_args: tfx.components.FnArgs) -> keras.callbacks.History:
   """Phase one: the head on the frozen backbone, through the feature cache or not."""
   if not use_cache:
-    logging.warning('Feature cache OFF (%s): the full model runs every epoch.',
+    logging.info('Feature cache OFF (%s): the full model runs every epoch.',
                     'augmentation is on' if training.augment else 'training.feature_cache=false')
     model_lib.compile_model(model, num_classes, training.learning_rate)
     return _fit(model, datasets['train'], datasets['eval'], fn_args, training.epochs)
-  logging.warning('Feature cache ON: the backbone is frozen and augmentation is off, so its '
+  logging.info('Feature cache ON: the backbone is frozen and augmentation is off, so its '
                   'features are computed once and the head trains on them.')
   cache_dir = os.path.join(fn_args.model_run_dir, 'feature_cache')
   os.makedirs(cache_dir, exist_ok=True)
@@ -136,7 +136,7 @@ def fine_tune(model: keras.Model, backbone: keras.Model, train: tf.data.Dataset,
   frozen, in inference mode) and trains the assembled `model` on pixel batches at
   `training.fine_tune_learning_rate`, continuing the epoch count of phase one."""
   unfrozen = model_lib.unfreeze_from(backbone, training.fine_tune_from)
-  logging.warning('Fine-tuning: %d backbone layers with weights unfrozen from %s to %s '
+  logging.info('Fine-tuning: %d backbone layers with weights unfrozen from %s to %s '
                   '(BatchNorm stays frozen), learning rate %g, epochs %d-%d.',
                   len(unfrozen), training.fine_tune_from, backbone.layers[-1].name,
                   training.fine_tune_learning_rate, training.epochs + 1,
