@@ -125,13 +125,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+  from pipeline.model_dir import resolve_model_dir  # pylint: disable=g-import-not-at-top
   if not os.path.exists(args.model):
     raise ConfigError(f'--model: {args.model} does not exist.')
-  from pipeline import predict  # pylint: disable=g-import-not-at-top
   try:
-    model_dir = predict.resolve_model_dir(args.model)
+    model_dir = resolve_model_dir(args.model)
   except FileNotFoundError as e:
     raise ConfigError(f'--model: {e}') from e
+  from pipeline import predict  # pylint: disable=g-import-not-at-top
   print(f'Model: {model_dir}')
   for row in predict.predict_files(model_dir, args.images):
     print(predict.format_row(row))
