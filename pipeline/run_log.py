@@ -1,8 +1,8 @@
 """A run's log file: everything the libraries write goes there, the terminal stays readable.
 
-Inside `capture`, the process's file descriptors 1 and 2 point at the log file, so
-Python logging, warnings, prints, TensorFlow's C++ messages and Beam's child
-processes all land in it, written directly (nothing is lost when the process dies).
+Inside `capture`, the process's file descriptors 1 and 2 (and `sys.stdout`,
+`sys.stderr`) point at the log file, so Python logging, warnings, prints,
+TensorFlow's C++ messages and Beam's child processes all land in it, written directly (nothing is lost when the process dies).
 Lines meant for a person go to `console.out()`, which then points at the terminal;
 `verbose` also echoes the log to the terminal as it grows.
 """
@@ -76,7 +76,8 @@ def _python_logging(run_log: RunLog) -> Iterator[None]:
   previous_level, previous_absl = root.level, absl_logging.get_verbosity()
   root.addHandler(handler)
   root.addHandler(counter)
-  absl_logging.set_verbosity(absl_logging.INFO)  # sets the root level too
+  absl_logging.set_verbosity(absl_logging.INFO)
+  root.setLevel(logging.INFO)
   logging.captureWarnings(True)
   try:
     yield
@@ -107,12 +108,14 @@ def capture(path: str, verbose: bool = False) -> Iterator[RunLog]:
       follower.start()
     for fd in saved:
       os.dup2(log.fileno(), fd)
+    python_streams = sys.stdout, sys.stderr
+    sys.stdout = sys.stderr = log  # also when they were replaced (pytest, notebooks)
     try:
       with console.writing_to(terminal_out), _python_logging(run_log):
         yield run_log
     finally:
-      sys.stdout.flush()
-      sys.stderr.flush()
+      log.flush()
+      sys.stdout, sys.stderr = python_streams
       for fd, original in saved.items():
         os.dup2(original, fd)
         os.close(original)
