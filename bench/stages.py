@@ -169,6 +169,7 @@ def trainer_stage(config: PipelineConfig, args: argparse.Namespace) -> Result:
     history = json.load(f)
   return {'seconds': time.time() - start,
           'fit_seconds': fit_seconds[0] + sum(feature_pass_seconds),
+          'feature_pass_seconds': sum(feature_pass_seconds),
           'export_seconds': export_seconds[0], 'epoch_seconds': epoch_seconds[0],
           'val_accuracy': history['val_accuracy'][-1]}
 
