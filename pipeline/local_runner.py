@@ -21,6 +21,9 @@ os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 sys.path.insert(0, os.path.dirname(_HERE))
+if __name__ == '__main__':  # the TFX CLI: drop known-harmless messages before TFX loads
+  from pipeline import known_noise  # pylint: disable=g-import-not-at-top
+  known_noise.install()
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import logging
