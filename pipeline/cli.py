@@ -12,9 +12,9 @@ import os
 import sys
 from typing import List, Optional
 
-from pipeline import known_noise
+from pipeline import known_noise, preflight, run_log
 from pipeline.configs import ConfigError
-from pipeline.output_lock import OutputLockedError
+from pipeline.output_lock import OutputLockedError, output_lock
 
 # User errors that need no TensorFlow to raise (pipeline.errors has the full list).
 FAST_USER_ERRORS = (ConfigError, OutputLockedError)
@@ -86,10 +86,10 @@ def _run_config(args: argparse.Namespace):
   return _apply_beam_flags(config, args).validate()
 
 
-def _run_pipeline(config, log) -> None:
+def _run_pipeline(config) -> None:
   """Heavy part of `run`, inside the log capture: preflight, components, summary."""
   # pylint: disable=g-import-not-at-top
-  from pipeline import local_runner, preflight, report
+  from pipeline import local_runner, report
   from pipeline.run_console import ComponentLines
   # pylint: enable=g-import-not-at-top
   preflight.check(config)
@@ -97,11 +97,13 @@ def _run_pipeline(config, log) -> None:
   _say(report.format_summary(report.latest_run_summary(config)))
 
 
+def _one_line_failure(error: Exception, log_file: str) -> RunFailed:
+  cause = str(error).strip().splitlines()
+  return RunFailed(f'{type(error).__name__}: {cause[0] if cause else "(no message)"} '
+                   f'(traceback in {log_file})')
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
-  # pylint: disable=g-import-not-at-top
-  from pipeline import preflight, run_log
-  from pipeline.output_lock import output_lock
-  # pylint: enable=g-import-not-at-top
   config = _run_config(args)
   preflight.check_files(config)
   log_file = run_log.log_path(config.output)
@@ -112,14 +114,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _say(f'Log: {log_file}' + (' (shown live)' if args.verbose else ''))
     with run_log.capture(log_file, verbose=args.verbose) as log:
       try:
-        _run_pipeline(config, log)
+        _run_pipeline(config)
       except Exception as e:  # pylint: disable=broad-except
         logging.exception('The run failed.')
         if _is_user_error(e):
           raise
-        cause = str(e).strip().splitlines()
-        raise RunFailed(f'{type(e).__name__}: {cause[0] if cause else "(no message)"} '
-                        f'(traceback in {log_file})') from e
+        raise _one_line_failure(e, log_file) from e
   _say(f'Log: {log_file} ({log.warnings} warning{"s" if log.warnings != 1 else ""})')
   return 0
 
