@@ -17,6 +17,13 @@ def out() -> TextIO:
   return _stream if _stream is not None else sys.stdout
 
 
+def say(line: str = '') -> None:
+  """Writes one line to the console stream, at once."""
+  stream = out()
+  stream.write(line + '\n')
+  stream.flush()
+
+
 @contextlib.contextmanager
 def writing_to(stream: TextIO) -> Iterator[TextIO]:
   """Sends console lines to `stream` for the duration of the block."""

@@ -12,6 +12,7 @@ import os
 import sys
 from typing import List, Optional
 
+import console
 from pipeline import known_noise, preflight, run_log
 from pipeline.configs import ConfigError
 from pipeline.output_lock import OutputLockedError, output_lock
@@ -33,14 +34,6 @@ class _Parser(argparse.ArgumentParser):
 
   def error(self, message: str):
     raise UsageError(f'{message} (see {self.prog} --help)')
-
-
-def _say(line: str = '') -> None:
-  """A line for the person running the command (the terminal, also during a run)."""
-  import console  # pylint: disable=g-import-not-at-top
-  stream = console.out()
-  stream.write(line + '\n')
-  stream.flush()
 
 
 def _require_folder(path: str, flag: str) -> None:
@@ -94,7 +87,7 @@ def _run_pipeline(config) -> None:
   # pylint: enable=g-import-not-at-top
   preflight.check(config)
   local_runner.run(config, listener=ComponentLines())
-  _say(report.format_summary(report.latest_run_summary(config)))
+  console.say(report.format_summary(report.latest_run_summary(config)))
 
 
 def _one_line_failure(error: Exception, log_file: str) -> RunFailed:
@@ -108,10 +101,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
   preflight.check_files(config)
   log_file = run_log.log_path(config.output)
   with output_lock(config.output):  # a second run into the same folder is refused here
-    _say(f'Running pipeline {config.pipeline_name!r} on {config.data.path} -> {config.output}')
-    _say(f'Backbone weights: {preflight.describe_weights(config.model.weights)}')
-    _say(f'Beam: {" ".join(config.beam_pipeline_args)}')
-    _say(f'Log: {log_file}' + (' (shown live)' if args.verbose else ''))
+    console.say(f'Running pipeline {config.pipeline_name!r} on {config.data.path} -> '
+                f'{config.output}')
+    console.say(f'Backbone weights: {preflight.describe_weights(config.model.weights)}')
+    console.say(f'Beam: {" ".join(config.beam_pipeline_args)}')
+    console.say(f'Log: {log_file}' + (' (shown live)' if args.verbose else ''))
     with run_log.capture(log_file, verbose=args.verbose) as log:
       try:
         _run_pipeline(config)
@@ -120,7 +114,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if _is_user_error(e):
           raise
         raise _one_line_failure(e, log_file) from e
-  _say(f'Log: {log_file} ({log.warnings} warning{"s" if log.warnings != 1 else ""})')
+  console.say(f'Log: {log_file} ({log.warnings} warning{"s" if log.warnings != 1 else ""})')
   return 0
 
 
@@ -194,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument('--image-size', type=int, help='square input size (default 150, >= 75)')
   run.add_argument('--no-augment', action='store_true', help='turn data augmentation off')
   run.add_argument('--verbose', action='store_true',
-                   help='also show the libraries\' log live (always written to <output>/logs/run.log)')
+                   help="also show the libraries' log live (always in <output>/logs/run.log)")
   _add_beam_flags(run)
   run.set_defaults(func=_cmd_run)
 

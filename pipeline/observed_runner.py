@@ -47,7 +47,8 @@ def read_outcome(mlmd_handle, execution_id: int) -> Outcome:
   store = mlmd_handle.store
   [execution] = store.get_executions_by_id([execution_id])
   events = [e for e in store.get_events_by_execution_ids([execution_id])
-            if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)]
+            if e.type in (metadata_store_pb2.Event.OUTPUT,
+                          metadata_store_pb2.Event.DECLARED_OUTPUT)]
   by_id = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
   outputs: Artifacts = {}
   for event in events:

@@ -30,24 +30,20 @@ class ComponentLines:
   def _prefix(self, component_id: str) -> str:
     return f'[{self._ids.index(component_id) + 1}/{len(self._ids)}] {component_id}'
 
-  def _say(self, line: str) -> None:
-    stream = console.out()
-    stream.write(line + '\n')
-    stream.flush()
-
   def pipeline_started(self, component_ids: List[str]) -> None:
     self._ids = list(component_ids)
 
   def component_started(self, component_id: str) -> None:
     self._started = time.monotonic()
-    self._say(f'{self._prefix(component_id)} {START}')
+    console.say(f'{self._prefix(component_id)} {START}')
 
   def component_finished(self, component_id: str, outcome: Outcome) -> None:
     took = _seconds(time.monotonic() - self._started)
     status = 'cached' if outcome.state == 'CACHED' else 'done'
     result = component_results.describe(outcome.outputs)
-    self._say(f'{self._prefix(component_id)} {status} in {took}' + (f': {result}' if result else ''))
+    console.say(f'{self._prefix(component_id)} {status} in {took}'
+                + (f': {result}' if result else ''))
 
   def component_failed(self, component_id: str, error: BaseException) -> None:
     took = _seconds(time.monotonic() - self._started)
-    self._say(f'{self._prefix(component_id)} FAILED after {took}: {type(error).__name__}')
+    console.say(f'{self._prefix(component_id)} FAILED after {took}: {type(error).__name__}')

@@ -2,7 +2,8 @@
 
 Inside `capture`, the process's file descriptors 1 and 2 (and `sys.stdout`,
 `sys.stderr`) point at the log file, so Python logging, warnings, prints,
-TensorFlow's C++ messages and Beam's child processes all land in it, written directly (nothing is lost when the process dies).
+TensorFlow's C++ messages and Beam's child processes all land in it, written
+directly (nothing is lost when the process dies).
 Lines meant for a person go to `console.out()`, which then points at the terminal;
 `verbose` also echoes the log to the terminal as it grows.
 """

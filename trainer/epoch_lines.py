@@ -22,6 +22,4 @@ class EpochLines(keras.callbacks.Callback):
   def on_epoch_end(self, epoch, logs=None):
     seconds = time.monotonic() - self._start
     metrics = ''.join(f' - {name} {value:.4f}' for name, value in (logs or {}).items())
-    stream = console.out()
-    stream.write(f'{INDENT}Epoch {epoch + 1}/{self.params["epochs"]} - {seconds:.1f} s{metrics}\n')
-    stream.flush()
+    console.say(f'{INDENT}Epoch {epoch + 1}/{self.params["epochs"]} - {seconds:.1f} s{metrics}')
