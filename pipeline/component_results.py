@@ -11,9 +11,8 @@ from typing import Callable, Dict, List, Optional
 
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline.observed_runner import Artifacts
-
 Artifact = metadata_store_pb2.Artifact
+Artifacts = Dict[str, List[Artifact]]  # output key -> artifacts
 
 
 def _int(artifact: Artifact, name: str) -> Optional[int]:
