@@ -15,7 +15,7 @@ import os
 import sys
 import threading
 import time
-from typing import Iterator, Optional, TextIO
+from typing import Iterator, TextIO, Tuple
 
 import console
 
@@ -91,37 +91,47 @@ def _python_logging(run_log: RunLog) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _process_output_to(log: TextIO) -> Iterator[Tuple[TextIO, TextIO]]:
+  """Points fds 1 and 2 and sys.stdout/sys.stderr at `log` for the block; yields
+  line-buffered streams to where stdout and stderr pointed before (the terminal)."""
+  sys.stdout.flush()
+  sys.stderr.flush()
+  saved = {fd: os.dup(fd) for fd in (1, 2)}
+  terminal = (os.fdopen(os.dup(saved[1]), 'w', buffering=1),
+              os.fdopen(os.dup(saved[2]), 'w', buffering=1))
+  python_streams = sys.stdout, sys.stderr
+  for fd in saved:
+    os.dup2(log.fileno(), fd)
+  sys.stdout = sys.stderr = log  # also when they had been replaced (pytest, notebooks)
+  try:
+    yield terminal
+  finally:
+    log.flush()
+    sys.stdout, sys.stderr = python_streams
+    for fd, original in saved.items():
+      os.dup2(original, fd)
+      os.close(original)
+    for stream in terminal:
+      stream.close()
+
+
+@contextlib.contextmanager
 def capture(path: str, verbose: bool = False) -> Iterator[RunLog]:
   """Appends the process's output to `path` for the block; see the module docstring."""
   os.makedirs(os.path.dirname(path), exist_ok=True)
   run_log = RunLog(path)
-  sys.stdout.flush()
-  sys.stderr.flush()
-  saved = {fd: os.dup(fd) for fd in (1, 2)}
-  terminal_out = os.fdopen(os.dup(saved[1]), 'w', buffering=1)
-  terminal_err = os.fdopen(os.dup(saved[2]), 'w', buffering=1)
-  follower: Optional[_Follower] = None
-  with open(path, 'a', buffering=1) as log:
+  with open(path, 'a', buffering=1) as log, _process_output_to(log) as (terminal_out,
+                                                                       terminal_err):
     log.write(f'\n===== {time.strftime("%Y-%m-%d %H:%M:%S")} run started '
               f'(process {os.getpid()}): {" ".join(sys.argv)}\n')
-    if verbose:
-      follower = _Follower(path, log.tell(), terminal_err)
+    follower = _Follower(path, log.tell(), terminal_err) if verbose else None
+    if follower:
       follower.start()
-    for fd in saved:
-      os.dup2(log.fileno(), fd)
-    python_streams = sys.stdout, sys.stderr
-    sys.stdout = sys.stderr = log  # also when they were replaced (pytest, notebooks)
     try:
       with console.writing_to(terminal_out), _python_logging(run_log):
         yield run_log
     finally:
-      log.flush()
-      sys.stdout, sys.stderr = python_streams
-      for fd, original in saved.items():
-        os.dup2(original, fd)
-        os.close(original)
       if follower:
+        log.flush()
         follower.stopping.set()
         follower.join()
-      terminal_out.close()
-      terminal_err.close()
