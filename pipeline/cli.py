@@ -10,7 +10,7 @@ import argparse
 import logging
 import os
 import sys
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import console
 from pipeline import known_noise, preflight, run_log
@@ -96,6 +96,25 @@ def _one_line_failure(error: Exception, log_file: str) -> RunFailed:
                    f'(traceback in {log_file})')
 
 
+def _logged(log_file: str, work: Callable[[], None], verbose: bool = False) -> run_log.RunLog:
+  """Runs `work` with the libraries' output appended to `log_file`; an unexpected error
+  becomes a one-line RunFailed naming the log (which holds the traceback)."""
+  with run_log.capture(log_file, verbose=verbose) as log:
+    try:
+      work()
+    except Exception as e:  # pylint: disable=broad-except
+      logging.exception('The command failed.')
+      if _is_user_error(e):
+        raise
+      raise _one_line_failure(e, log_file) from e
+  return log
+
+
+def _tool_log(output: str, command: str) -> str:
+  """The log of a command that writes one file: logs/<command>.log beside that file."""
+  return os.path.join(os.path.dirname(os.path.abspath(output)), 'logs', f'{command}.log')
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
   config = _run_config(args)
   preflight.check_files(config)
@@ -106,14 +125,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     console.say(f'Backbone weights: {preflight.describe_weights(config.model.weights)}')
     console.say(f'Beam: {" ".join(config.beam_pipeline_args)}')
     console.say(f'Log: {log_file}' + (' (shown live)' if args.verbose else ''))
-    with run_log.capture(log_file, verbose=args.verbose) as log:
-      try:
-        _run_pipeline(config)
-      except Exception as e:  # pylint: disable=broad-except
-        logging.exception('The run failed.')
-        if _is_user_error(e):
-          raise
-        raise _one_line_failure(e, log_file) from e
+    log = _logged(log_file, lambda: _run_pipeline(config), verbose=args.verbose)
   console.say(f'Log: {log_file} ({log.warnings} warning{"s" if log.warnings != 1 else ""})')
   return 0
 
@@ -142,22 +154,28 @@ def _cmd_demo_data(args: argparse.Namespace) -> int:
 
 def _cmd_calibrate_weights(args: argparse.Namespace) -> int:
   _require_folder(args.data, '--data')
-  from pipeline.class_folder import load_class_folder  # pylint: disable=g-import-not-at-top
-  from trainer import model as model_lib  # pylint: disable=g-import-not-at-top
-  images = load_class_folder(args.data, args.image_size, args.per_class).images
-  model_lib.write_calibrated_weights(args.output, images)
-  print(f'Wrote random InceptionV3 weights with BatchNorm statistics from {len(images)} '
-        f'images of {args.data} to {args.output}')
+
+  def calibrate():
+    from pipeline.class_folder import load_class_folder  # pylint: disable=g-import-not-at-top
+    from trainer import model as model_lib  # pylint: disable=g-import-not-at-top
+    images = load_class_folder(args.data, args.image_size, args.per_class).images
+    model_lib.write_calibrated_weights(args.output, images)
+    console.say(f'Wrote random InceptionV3 weights with BatchNorm statistics from '
+                f'{len(images)} images of {args.data} to {args.output}')
+  _logged(_tool_log(args.output, 'calibrate-weights'), calibrate)
   return 0
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
   _require_folder(args.data, '--data')
-  from pipeline import pretrain  # pylint: disable=g-import-not-at-top
-  pretrain.pretrain(args.data, args.output, image_size=args.image_size, epochs=args.epochs,
-                    batch_size=args.batch_size, learning_rate=args.learning_rate,
-                    holdout_percent=args.holdout_percent, per_class=args.per_class,
-                    seed=args.seed)
+
+  def train():
+    from pipeline import pretrain  # pylint: disable=g-import-not-at-top
+    pretrain.pretrain(args.data, args.output, image_size=args.image_size, epochs=args.epochs,
+                      batch_size=args.batch_size, learning_rate=args.learning_rate,
+                      holdout_percent=args.holdout_percent, per_class=args.per_class,
+                      seed=args.seed, log=console.say)
+  _logged(_tool_log(args.output, 'pretrain'), train)
   return 0
 
 

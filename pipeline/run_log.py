@@ -122,7 +122,7 @@ def capture(path: str, verbose: bool = False) -> Iterator[RunLog]:
   run_log = RunLog(path)
   with open(path, 'a', buffering=1) as log, _process_output_to(log) as (terminal_out,
                                                                        terminal_err):
-    log.write(f'\n===== {time.strftime("%Y-%m-%d %H:%M:%S")} run started '
+    log.write(f'\n===== {time.strftime("%Y-%m-%d %H:%M:%S")} started '
               f'(process {os.getpid()}): {" ".join(sys.argv)}\n')
     follower = _Follower(path, log.tell(), terminal_err) if verbose else None
     if follower:

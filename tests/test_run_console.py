@@ -55,7 +55,7 @@ def test_library_output_goes_to_the_log_and_verbose_shows_it_live(
   assert cli.main(args + ['--verbose']) == 0
   out, err = capfd.readouterr()
   assert 'a library talks' in err and 'a C++ line on stderr' in err and 'summary table' in out
-  assert log.read_text().count('run started') == 2  # appended, nothing lost
+  assert log.read_text().count(' started (process') == 2  # appended, nothing lost
 
 
 def test_an_unexpected_failure_is_one_line_with_the_log_path_exit_1(
@@ -101,3 +101,14 @@ def test_small_run_shows_one_start_and_one_end_line_per_component_and_no_noise(
   for patterns in known_noise.LOG_RECORDS.values():  # dropped where emitted, not just hidden
     assert not [p for p in patterns if re.search(p, log)]
   assert 'non-supported Python version' not in log
+
+
+def test_a_tool_command_prints_its_result_and_logs_the_libraries(class_folder, tmp_path):
+  weights = tmp_path / 'weights' / 'calibrated_notop.h5'
+  weights.parent.mkdir()
+  result = run_cli(['calibrate-weights', '--data', str(class_folder), '--output', str(weights),
+                    '--image-size', '75', '--per-class', '2'], str(tmp_path / 'bin'))
+  assert result.returncode == 0 and result.stderr == '', result.stderr[-2000:]
+  assert result.stdout.splitlines()[0].startswith('Wrote random InceptionV3 weights ')
+  log = (tmp_path / 'weights' / 'logs' / 'calibrate-weights.log').read_text()
+  assert 'started (process' in log
