@@ -1,19 +1,49 @@
 """`transfer-pipeline`: run the pipeline, predict with a pushed model, write demo data.
 
-Only the standard library is imported at module level: TensorFlow must not be
-imported before TF_USE_LEGACY_KERAS=1 is in the environment (see `main`).
+Only light modules (standard library, YAML, the typed config) are imported at module
+level: arguments, config and paths are checked before TensorFlow is imported, so a
+mistake answers at once in one line (exit code 2), and TF_USE_LEGACY_KERAS=1 is set in
+`main` before anything imports TensorFlow.
 """
 
 import argparse
+import logging
 import os
 import sys
-from typing import List, Optional
+from typing import Callable, List, Optional
+
+import console
+from pipeline import known_noise, preflight, run_log
+from pipeline.configs import ConfigError
+from pipeline.output_lock import OutputLockedError, output_lock
+
+# User errors that need no TensorFlow to raise (pipeline.errors has the full list).
+FAST_USER_ERRORS = (ConfigError, OutputLockedError)
+
+
+class UsageError(Exception):
+  """A missing, unknown or malformed command-line argument."""
+
+
+class RunFailed(Exception):
+  """An unexpected failure of `run`, logged with its traceback; the message is one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+  """argparse with one-line errors raised as UsageError instead of usage text and exit."""
+
+  def error(self, message: str):
+    raise UsageError(f'{message} (see {self.prog} --help)')
+
+
+def _require_folder(path: str, flag: str) -> None:
+  if not os.path.isdir(path):
+    raise ConfigError(f'{flag}: {path} does not exist or is not a folder.')
 
 
 def _apply_beam_flags(config, args: argparse.Namespace):
   """--beam-preset replaces the config's Beam arguments; --beam-arg adds to them."""
   from kubeflow import beam  # pylint: disable=g-import-not-at-top
-  from pipeline.configs import ConfigError  # pylint: disable=g-import-not-at-top
   if args.beam_option and not args.beam_preset:
     raise ConfigError('--beam-option needs --beam-preset.')
   if args.beam_preset:
@@ -35,27 +65,80 @@ def _add_beam_flags(parser: argparse.ArgumentParser) -> None:
                       help='extra raw Beam argument, e.g. --beam-arg=--experiments=x (repeatable)')
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-  from pipeline import local_runner, report, preflight  # pylint: disable=g-import-not-at-top
+def _run_config(args: argparse.Namespace):
+  """The validated config of `run`: YAML file, flags, Beam presets (no TensorFlow)."""
   from pipeline.configs import load_config  # pylint: disable=g-import-not-at-top
   config = load_config(args.config, {
       'data.path': args.data, 'output': args.output, 'model.weights': args.weights,
       'training.epochs': args.epochs, 'model.image_size': args.image_size,
       'training.augment': False if args.no_augment else None,
   })
-  _apply_beam_flags(config, args).validate()
+  if not config.data.path:
+    raise UsageError('run needs --data (a folder of class subfolders or of TFRecords), '
+                     'or data.path in the --config file')
+  return _apply_beam_flags(config, args).validate()
+
+
+def _run_pipeline(config) -> None:
+  """Heavy part of `run`, inside the log capture: preflight, components, summary."""
+  # pylint: disable=g-import-not-at-top
+  from pipeline import local_runner, report
+  from pipeline.run_console import ComponentLines
+  # pylint: enable=g-import-not-at-top
   preflight.check(config)
-  print(f'Running pipeline {config.pipeline_name!r} on {config.data.path} -> {config.output}')
-  print(f'Backbone weights: {preflight.describe_weights(config.model.weights)}')
-  print(f'Beam: {" ".join(config.beam_pipeline_args)}')
-  local_runner.run(config)
-  print(report.format_summary(report.latest_run_summary(config)))
+  local_runner.run(config, listener=ComponentLines())
+  console.say(report.format_summary(report.latest_run_summary(config)))
+
+
+def _one_line_failure(error: Exception, log_file: str) -> RunFailed:
+  cause = str(error).strip().splitlines()
+  return RunFailed(f'{type(error).__name__}: {cause[0] if cause else "(no message)"} '
+                   f'(traceback in {log_file})')
+
+
+def _logged(log_file: str, work: Callable[[], None], verbose: bool = False) -> run_log.RunLog:
+  """Runs `work` with the libraries' output appended to `log_file`; an unexpected error
+  becomes a one-line RunFailed naming the log (which holds the traceback)."""
+  with run_log.capture(log_file, verbose=verbose) as log:
+    try:
+      work()
+    except Exception as e:  # pylint: disable=broad-except
+      logging.exception('The command failed.')
+      if _is_user_error(e):
+        raise
+      raise _one_line_failure(e, log_file) from e
+  return log
+
+
+def _tool_log(output: str, command: str) -> str:
+  """The log of a command that writes one file: logs/<command>.log beside that file."""
+  return os.path.join(os.path.dirname(os.path.abspath(output)), 'logs', f'{command}.log')
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+  config = _run_config(args)
+  preflight.check_files(config)
+  log_file = run_log.log_path(config.output)
+  with output_lock(config.output):  # a second run into the same folder is refused here
+    console.say(f'Running pipeline {config.pipeline_name!r} on {config.data.path} -> '
+                f'{config.output}')
+    console.say(f'Backbone weights: {preflight.describe_weights(config.model.weights)}')
+    console.say(f'Beam: {" ".join(config.beam_pipeline_args)}')
+    console.say(f'Log: {log_file}' + (' (shown live)' if args.verbose else ''))
+    log = _logged(log_file, lambda: _run_pipeline(config), verbose=args.verbose)
+  console.say(f'Log: {log_file} ({log.warnings} warning{"s" if log.warnings != 1 else ""})')
   return 0
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+  from pipeline.model_dir import resolve_model_dir  # pylint: disable=g-import-not-at-top
+  if not os.path.exists(args.model):
+    raise ConfigError(f'--model: {args.model} does not exist.')
+  try:
+    model_dir = resolve_model_dir(args.model)
+  except FileNotFoundError as e:
+    raise ConfigError(f'--model: {e}') from e
   from pipeline import predict  # pylint: disable=g-import-not-at-top
-  model_dir = predict.resolve_model_dir(args.model)
   print(f'Model: {model_dir}')
   for row in predict.predict_files(model_dir, args.images):
     print(predict.format_row(row))
@@ -70,32 +153,40 @@ def _cmd_demo_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate_weights(args: argparse.Namespace) -> int:
-  from pipeline.class_folder import load_class_folder  # pylint: disable=g-import-not-at-top
-  from trainer import model as model_lib  # pylint: disable=g-import-not-at-top
-  images = load_class_folder(args.data, args.image_size, args.per_class).images
-  model_lib.write_calibrated_weights(args.output, images)
-  print(f'Wrote random InceptionV3 weights with BatchNorm statistics from {len(images)} '
-        f'images of {args.data} to {args.output}')
+  _require_folder(args.data, '--data')
+
+  def calibrate():
+    from pipeline.class_folder import load_class_folder  # pylint: disable=g-import-not-at-top
+    from trainer import model as model_lib  # pylint: disable=g-import-not-at-top
+    images = load_class_folder(args.data, args.image_size, args.per_class).images
+    model_lib.write_calibrated_weights(args.output, images)
+    console.say(f'Wrote random InceptionV3 weights with BatchNorm statistics from '
+                f'{len(images)} images of {args.data} to {args.output}')
+  _logged(_tool_log(args.output, 'calibrate-weights'), calibrate)
   return 0
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
-  from pipeline import pretrain  # pylint: disable=g-import-not-at-top
-  pretrain.pretrain(args.data, args.output, image_size=args.image_size, epochs=args.epochs,
-                    batch_size=args.batch_size, learning_rate=args.learning_rate,
-                    holdout_percent=args.holdout_percent, per_class=args.per_class,
-                    seed=args.seed)
+  _require_folder(args.data, '--data')
+
+  def train():
+    from pipeline import pretrain  # pylint: disable=g-import-not-at-top
+    pretrain.pretrain(args.data, args.output, image_size=args.image_size, epochs=args.epochs,
+                      batch_size=args.batch_size, learning_rate=args.learning_rate,
+                      holdout_percent=args.holdout_percent, per_class=args.per_class,
+                      seed=args.seed, log=console.say)
+  _logged(_tool_log(args.output, 'pretrain'), train)
   return 0
 
 
 def _cmd_compile_kubeflow(args: argparse.Namespace) -> int:
-  from kubeflow import runner  # pylint: disable=g-import-not-at-top
-  from pipeline.configs import ConfigError, load_config  # pylint: disable=g-import-not-at-top
+  from pipeline.configs import load_config  # pylint: disable=g-import-not-at-top
   config = load_config(args.config, {'data.path': args.data, 'output': args.pipeline_output,
                                      'data.class_names': args.class_names})
+  config = _apply_beam_flags(config, args).validate()
+  from kubeflow import runner  # pylint: disable=g-import-not-at-top
   try:
-    path = runner.compile_pipeline(_apply_beam_flags(config, args).validate(), args.output,
-                                   args.image)
+    path = runner.compile_pipeline(config, args.output, args.image)
   except ValueError as e:
     raise ConfigError(str(e)) from e
   print(f'Wrote Kubeflow Pipelines v2 spec {path} (image {args.image})')
@@ -103,7 +194,7 @@ def _cmd_compile_kubeflow(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog='transfer-pipeline', description=__doc__.splitlines()[0])
+  parser = _Parser(prog='transfer-pipeline', description=__doc__.splitlines()[0])
   sub = parser.add_subparsers(dest='command', required=True)
 
   run = sub.add_parser('run', help='run the whole pipeline locally')
@@ -114,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument('--epochs', type=int, help='training epochs (overrides the config)')
   run.add_argument('--image-size', type=int, help='square input size (default 150, >= 75)')
   run.add_argument('--no-augment', action='store_true', help='turn data augmentation off')
+  run.add_argument('--verbose', action='store_true',
+                   help="also show the libraries' log live (always in <output>/logs/run.log)")
   _add_beam_flags(run)
   run.set_defaults(func=_cmd_run)
 
@@ -164,17 +257,32 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-  argv = sys.argv[1:] if argv is None else argv
-  if os.environ.get('TF_USE_LEGACY_KERAS') != '1':
-    # TFX 1.16 needs Keras 2, and the switch only works before Python starts.
-    os.environ['TF_USE_LEGACY_KERAS'] = '1'
-    os.execv(sys.executable, [sys.executable, '-m', 'pipeline.cli', *argv])
-  args = build_parser().parse_args(argv)
+def _is_user_error(error: BaseException) -> bool:
+  if isinstance(error, FAST_USER_ERRORS + (UsageError,)):
+    return True
   from pipeline.errors import USER_ERRORS  # pylint: disable=g-import-not-at-top
+  return isinstance(error, USER_ERRORS)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+  """Runs one command; user errors -> one line and 2, an unexpected run failure -> 1."""
+  # TFX 1.16 needs Keras 2. Nothing has imported TensorFlow yet (this module imports
+  # only light modules), so setting the switch here is early enough; no re-exec.
+  os.environ['TF_USE_LEGACY_KERAS'] = '1'
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')  # C++ INFO lines off; warnings stay
+  known_noise.install()
   try:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     return args.func(args)
-  except USER_ERRORS as e:
+  except RunFailed as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 1
+  except KeyboardInterrupt:
+    print('error: interrupted', file=sys.stderr)
+    return 130
+  except Exception as e:  # pylint: disable=broad-except
+    if not _is_user_error(e):
+      raise
     print(f'error: {e}', file=sys.stderr)
     return 2
 

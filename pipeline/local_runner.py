@@ -12,6 +12,7 @@ Without TRANSFER_PIPELINE_CONFIG it runs the built-in demo data set
 
 import os
 import sys
+from typing import Optional
 
 # TFX 1.16 needs Keras 2; this must happen before TensorFlow is imported.
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
@@ -20,6 +21,9 @@ os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 sys.path.insert(0, os.path.dirname(_HERE))
+if __name__ == '__main__':  # the TFX CLI: drop known-harmless messages before TFX loads
+  from pipeline import known_noise  # pylint: disable=g-import-not-at-top
+  known_noise.install()
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import logging
@@ -27,6 +31,7 @@ from tfx import v1 as tfx
 
 from pipeline import pipeline as pipeline_lib
 from pipeline.configs import PipelineConfig, load_config
+from pipeline.observed_runner import ComponentListener, ObservedLocalDagRunner
 from pipeline.output_lock import output_lock
 
 CONFIG_ENV = 'TRANSFER_PIPELINE_CONFIG'
@@ -42,13 +47,14 @@ def default_config() -> PipelineConfig:
                                 'output': os.path.join(PROJECT_ROOT, 'runs', 'tfx-cli')})
 
 
-def run(config: PipelineConfig) -> None:
-  """Builds and runs the whole pipeline in this process, holding the output folder's lock."""
+def run(config: PipelineConfig, listener: Optional[ComponentListener] = None) -> None:
+  """Builds and runs the whole pipeline in this process, holding the output folder's lock;
+  `listener` hears when each component starts and ends."""
   config.validate()
   with output_lock(config.output):
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(
         os.path.abspath(config.metadata_path))
-    tfx.orchestration.LocalDagRunner().run(
+    ObservedLocalDagRunner(listener).run(
         pipeline_lib.create_pipeline(config, metadata_connection_config=metadata))
 
 

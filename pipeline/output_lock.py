@@ -3,11 +3,12 @@
 import contextlib
 import fcntl
 import os
-from typing import Iterator
+from typing import Dict, Iterator
 
 from pipeline.configs import ConfigError
 
 LOCK_FILE = '.lock'
+_held: Dict[str, int] = {}  # lock files this process holds -> nesting depth
 
 
 class OutputLockedError(RuntimeError):
@@ -19,9 +20,17 @@ def output_lock(output: str) -> Iterator[None]:
   """Holds the lock for the block; refuses at once if another process holds it.
 
   The operating system releases a `flock` when its process ends, even on SIGKILL,
-  so a killed run never leaves a stale lock behind.
+  so a killed run never leaves a stale lock behind. Re-entrant within a process: the
+  CLI takes the lock before its heavy imports, the local runner takes it again.
   """
-  path = os.path.join(output, LOCK_FILE)
+  path = os.path.realpath(os.path.join(output, LOCK_FILE))
+  if path in _held:
+    _held[path] += 1
+    try:
+      yield
+    finally:
+      _held[path] -= 1
+    return
   try:
     os.makedirs(output, exist_ok=True)
     handle = open(path, 'a+')  # pylint: disable=consider-using-with
@@ -39,7 +48,9 @@ def output_lock(output: str) -> Iterator[None]:
     handle.truncate(0)
     handle.write(str(os.getpid()))
     handle.flush()
+    _held[path] = 1
     try:
       yield
     finally:
+      del _held[path]
       fcntl.flock(handle, fcntl.LOCK_UN)

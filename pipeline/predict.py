@@ -1,24 +1,11 @@
 """Predictions from a pushed SavedModel through its image-bytes signature."""
 
-import os
 from typing import Dict, Iterator, Sequence
 
 import tensorflow as tf
 
+from pipeline.model_dir import resolve_model_dir  # pylint: disable=unused-import (public here)
 from trainer.export import IMAGE_BYTES_SIGNATURE
-
-
-def resolve_model_dir(path: str) -> str:
-  """A version folder as is; a serving_model/<name> folder -> its newest version."""
-  if os.path.isfile(os.path.join(path, 'saved_model.pb')):
-    return path
-  if not os.path.isdir(path):
-    raise FileNotFoundError(f'No model at {path}.')
-  versions = [d for d in os.listdir(path) if d.isdigit()
-              and os.path.isfile(os.path.join(path, d, 'saved_model.pb'))]
-  if not versions:
-    raise FileNotFoundError(f'No SavedModel versions under {path}.')
-  return os.path.join(path, max(versions, key=int))
 
 
 def load_signature(model_dir: str, name: str = IMAGE_BYTES_SIGNATURE):

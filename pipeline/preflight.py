@@ -1,9 +1,13 @@
-"""Cheap checks that fail a run before any expensive work starts."""
+"""Cheap checks that fail a run before any expensive work starts.
+
+`check_files` needs only the standard library (the CLI runs it before importing
+TensorFlow, so that these mistakes answer at once); `check` adds the checks that
+need TFX and Keras.
+"""
 
 import os
 
 from pipeline.configs import ConfigError, PipelineConfig
-from trainer import model as model_lib
 
 
 def describe_weights(weights: str) -> str:
@@ -15,14 +19,20 @@ def describe_weights(weights: str) -> str:
   return f'local weights file {weights}'
 
 
-def check(config: PipelineConfig) -> None:
-  """Data folder, weights file, cut layer and fine-tuning layer: fails clearly.
-
-  A local data folder must exist; what it holds (classes, files) is checked by
-  ExampleGen when it runs, as for a remote folder.
-  """
+def check_files(config: PipelineConfig) -> None:
+  """A local data folder and a local weights file exist (what the folder holds, classes
+  and files, is checked by ExampleGen when it runs, as for a remote folder)."""
   if '://' not in config.data.path and not os.path.isdir(config.data.path):
     raise ConfigError(f'data.path: {config.data.path} is not a folder.')
+  weights = config.model.weights
+  if weights.endswith('.h5') and not os.path.isfile(weights):
+    raise ConfigError(f'model.weights: Weights file {weights} does not exist.')
+
+
+def check(config: PipelineConfig) -> None:
+  """Data folder, weights file, cut layer and fine-tuning layer: fails clearly."""
+  from trainer import model as model_lib  # pylint: disable=g-import-not-at-top
+  check_files(config)
   # Builds the backbone once: loads the weights file and resolves the cut layer.
   backbone = model_lib.build_backbone(config.model)
   if config.training.fine_tune_from:

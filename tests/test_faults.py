@@ -148,6 +148,23 @@ def test_second_run_into_the_same_output_is_refused(class_folder, tmp_path):
     pass
 
 
+def test_the_lock_nests_within_a_process_and_still_refuses_others(tmp_path):
+  """The CLI takes the lock before its heavy imports; local_runner.run takes it again."""
+  output = str(tmp_path / 'run')
+  check = ('import sys\nfrom pipeline.output_lock import OutputLockedError, output_lock\n'
+           'try:\n  with output_lock(sys.argv[1]): print("free")\n'
+           'except OutputLockedError: print("refused")\n')
+
+  def other_process_sees():
+    return subprocess.run([sys.executable, '-c', check, output], capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.dirname(__file__))).stdout.strip()
+  with output_lock(output):
+    with output_lock(output):
+      assert other_process_sees() == 'refused'
+    assert other_process_sees() == 'refused'  # the outer hold still stands
+  assert other_process_sees() == 'free'
+
+
 def test_cli_refuses_a_locked_output_in_one_line(class_folder, tmp_path, capsys):
   from pipeline import cli  # pylint: disable=g-import-not-at-top
   output = str(tmp_path / 'run')

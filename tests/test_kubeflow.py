@@ -274,8 +274,11 @@ def test_dockerfile_sets_legacy_keras_and_installs_lock():
                   if re.search(r'pip install (-\S+ )*-r \S*requirements\.lock', r)]
   project_install = [i for i, r in enumerate(runs) if re.search(r'pip install --no-deps \.', r)]
   assert lock_install and project_install and lock_install[0] <= project_install[0]
-  # Every package the project installs is copied into the image.
-  for package in ('pipeline', 'components', 'trainer', 'kubeflow'):
+  # Every package the project installs (pyproject.toml) is copied into the image.
+  with open(os.path.join(PROJECT_ROOT, 'pyproject.toml')) as f:
+    packages = re.findall(r'"(\w+)"', re.search(r'^packages = \[(.*)\]', f.read(), re.M).group(1))
+  assert 'pipeline' in packages and 'console' in packages
+  for package in packages:
     assert re.search(rf'\b{package}\b', copies), package
   # The ENV comes before anything that runs Python.
   env_index = next(i for i, (ins, a) in enumerate(instructions)

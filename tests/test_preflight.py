@@ -57,7 +57,7 @@ def test_valid_calibrated_weights_pass(data, weights):
 
 
 @pytest.mark.parametrize('which, error, message', [
-    ('missing', ModelConfigError, r'Weights file .*missing_notop\.h5 does not exist'),
+    ('missing', ConfigError, r'Weights file .*missing_notop\.h5 does not exist'),
     ('truncated', ModelConfigError, r'truncated_notop\.h5 does not fit .* or is truncated'),
     ('other', ModelConfigError, r'small_cnn\.h5 does not fit a top-less InceptionV3'),
 ])

@@ -13,9 +13,11 @@ import tf_keras as keras
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
+import console
 from pipeline.configs import ModelConfig, TrainingConfig
 from trainer import export, model as model_lib, plots
 from trainer.image_limits import ServingLimits
+from trainer.epoch_lines import EpochLines
 from trainer.features import IMAGE_KEY, LABEL_KEY
 from trainer import preprocessing
 from trainer.preprocessing import bytes_to_pixels
@@ -63,12 +65,21 @@ def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
   return dataset.prefetch(tf.data.AUTOTUNE)
 
 
+def write_cache(features: tf.data.Dataset, batch_size: int, label: str) -> None:
+  """The feature pass: reads `features` (a cached dataset) to the end once, which writes
+  its cache file, with a progress bar (or periodic lines) on the console."""
+  with console.Progress(label=label, unit='images') as bar:
+    for _, labels in features.batch(batch_size).prefetch(tf.data.AUTOTUNE):
+      bar.update(int(tf.shape(labels)[0]))
+
+
 def cached_features(dataset: tf.data.Dataset, extractor: keras.Model, cache_file: str,
                     batch_size: int, shuffle_seed=None) -> tf.data.Dataset:
-  """(pixels, label) batches -> (features, label) batches; features computed on the
-  first pass only and streamed to `cache_file`, later epochs read them back."""
+  """(pixels, label) batches -> (features, label) batches; the features are computed
+  now, once, and streamed to `cache_file`; every epoch reads them back."""
   features = dataset.map(lambda x, y: (extractor(x, training=False), y)).unbatch()
   features = features.cache(cache_file)
+  write_cache(features, batch_size, f'Feature pass ({os.path.basename(cache_file)})')
   if shuffle_seed is not None:
     features = features.shuffle(4 * batch_size, seed=shuffle_seed, reshuffle_each_iteration=True)
   return features.batch(batch_size).prefetch(tf.data.AUTOTUNE)
@@ -92,7 +103,8 @@ def _fit(model: keras.Model, train: tf.data.Dataset, evaluation: tf.data.Dataset
   return model.fit(
       train, epochs=epochs, initial_epoch=initial_epoch, validation_data=evaluation,
       steps_per_epoch=fn_args.train_steps, validation_steps=fn_args.eval_steps,
-      callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)], verbose=2)
+      callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir), EpochLines()],
+      verbose=0)
 
 
 def _train_head(model: keras.Model, backbone: keras.Model, head: keras.Model,
@@ -101,11 +113,11 @@ def _train_head(model: keras.Model, backbone: keras.Model, head: keras.Model,
                 fn_args: tfx.components.FnArgs) -> keras.callbacks.History:
   """Phase one: the head on the frozen backbone, through the feature cache or not."""
   if not use_cache:
-    logging.warning('Feature cache OFF (%s): the full model runs every epoch.',
+    logging.info('Feature cache OFF (%s): the full model runs every epoch.',
                     'augmentation is on' if training.augment else 'training.feature_cache=false')
     model_lib.compile_model(model, num_classes, training.learning_rate)
     return _fit(model, datasets['train'], datasets['eval'], fn_args, training.epochs)
-  logging.warning('Feature cache ON: the backbone is frozen and augmentation is off, so its '
+  logging.info('Feature cache ON: the backbone is frozen and augmentation is off, so its '
                   'features are computed once and the head trains on them.')
   cache_dir = os.path.join(fn_args.model_run_dir, 'feature_cache')
   os.makedirs(cache_dir, exist_ok=True)
@@ -128,7 +140,7 @@ def fine_tune(model: keras.Model, backbone: keras.Model, train: tf.data.Dataset,
   frozen, in inference mode) and trains the assembled `model` on pixel batches at
   `training.fine_tune_learning_rate`, continuing the epoch count of phase one."""
   unfrozen = model_lib.unfreeze_from(backbone, training.fine_tune_from)
-  logging.warning('Fine-tuning: %d backbone layers with weights unfrozen from %s to %s '
+  logging.info('Fine-tuning: %d backbone layers with weights unfrozen from %s to %s '
                   '(BatchNorm stays frozen), learning rate %g, epochs %d-%d.',
                   len(unfrozen), training.fine_tune_from, backbone.layers[-1].name,
                   training.fine_tune_learning_rate, training.epochs + 1,

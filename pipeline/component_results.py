@@ -1,0 +1,125 @@
+"""One short line per component execution: its key result, read from its output artifacts.
+
+Dispatches on output keys (`examples`, `statistics`, `schema`, `transformed_examples`,
+`model_run`, `blessing`, `pushed_model`, `report`), so ImportExampleGen and the image
+ExampleGen are described by the same code.
+"""
+
+import json
+import os
+from typing import Callable, Dict, List, Optional
+
+from ml_metadata.proto import metadata_store_pb2
+
+Artifact = metadata_store_pb2.Artifact
+Artifacts = Dict[str, List[Artifact]]  # output key -> artifacts
+
+
+def _int(artifact: Artifact, name: str) -> Optional[int]:
+  prop = artifact.custom_properties.get(name)
+  return prop.int_value if prop is not None and prop.HasField('int_value') else None
+
+
+def _string(artifact: Artifact, name: str) -> Optional[str]:
+  prop = artifact.custom_properties.get(name)
+  return prop.string_value if prop is not None and prop.HasField('string_value') else None
+
+
+def _size(num_bytes: float) -> str:
+  for unit in ('B', 'KB', 'MB', 'GB'):
+    if num_bytes < 1000 or unit == 'GB':
+      return f'{num_bytes:.0f} {unit}' if unit == 'B' else f'{num_bytes:.1f} {unit}'
+    num_bytes /= 1000
+  return ''
+
+
+def _folder_bytes(uri: str) -> int:
+  return sum(os.path.getsize(os.path.join(root, f))
+             for root, _, files in os.walk(uri) for f in files)
+
+
+def _examples(outputs: Artifacts) -> str:
+  [examples] = outputs['examples']
+  counts = [_int(examples, k) for k in ('num_train', 'num_eval', 'num_skipped')]
+  if None in counts:
+    return f'splits {", ".join(json.loads(_string(examples, "split_names") or "[]"))}'
+  return f'{counts[0]:,} train, {counts[1]:,} eval examples, {counts[2]:,} skipped'
+
+
+def _statistics(outputs: Artifacts) -> str:
+  from tensorflow_metadata.proto.v0 import statistics_pb2  # pylint: disable=g-import-not-at-top
+  [statistics] = outputs['statistics']
+  counts = []
+  for split in sorted(os.listdir(statistics.uri)):
+    stats = statistics_pb2.DatasetFeatureStatisticsList()
+    with open(os.path.join(statistics.uri, split, 'FeatureStats.pb'), 'rb') as f:
+      stats.ParseFromString(f.read())
+    counts.append(f'{split.replace("Split-", "")} {stats.datasets[0].num_examples:,}')
+  return 'examples counted: ' + ', '.join(counts)
+
+
+def _schema(outputs: Artifacts) -> str:
+  from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
+  from tensorflow_metadata.proto.v0 import schema_pb2  # pylint: disable=g-import-not-at-top
+  [schema] = outputs['schema']
+  with open(os.path.join(schema.uri, 'schema.pbtxt')) as f:
+    parsed = text_format.Parse(f.read(), schema_pb2.Schema())
+  return f'{len(parsed.feature)} features: {", ".join(f.name for f in parsed.feature)}'
+
+
+def _transformed(outputs: Artifacts) -> str:
+  [transformed] = outputs['transformed_examples']
+  return f'{_size(_folder_bytes(transformed.uri))} of transformed examples'
+
+
+def _trained(outputs: Artifacts) -> str:
+  [model_run] = outputs['model_run']
+  with open(os.path.join(model_run.uri, 'history.json')) as f:
+    history: Dict[str, List[float]] = json.load(f)
+  epochs = len(next(iter(history.values()), []))
+  final = ', '.join(f'{k} {v[-1]:.4f}' for k, v in sorted(history.items())
+                    if k.startswith('val_') and v)
+  return f'{epochs} epoch{"s" if epochs != 1 else ""}' + (f', {final}' if final else '')
+
+
+def _blessing(outputs: Artifacts) -> str:
+  from components.evaluation_report import load_decision  # pylint: disable=g-import-not-at-top
+  [blessing] = outputs['blessing']
+  [evaluation] = outputs['evaluation']
+  decision = load_decision(evaluation.uri, bool(_int(blessing, 'blessed')), None)
+  if decision.blessed:
+    return 'blessed (passed all thresholds)'
+  return 'not blessed: ' + ('; '.join(decision.failures) or 'no threshold passed')
+
+
+def _pushed(outputs: Artifacts) -> str:
+  [pushed] = outputs['pushed_model']
+  if _int(pushed, 'pushed') == 1:
+    return f'pushed to {_string(pushed, "pushed_destination")}'
+  return 'nothing pushed (the model was not blessed)'
+
+
+def _report(outputs: Artifacts) -> str:
+  [report] = outputs['report']
+  missed = _int(report, 'num_misclassified')
+  return os.path.join(report.uri, 'report.html') + (
+      f' ({missed} misclassified)' if missed is not None else '')
+
+
+# Output key -> description; the first key a component has decides.
+DESCRIBERS: Dict[str, Callable[[Artifacts], str]] = {
+    'examples': _examples, 'statistics': _statistics, 'schema': _schema,
+    'transformed_examples': _transformed, 'model_run': _trained, 'blessing': _blessing,
+    'pushed_model': _pushed, 'report': _report,
+}
+
+
+def describe(outputs: Artifacts) -> str:
+  """The key result, or '' when no describer applies or reading the outputs fails."""
+  for key, describer in DESCRIBERS.items():
+    if key in outputs:
+      try:
+        return describer(outputs)
+      except Exception as e:  # pylint: disable=broad-except  (a summary never fails a run)
+        return f'(result not readable: {e})'
+  return ''
