@@ -10,6 +10,7 @@ stop a blessed model from being pushed.
 
 import heapq
 import json
+import re
 import os
 from typing import Dict, List, Optional, Tuple
 
@@ -23,7 +24,7 @@ from components import report_html
 from components.ingest_pipeline import VOCABULARY_FILE
 from components.report_html import Decision, Prediction
 from trainer import plots
-from trainer.features import CLASS_NAME_KEY, FILENAME_KEY, IMAGE_KEY, LABEL_KEY
+from trainer.features import FILENAME_KEY, IMAGE_KEY, LABEL_KEY
 
 HTML_FILE = 'report.html'
 JSON_FILE = 'report.json'
@@ -52,12 +53,15 @@ def load_metrics(evaluation_uri: str) -> Dict[str, Dict[str, float]]:
       for sub_key, values in output.items():
         for name, value in values.items():
           if 'doubleValue' in value:
-            flat[name + (f' ({sub_key})' if sub_key else '')] = value['doubleValue']
-    name = tfma.slicer.stringify_slice_key(slice_key) or 'Overall'
-    if name.startswith(f'{CLASS_NAME_KEY}:'):  # one true class: AUC is undefined (TFMA: 0)
-      flat = {k: v for k, v in flat.items() if not k.startswith('auc')}
-    metrics[name] = flat
+            flat[_metric_name(name) + (f' ({sub_key})' if sub_key else '')] = value['doubleValue']
+    metrics[tfma.slicer.stringify_slice_key(slice_key) or 'Overall'] = flat
   return metrics
+
+
+def _metric_name(name: str) -> str:
+  """'micro_average: true\n_auc' (TFMA's key of an aggregated metric) -> 'auc (micro average)'."""
+  match = re.fullmatch(r'(\w+): true\n_(.+)', name)
+  return f'{match.group(2)} ({match.group(1).replace("_", " ")})' if match else name
 
 
 def _bound_text(threshold) -> str:
