@@ -60,13 +60,25 @@ def load_metrics(evaluation_uri: str) -> Dict[str, Dict[str, float]]:
   return metrics
 
 
+# The config field behind each accuracy threshold: (overall slice?, change threshold?).
+_ACCURACY_FIELDS = {(True, False): 'evaluation.min_accuracy',
+                    (True, True): 'evaluation.max_accuracy_drop',
+                    (False, False): 'evaluation.min_class_accuracy',
+                    (False, True): 'evaluation.max_class_accuracy_drop'}
+_ACCURACY_METRIC = 'sparse_categorical_accuracy'
+
+
 def _bound_text(threshold) -> str:
   if threshold.HasField('value_threshold'):
     bound = threshold.value_threshold
-    parts = [f'>= {bound.lower_bound.value}' if bound.HasField('lower_bound') else '',
-             f'<= {bound.upper_bound.value}' if bound.HasField('upper_bound') else '']
+    parts = [f'>= {bound.lower_bound.value:.4g}' if bound.HasField('lower_bound') else '',
+             f'<= {bound.upper_bound.value:.4g}' if bound.HasField('upper_bound') else '']
     return 'must be ' + ' and '.join(p for p in parts if p)
   change = threshold.change_threshold
+  if (change.HasField('absolute') and not change.HasField('relative') and
+      change.direction == tfma.MetricDirection.HIGHER_IS_BETTER):
+    # The pipeline adds -1e-10 so that "no worse" passes on equality.
+    return f'must not drop by more than {round(-change.absolute.value, 9):.4g} vs the baseline'
   direction = tfma.MetricDirection.Name(change.direction).lower().replace('_', ' ')
   allowed = change.absolute.value if change.HasField('absolute') else change.relative.value
   kind = 'absolute' if change.HasField('absolute') else 'relative'
@@ -74,26 +86,54 @@ def _bound_text(threshold) -> str:
           f'>= {allowed:+.4g}')
 
 
+def _slices_text(slicing_specs) -> str:
+  """'overall', 'each class (label:N)' or 'each <keys> slice'."""
+  texts = []
+  for spec in slicing_specs:
+    keys = list(spec.feature_keys) + [f'{k}={v}' for k, v in spec.feature_values.items()]
+    if not keys:
+      texts.append('overall')
+    elif keys == [LABEL_KEY]:
+      texts.append(f'each class ({LABEL_KEY}:N)')
+    else:
+      texts.append(f'each {", ".join(keys)} slice')
+  return ' and '.join(texts)
+
+
+def _single_thresholds(threshold):
+  """A MetricThreshold split into its value and change parts."""
+  for field in ('value_threshold', 'change_threshold'):
+    if threshold.HasField(field):
+      single = tfma.MetricThreshold()
+      getattr(single, field).CopyFrom(getattr(threshold, field))
+      yield single
+
+
 def checked_thresholds(config: tfma.EvalConfig) -> List[str]:
-  """Every threshold of the Evaluator's config (change thresholds only with a baseline)."""
+  """Every threshold of the Evaluator's config, with the slices it applies to (change
+  thresholds only with a baseline: the Evaluator drops them when there is none)."""
   texts = []
   for spec in config.metrics_specs:
     for metric in spec.metrics:
-      for field in ('value_threshold', 'change_threshold'):
-        if metric.threshold.HasField(field):
-          single = tfma.MetricThreshold()
-          getattr(single, field).CopyFrom(getattr(metric.threshold, field))
-          texts.append(f'{metric.class_name} {_bound_text(single)}')
+      for single in _single_thresholds(metric.threshold):
+        texts.append(f'{metric.class_name}, every slice: {_bound_text(single)}')
+      for per_slice in metric.per_slice_thresholds:
+        for single in _single_thresholds(per_slice.threshold):
+          texts.append(f'{metric.class_name}, {_slices_text(per_slice.slicing_specs)}: '
+                       f'{_bound_text(single)}')
   return texts
 
 
 def _failure_text(slice_key, failure) -> str:
-  where = tfma.slicer.stringify_slice_key(tfma.slicer.deserialize_slice_key(slice_key))
+  where = tfma.slicer.stringify_slice_key(
+      tfma.slicer.deserialize_slice_key(slice_key)) or 'Overall'
   name = failure.metric_key.name
+  is_diff = failure.metric_key.is_diff
   value = failure.metric_value.double_value.value
-  what = (f'{name} changed by {value:+.4f} vs the baseline' if failure.metric_key.is_diff
-          else f'{name} = {value:.4f}')
-  return f'{where or "Overall"}: {what}, but {_bound_text(failure.metric_threshold)}'
+  what = f'{name} changed by {value:+.4f} vs the baseline' if is_diff else f'{name} = {value:.4f}'
+  field = _ACCURACY_FIELDS[(where == 'Overall', is_diff)] if name == _ACCURACY_METRIC else ''
+  return (f'{where}: {what}, but {_bound_text(failure.metric_threshold)}'
+          + (f' ({field})' if field else ''))
 
 
 def load_decision(evaluation_uri: str, blessed: Optional[bool],

@@ -79,10 +79,17 @@ class TrainingConfig:
 
 @dataclasses.dataclass
 class EvaluationConfig:
-  # Absolute lower bound on eval accuracy for a model to be blessed.
+  """Blessing thresholds. The `min_accuracy`/`max_accuracy_drop` pair applies to the
+  overall eval accuracy only; the optional `*_class_*` pair applies to each true-class
+  slice (`label:0`, `label:1`, ...). None (YAML `null`, the default) = not checked."""
+  # Lower bound on overall eval accuracy for a model to be blessed.
   min_accuracy: float = 0.6
-  # How much accuracy may drop against the last blessed model (0 = no worse).
+  # How much overall accuracy may drop against the last blessed model (0 = no worse).
   max_accuracy_drop: float = 0.0
+  # Lower bound on the accuracy of every single class.
+  min_class_accuracy: Optional[float] = None
+  # How much any single class's accuracy may drop against the last blessed model.
+  max_class_accuracy_drop: Optional[float] = None
   # How many of the most confidently misclassified eval images the report shows.
   report_misclassified: int = 16
 
@@ -146,6 +153,11 @@ class PipelineConfig:
            'a number >= 0 (above 1 no model can be blessed)')
     _check(self.evaluation.max_accuracy_drop >= 0,
            'evaluation.max_accuracy_drop', 'a number >= 0')
+    _check(self.evaluation.min_class_accuracy is None or self.evaluation.min_class_accuracy >= 0,
+           'evaluation.min_class_accuracy', 'null (not checked) or a number >= 0')
+    _check(self.evaluation.max_class_accuracy_drop is None or
+           self.evaluation.max_class_accuracy_drop >= 0,
+           'evaluation.max_class_accuracy_drop', 'null (not checked) or a number >= 0')
     _check(self.evaluation.report_misclassified >= 0,
            'evaluation.report_misclassified', 'an integer >= 0')
     _check(self.pipeline_name.replace('-', '').replace('_', '').isalnum(),
@@ -175,6 +187,9 @@ def _check(ok: Any, field: str, allowed: str) -> None:
 def _coerce(value: Any, hint: Any, field: str) -> Any:
   """Checks (and gently converts) one YAML value against a type hint."""
   origin = typing.get_origin(hint)
+  if origin is typing.Union:  # Optional[X]: null or an X
+    (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
+    return None if value is None else _coerce(value, inner, field)
   if dataclasses.is_dataclass(hint):
     if not isinstance(value, Mapping):
       raise ConfigError(f'{field} must be a mapping of its settings.')

@@ -12,7 +12,7 @@ from components import image_ingest
 from components.atomic_pusher import AtomicPusher
 from components.evaluation_report import EvaluationReport
 from components.image_folder_example_gen import ImageFolderExampleGen
-from pipeline.configs import PipelineConfig
+from pipeline.configs import EvaluationConfig, PipelineConfig
 from trainer.features import LABEL_KEY
 from trainer.task import trainer_custom_config
 
@@ -68,16 +68,36 @@ def _example_gen(config: PipelineConfig):
                                          input_config=splits)
 
 
+def _accuracy_threshold(min_value: Optional[float],
+                        max_drop: Optional[float]) -> tfma.MetricThreshold:
+  """A lower bound and/or an allowed drop against the baseline (None: not checked)."""
+  threshold = tfma.MetricThreshold()
+  if min_value is not None:
+    threshold.value_threshold.lower_bound.value = min_value
+  if max_drop is not None:
+    threshold.change_threshold.direction = tfma.MetricDirection.HIGHER_IS_BETTER
+    threshold.change_threshold.absolute.value = -max_drop - 1e-10
+  return threshold
+
+
+def accuracy_thresholds(evaluation: EvaluationConfig) -> List[tfma.PerSliceMetricThreshold]:
+  """`min_accuracy`/`max_accuracy_drop` on the overall slice only; the optional
+  `min_class_accuracy`/`max_class_accuracy_drop` on each true-class slice."""
+  thresholds = [tfma.PerSliceMetricThreshold(
+      slicing_specs=[tfma.SlicingSpec()],
+      threshold=_accuracy_threshold(evaluation.min_accuracy, evaluation.max_accuracy_drop))]
+  if evaluation.min_class_accuracy is not None or evaluation.max_class_accuracy_drop is not None:
+    thresholds.append(tfma.PerSliceMetricThreshold(
+        slicing_specs=[tfma.SlicingSpec(feature_keys=[LABEL_KEY])],
+        threshold=_accuracy_threshold(evaluation.min_class_accuracy,
+                                      evaluation.max_class_accuracy_drop)))
+  return thresholds
+
+
 def eval_config(config: PipelineConfig, num_classes: int) -> tfma.EvalConfig:
   """Accuracy (and AUC for two classes), sliced by true class, with blessing thresholds."""
-  accuracy = tfma.MetricConfig(
-      class_name='SparseCategoricalAccuracy',
-      threshold=tfma.MetricThreshold(
-          value_threshold=tfma.GenericValueThreshold(
-              lower_bound={'value': config.evaluation.min_accuracy}),
-          change_threshold=tfma.GenericChangeThreshold(
-              direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-              absolute={'value': -config.evaluation.max_accuracy_drop - 1e-10})))
+  accuracy = tfma.MetricConfig(class_name='SparseCategoricalAccuracy',
+                               per_slice_thresholds=accuracy_thresholds(config.evaluation))
   metrics_specs = [tfma.MetricsSpec(metrics=[tfma.MetricConfig(class_name='ExampleCount'),
                                              accuracy])]
   if num_classes == 2:
