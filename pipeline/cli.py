@@ -54,12 +54,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-  from pipeline import predict  # pylint: disable=g-import-not-at-top
-  model_dir = predict.resolve_model_dir(args.model)
-  print(f'Model: {model_dir}')
-  for row in predict.predict_files(model_dir, args.images):
-    print(predict.format_row(row))
-  return 0
+  from pipeline import batch_predict  # pylint: disable=g-import-not-at-top
+  return batch_predict.command(args.model, args.inputs, args.output, args.batch_size,
+                               args.max_image_pixels)
 
 
 def _cmd_demo_data(args: argparse.Namespace) -> int:
@@ -117,10 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
   _add_beam_flags(run)
   run.set_defaults(func=_cmd_run)
 
-  predict = sub.add_parser('predict', help='classify image files with a pushed model')
+  predict = sub.add_parser('predict', help='classify image files and folders with a pushed model')
   predict.add_argument('--model', required=True,
-                       help='serving_model/<model_name> folder (newest version) or a version folder')
-  predict.add_argument('images', nargs='+', help='image files')
+                       help='serving_model/<model_name> folder (newest version), a version '
+                       'folder, or a model.tflite file')
+  predict.add_argument('inputs', nargs='+', metavar='FOLDER_OR_FILE',
+                       help='image files and folders (walked recursively)')
+  predict.add_argument('--output', help='predictions.csv or .jsonl (default: CSV on stdout)')
+  predict.add_argument('--batch-size', type=int, default=32, help='images per model call')
+  predict.add_argument('--max-image-pixels', type=int, default=40_000_000,
+                       help='refuse larger images (as data.max_image_pixels)')
   predict.set_defaults(func=_cmd_predict)
 
   kfp = sub.add_parser('compile-kubeflow', help='compile a Kubeflow Pipelines / Vertex v2 spec')

@@ -9,6 +9,7 @@ outputs: `probabilities` float [B, num_classes], `class_id` int64 [B],
 `class_name` string [B]. Both serving paths run the same Transform layer.
 """
 
+import os
 from typing import Dict, List
 
 import tensorflow as tf
@@ -19,6 +20,8 @@ from trainer.features import IMAGE_KEY, LABEL_KEY
 from trainer.preprocessing import bytes_to_pixels
 
 IMAGE_BYTES_SIGNATURE = 'serving_image_bytes'
+# Class names in class-id order, one a line: TF Serving ignores `assets.extra/`.
+CLASS_NAMES_FILE = os.path.join('assets.extra', 'class_names.txt')
 
 
 def _serving_functions(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
@@ -68,3 +71,15 @@ def export_serving_model(model: keras.Model, tf_transform_output: tft.TFTransfor
   # layers from their configs.
   model.save(export_dir, save_format='tf', signatures=signatures, include_optimizer=False,
              save_traces=False)
+  tf.io.gfile.makedirs(os.path.join(export_dir, os.path.dirname(CLASS_NAMES_FILE)))
+  with tf.io.gfile.GFile(os.path.join(export_dir, CLASS_NAMES_FILE), 'w') as f:
+    f.write(''.join(f'{name}\n' for name in class_names))
+
+
+def read_class_names(model_dir: str) -> List[str]:
+  """The class names exported beside the model; [] for models exported without them."""
+  path = os.path.join(model_dir, CLASS_NAMES_FILE)
+  if not tf.io.gfile.exists(path):
+    return []
+  with tf.io.gfile.GFile(path) as f:
+    return [line.rstrip('\n') for line in f if line.strip()]
