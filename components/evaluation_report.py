@@ -9,6 +9,7 @@ stop a blessed model from being pushed.
 """
 
 import heapq
+import html
 import json
 import os
 from typing import Dict, List, Optional, Tuple
@@ -22,7 +23,7 @@ from tfx.utils import path_utils
 from components import report_html
 from components.image_ingest import VOCABULARY_FILE
 from components.report_html import Decision, Prediction
-from trainer import plots
+from trainer import plots, tflite_export
 from trainer.features import FILENAME_KEY, IMAGE_KEY, LABEL_KEY
 
 HTML_FILE = 'report.html'
@@ -274,15 +275,20 @@ def EvaluationReport(
   if pushed_model.has_custom_property('pushed_destination'):
     decision.pushed_to = pushed_model.get_string_custom_property('pushed_destination')
   metrics = load_metrics(evaluation.uri)
+  tflite = tflite_export.read_check(model_dir)
+  extra = [('TFLite export', f'<p>{html.escape(tflite["file"])}: '
+                                  f'{html.escape(tflite_export.describe(tflite))}</p>')
+           ] if tflite else []
   page = report_html.render_html(
       'Evaluation report', decision, metrics, matrix, names, misclassified,
-      max_misclassified, training_curves(model_run.uri), model_uri=model_dir)
+      max_misclassified, training_curves(model_run.uri), model_uri=model_dir,
+      extra_sections=extra)
   tf.io.gfile.makedirs(report.uri)
   with tf.io.gfile.GFile(os.path.join(report.uri, HTML_FILE), 'w') as f:
     f.write(page)
   with tf.io.gfile.GFile(os.path.join(report.uri, JSON_FILE), 'w') as f:
-    json.dump(report_html.report_json(matrix, names, misclassified, max_misclassified,
-                                      decision, metrics), f, indent=2)
+    json.dump({**report_html.report_json(matrix, names, misclassified, max_misclassified,
+                                         decision, metrics), 'tflite': tflite}, f, indent=2)
   report.set_int_custom_property('blessed', int(decision.blessed))
   report.set_int_custom_property('num_misclassified', len(misclassified))
   print(f'EvaluationReport: {os.path.join(report.uri, HTML_FILE)} '

@@ -10,7 +10,7 @@ import dataclasses
 import html
 import io
 import math
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import matplotlib
 
@@ -222,8 +222,10 @@ _STYLE = ('body{font-family:sans-serif;max-width:1100px;margin:2em auto;}'
 def render_html(title: str, decision: Decision, metrics: Dict[str, Dict[str, float]],
                 matrix: np.ndarray, class_names: Sequence[str],
                 misclassified: Sequence[Prediction], grid_size: int,
-                curves_png: Optional[bytes], model_uri: str = '') -> str:
-  """The whole report as one HTML page with its images embedded as base64 PNG."""
+                curves_png: Optional[bytes], model_uri: str = '',
+                extra_sections: Sequence[Tuple[str, str]] = ()) -> str:
+  """The whole report as one HTML page with its images embedded as base64 PNG.
+  `extra_sections`: (heading, HTML body) pairs appended at the end (e.g. TFLite export)."""
   n = len(matrix)
   names = [class_name(class_names, i) for i in range(n)]
   counts = _table(['true \\ predicted'] + names,
@@ -243,4 +245,5 @@ def render_html(title: str, decision: Decision, metrics: Dict[str, Dict[str, flo
       '<h2>Training curves</h2>', curves,
       '<h2>Most confidently misclassified</h2>',
       _misclassified_section(misclassified, names, grid_size),
+      *(f'<h2>{html.escape(heading)}</h2>{body}' for heading, body in extra_sections),
       '</body></html>'])

@@ -42,6 +42,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
       'data.path': args.data, 'output': args.output, 'model.weights': args.weights,
       'training.epochs': args.epochs, 'model.image_size': args.image_size,
       'training.augment': False if args.no_augment else None,
+      'inference.data': args.infer_data,
   })
   _apply_beam_flags(config, args).validate()
   preflight.check(config)
@@ -111,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument('--epochs', type=int, help='training epochs (overrides the config)')
   run.add_argument('--image-size', type=int, help='square input size (default 150, >= 75)')
   run.add_argument('--no-augment', action='store_true', help='turn data augmentation off')
+  run.add_argument('--infer-data', metavar='FOLDER', help='unlabeled images: batch inference '
+                   '(BulkInferrer) with the blessed model, written as predictions.csv')
   _add_beam_flags(run)
   run.set_defaults(func=_cmd_run)
 

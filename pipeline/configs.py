@@ -19,6 +19,7 @@ import yaml
 MIN_IMAGE_SIZE = 75
 WEIGHTS_CHOICES = ('imagenet', 'none')
 POOLINGS = ('flatten', 'average')
+TFLITE_QUANTIZATIONS = ('float32', 'dynamic_range', 'int8')
 
 
 class ConfigError(ValueError):
@@ -95,6 +96,25 @@ class EvaluationConfig:
 
 
 @dataclasses.dataclass
+class ExportConfig:
+  """Extra formats written beside each exported SavedModel (off by default)."""
+  # Also write model.tflite (pixels in, probabilities out) for devices.
+  tflite: bool = False
+  # 'float32', 'dynamic_range' (int8 weights) or 'int8' (weights and activations,
+  # uint8 pixels in; calibrated on `tflite_representative_images` train images).
+  tflite_quantization: str = 'float32'
+  tflite_representative_images: int = 100
+
+
+@dataclasses.dataclass
+class InferenceConfig:
+  """Batch inference in the pipeline (off by default)."""
+  # A folder of unlabeled images (walked recursively): when set, the pipeline runs TFX's
+  # BulkInferrer on the model the Evaluator blessed and writes predictions.csv.
+  data: str = ''
+
+
+@dataclasses.dataclass
 class PipelineConfig:
   pipeline_name: str = 'image-transfer'
   model_name: str = 'image_classifier'
@@ -108,6 +128,8 @@ class PipelineConfig:
   model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
   training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
   evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
+  inference: InferenceConfig = dataclasses.field(default_factory=InferenceConfig)
+  export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
 
   # Derived locations -------------------------------------------------------
   @property
@@ -160,6 +182,10 @@ class PipelineConfig:
            'evaluation.max_class_accuracy_drop', 'null (not checked) or a number >= 0')
     _check(self.evaluation.report_misclassified >= 0,
            'evaluation.report_misclassified', 'an integer >= 0')
+    _check(self.export.tflite_quantization in TFLITE_QUANTIZATIONS, 'export.tflite_quantization',
+           ' or '.join(map(repr, TFLITE_QUANTIZATIONS)))
+    _check(self.export.tflite_representative_images >= 1,
+           'export.tflite_representative_images', 'an integer >= 1')
     _check(self.pipeline_name.replace('-', '').replace('_', '').isalnum(),
            'pipeline_name', 'letters, digits, - and _')
     return self

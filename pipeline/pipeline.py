@@ -12,8 +12,11 @@ from components import image_ingest
 from components.atomic_pusher import AtomicPusher
 from components.evaluation_report import EvaluationReport
 from components.image_folder_example_gen import ImageFolderExampleGen
+from components.inference_table import InferenceTable
+from components.unlabeled_images import UnlabeledImageExampleGen
 from pipeline.configs import EvaluationConfig, PipelineConfig
 from trainer.features import LABEL_KEY
+from trainer.export import EXAMPLES_NUMERIC_SIGNATURE
 from trainer.task import trainer_custom_config
 
 PREPROCESSING_FN = 'trainer.preprocessing.preprocessing_fn'
@@ -111,6 +114,22 @@ def eval_config(config: PipelineConfig, num_classes: int) -> tfma.EvalConfig:
       metrics_specs=metrics_specs)
 
 
+def batch_inference(config: PipelineConfig, model, blessing) -> list:
+  """Unlabeled images of `inference.data` -> BulkInferrer (only if `blessing` says
+  blessed) -> InferenceTable (predictions.csv, the format of `transfer-pipeline predict`)."""
+  data = config.inference.data
+  examples = UnlabeledImageExampleGen(
+      data_root=_absolute(data), max_image_pixels=config.data.max_image_pixels,
+      data_fingerprint='' if '://' in data else image_ingest.fingerprint(data))
+  bulk_inferrer = tfx.components.BulkInferrer(
+      examples=examples.outputs['examples'], model=model, model_blessing=blessing,
+      data_spec=tfx.proto.DataSpec(),
+      model_spec=tfx.proto.ModelSpec(model_signature_name=[EXAMPLES_NUMERIC_SIGNATURE]))
+  table = InferenceTable(inference_result=bulk_inferrer.outputs['inference_result'],
+                         examples=examples.outputs['examples'], model=model, blessing=blessing)
+  return [examples, bulk_inferrer, table]
+
+
 def create_pipeline(config: PipelineConfig, class_names: Optional[List[str]] = None,
                     metadata_connection_config=None) -> tfx.dsl.Pipeline:
   """ExampleGen -> Statistics/Schema -> Transform -> Trainer -> Evaluator -> Pusher
@@ -138,7 +157,8 @@ def create_pipeline(config: PipelineConfig, class_names: Optional[List[str]] = N
       schema=schema_gen.outputs['schema'],
       train_args=tfx.proto.TrainArgs(),  # epochs come from custom_config
       eval_args=tfx.proto.EvalArgs(),
-      custom_config=trainer_custom_config(config.model, config.training, class_names))
+      custom_config=trainer_custom_config(config.model, config.training, class_names,
+                                          config.export))
   model_resolver = tfx.dsl.Resolver(
       strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
@@ -162,11 +182,13 @@ def create_pipeline(config: PipelineConfig, class_names: Optional[List[str]] = N
       evaluation=evaluator.outputs['evaluation'], blessing=evaluator.outputs['blessing'],
       model_run=trainer.outputs['model_run'], pushed_model=pusher.outputs['pushed_model'],
       max_misclassified=config.evaluation.report_misclassified)
+  inference = (batch_inference(config, trainer.outputs['model'], evaluator.outputs['blessing'])
+               if config.inference.data else [])
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=_absolute(config.pipeline_root),
       components=[example_gen, statistics_gen, schema_gen, transform, trainer,
-                  model_resolver, evaluator, pusher, evaluation_report],
+                  model_resolver, evaluator, pusher, evaluation_report, *inference],
       enable_cache=config.enable_cache,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=list(config.beam_pipeline_args))

@@ -21,6 +21,8 @@ def check(config: PipelineConfig) -> None:
   """Data folder, class names, weights file, cut layer and fine-tuning layer: fails clearly."""
   if not os.path.isdir(config.data.path):
     raise ConfigError(f'data.path: {config.data.path} is not a folder.')
+  if config.inference.data and not os.path.isdir(config.inference.data):
+    raise ConfigError(f'inference.data: {config.inference.data} is not a folder.')
   try:
     class_names = pipeline_lib.resolve_class_names(config)
   except ValueError as e:

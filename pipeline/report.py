@@ -10,7 +10,9 @@ from tfx import v1 as tfx
 
 from components import evaluation_report
 from components.evaluation_report import HTML_FILE, ModelReport
+from components.inference_table import CSV_FILE, PredictionTable
 from pipeline.configs import PipelineConfig
+from trainer import tflite_export
 
 
 @dataclasses.dataclass
@@ -22,6 +24,8 @@ class RunSummary:
   training_curves: Optional[str]
   executions: Dict[str, str]             # component -> COMPLETE / CACHED / ...
   evaluation_report: Optional[str] = None  # report.html of the EvaluationReport component
+  inference: Optional[str] = None  # batch inference: where predictions.csv is, or why none
+  tflite: Optional[str] = None  # model.tflite of the pushed version: size and agreement
 
 
 def _store(config: PipelineConfig) -> metadata_store.MetadataStore:
@@ -71,7 +75,27 @@ def latest_run_summary(config: PipelineConfig) -> RunSummary:
   report_html = os.path.join(report.uri, HTML_FILE) if report else None
   return RunSummary(metrics, blessed, failures, pushed_path,
                     curves if curves and os.path.exists(curves) else None, executions,
-                    report_html if report_html and os.path.exists(report_html) else None)
+                    report_html if report_html and os.path.exists(report_html) else None,
+                    _inference_line(_newest(by_type.get(PredictionTable.TYPE_NAME, []))),
+                    _tflite_line(pushed_path))
+
+
+def _tflite_line(pushed_path: Optional[str]) -> Optional[str]:
+  check = tflite_export.read_check(pushed_path) if pushed_path else None
+  if not check:
+    return None
+  return f'{os.path.join(pushed_path, check["file"])} ({tflite_export.describe(check)})'
+
+
+def _inference_line(table) -> Optional[str]:
+  """Where the batch predictions are, or why there are none (None: no batch inference)."""
+  if table is None:
+    return None
+  properties = table.custom_properties
+  if properties['blessed'].int_value != 1:
+    return 'none: the model was not blessed, so the BulkInferrer ran no inference'
+  return (f'{os.path.join(table.uri, CSV_FILE)} ({properties["num_predicted"].int_value} '
+          f'images, {properties["num_skipped"].int_value} skipped)')
 
 
 def format_summary(summary: RunSummary) -> str:
@@ -90,4 +114,8 @@ def format_summary(summary: RunSummary) -> str:
     lines.append(f'Training curves: {summary.training_curves}')
   if summary.evaluation_report:
     lines.append(f'Evaluation report: {summary.evaluation_report}')
+  if summary.inference:
+    lines.append(f'Batch inference: {summary.inference}')
+  if summary.tflite:
+    lines.append(f'TFLite: {summary.tflite}')
   return '\n'.join(lines)

@@ -3,6 +3,7 @@
   serving_default      serialized tf.Example (`examples`)            -> outputs
   serving_image_bytes  encoded image bytes (`image_bytes`), for TF Serving's
                        REST API: {"instances": [{"b64": "..."}]}      -> outputs
+  examples_numeric     serialized tf.Example -> `probabilities`, `class_id` (BulkInferrer)
   transform_features   serialized tf.Example -> transformed features (for TFMA)
 
 outputs: `probabilities` float [B, num_classes], `class_id` int64 [B],
@@ -20,6 +21,9 @@ from trainer.features import IMAGE_KEY, LABEL_KEY
 from trainer.preprocessing import bytes_to_pixels
 
 IMAGE_BYTES_SIGNATURE = 'serving_image_bytes'
+# serving_default without the string output, for TFX's BulkInferrer: tfx_bsl 1.16's
+# RunInference cannot split string outputs of a predict signature.
+EXAMPLES_NUMERIC_SIGNATURE = 'examples_numeric'
 # Class names in class-id order, one a line: TF Serving ignores `assets.extra/`.
 CLASS_NAMES_FILE = os.path.join('assets.extra', 'class_names.txt')
 
@@ -50,6 +54,11 @@ def _serving_functions(model: keras.Model, tf_transform_output: tft.TFTransformO
     return predict_raw({IMAGE_KEY: tf.reshape(image_bytes, [-1, 1])})
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
+  def examples_numeric(serialized):
+    outputs = serve_examples(serialized)
+    return {'probabilities': outputs['probabilities'], 'class_id': outputs['class_id']}
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
   def transform_features(serialized):
     spec = {k: v for k, v in raw_spec.items() if k in (IMAGE_KEY, LABEL_KEY)}
     return model.tft_layer(tf.io.parse_example(serialized, spec))
@@ -57,6 +66,7 @@ def _serving_functions(model: keras.Model, tf_transform_output: tft.TFTransformO
   return {
       'serving_default': serve_examples.get_concrete_function(),
       IMAGE_BYTES_SIGNATURE: serve_image_bytes.get_concrete_function(),
+      EXAMPLES_NUMERIC_SIGNATURE: examples_numeric.get_concrete_function(),
       'transform_features': transform_features.get_concrete_function(),
   }
 

@@ -13,17 +13,19 @@ import tf_keras as keras
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from pipeline.configs import ModelConfig, TrainingConfig
+from pipeline.configs import ExportConfig, ModelConfig, TrainingConfig
 from trainer import export, model as model_lib, plots
 from trainer.features import IMAGE_KEY, LABEL_KEY
 from trainer.preprocessing import bytes_to_pixels
 
 
 def trainer_custom_config(model: ModelConfig, training: TrainingConfig,
-                          class_names: List[str]) -> Dict[str, Any]:
+                          class_names: List[str],
+                          export_config: Optional[ExportConfig] = None) -> Dict[str, Any]:
   """What the pipeline passes to `run_fn` through the Trainer's custom_config."""
   return {'model': dataclasses.asdict(model), 'training': dataclasses.asdict(training),
-          'class_names': list(class_names)}
+          'class_names': list(class_names),
+          'export': dataclasses.asdict(export_config or ExportConfig())}
 
 
 def augmentation(seed: int) -> keras.Sequential:
@@ -185,3 +187,19 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   _save_history(history, fn_args.model_run_dir, fine_tune_start)
   export.export_serving_model(model, tf_transform_output, class_names,
                               model_config.image_size, fn_args.serving_model_dir)
+  export_config = ExportConfig(**settings.get('export', {}))
+  if export_config.tflite:
+    _export_tflite(model, datasets, class_names, model_config.image_size, export_config,
+                   fn_args.serving_model_dir)
+
+
+def _export_tflite(model: keras.Model, datasets: Dict[str, tf.data.Dataset],
+                   class_names: List[str], image_size: int, export_config: ExportConfig,
+                   export_dir: str) -> None:
+  """model.tflite beside the SavedModel, checked against it on the eval split."""
+  from trainer import tflite_export  # pylint: disable=g-import-not-at-top
+  check = tflite_export.write_tflite(
+      model, class_names, image_size, export_config.tflite_quantization,
+      (x.numpy() for x, _ in datasets['train']), (x.numpy() for x, _ in datasets['eval']),
+      export_dir, export_config.tflite_representative_images)
+  logging.warning('TFLite: %s', tflite_export.describe(check))
