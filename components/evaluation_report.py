@@ -239,6 +239,19 @@ def training_curves(model_run_uri: str) -> Optional[bytes]:
   return None
 
 
+TUNER_RESULTS_FILE = 'tuner_results.json'
+
+
+def load_trials(tuner_results_uri: str) -> List[Dict]:
+  """The Tuner's completed trials, best first (the first one's values went to the
+  Trainer): trial_id, score (val accuracy), the hyperparameters, trial_seconds."""
+  path = os.path.join(tuner_results_uri, TUNER_RESULTS_FILE)
+  if not tf.io.gfile.exists(path):
+    return []
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
 # The component --------------------------------------------------------------------------
 
 def _blessing_info(blessing: tfx.dsl.Artifact) -> Tuple[Optional[bool], Optional[str]]:
@@ -258,6 +271,8 @@ def EvaluationReport(
     model_run: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ModelRun],
     pushed_model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.PushedModel],
     report: tfx.dsl.components.OutputArtifact[ModelReport],
+    tuner_results: tfx.dsl.components.InputArtifact[
+        tfx.types.standard_artifacts.TunerResults] = None,
     split: tfx.dsl.components.Parameter[str] = 'eval',
     max_misclassified: tfx.dsl.components.Parameter[int] = 16,
     batch_size: tfx.dsl.components.Parameter[int] = 32,
@@ -279,6 +294,10 @@ def EvaluationReport(
   extra = [('TFLite export', f'<p>{html.escape(tflite["file"])}: '
                                   f'{html.escape(tflite_export.describe(tflite))}</p>')
            ] if tflite else []
+  trials = load_trials(tuner_results.uri) if tuner_results else []
+  if trials:
+    extra.append(('Hyperparameter search (Tuner)', report_html.trials_table(
+        trials, trials[0]['trial_id'])))
   page = report_html.render_html(
       'Evaluation report', decision, metrics, matrix, names, misclassified,
       max_misclassified, training_curves(model_run.uri), model_uri=model_dir,
@@ -288,7 +307,8 @@ def EvaluationReport(
     f.write(page)
   with tf.io.gfile.GFile(os.path.join(report.uri, JSON_FILE), 'w') as f:
     json.dump({**report_html.report_json(matrix, names, misclassified, max_misclassified,
-                                         decision, metrics), 'tflite': tflite}, f, indent=2)
+                                         decision, metrics), 'tflite': tflite,
+               'tuning_trials': trials}, f, indent=2)
   report.set_int_custom_property('blessed', int(decision.blessed))
   report.set_int_custom_property('num_misclassified', len(misclassified))
   print(f'EvaluationReport: {os.path.join(report.uri, HTML_FILE)} '

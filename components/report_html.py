@@ -184,6 +184,19 @@ def metrics_table(metrics: Dict[str, Dict[str, float]], class_names: Sequence[st
   return _table(['slice'] + names, rows)
 
 
+def trials_table(trials: Sequence[Dict], chosen_id: Optional[str]) -> str:
+  """The Tuner's trials (best first): hyperparameters, validation accuracy, seconds, and
+  which one the Trainer used."""
+  keys = sorted({k for t in trials for k in t} - {'trial_id', 'score', 'trial_seconds'})
+  rows = [['chosen' if t['trial_id'] == chosen_id else '', str(t['trial_id']),
+           *(_number(t[k]) if isinstance(t.get(k), (int, float)) else str(t.get(k, ''))
+             for k in keys),
+           _number(t['score']) if t.get('score') is not None else '',
+           f'{t["trial_seconds"]:.1f}' if 'trial_seconds' in t else '']
+          for t in trials]
+  return _table(['', 'trial', *keys, 'val accuracy', 'seconds'], rows)
+
+
 def _decision_section(decision: Decision) -> str:
   pushed = f' Pushed to {html.escape(decision.pushed_to)}.' if decision.pushed_to else ''
   verdict = (f'<p class="ok">Blessed: yes, the model passed every threshold.{pushed}</p>'

@@ -20,6 +20,7 @@ MIN_IMAGE_SIZE = 75
 WEIGHTS_CHOICES = ('imagenet', 'none')
 POOLINGS = ('flatten', 'average')
 TFLITE_QUANTIZATIONS = ('float32', 'dynamic_range', 'int8')
+TUNING_ALGORITHMS = ('random', 'bayesian')
 
 
 class ConfigError(ValueError):
@@ -96,6 +97,22 @@ class EvaluationConfig:
 
 
 @dataclasses.dataclass
+class TuningConfig:
+  """Hyperparameter search for the head with TFX's Tuner (off by default). Trials train
+  the head on cached backbone features (so `training.augment` must be false); the
+  Trainer then trains with the best trial's values."""
+  enabled: bool = False
+  trials: int = 10
+  algorithm: str = 'random'  # 'random' or 'bayesian' (keras-tuner's oracles)
+  epochs: int = 0  # epochs per trial; 0 = training.epochs
+  # The space: choices, or [min, max] ranges (learning rate sampled on a log scale).
+  dense_units: List[int] = dataclasses.field(default_factory=lambda: [256, 512, 1024])
+  dropout: List[float] = dataclasses.field(default_factory=lambda: [0.0, 0.5])
+  learning_rate: List[float] = dataclasses.field(default_factory=lambda: [1e-5, 1e-3])
+  pooling: List[str] = dataclasses.field(default_factory=lambda: list(POOLINGS))
+
+
+@dataclasses.dataclass
 class ExportConfig:
   """Extra formats written beside each exported SavedModel (off by default)."""
   # Also write model.tflite (pixels in, probabilities out) for devices.
@@ -130,6 +147,7 @@ class PipelineConfig:
   evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
   inference: InferenceConfig = dataclasses.field(default_factory=InferenceConfig)
   export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+  tuning: TuningConfig = dataclasses.field(default_factory=TuningConfig)
 
   # Derived locations -------------------------------------------------------
   @property
@@ -186,10 +204,33 @@ class PipelineConfig:
            ' or '.join(map(repr, TFLITE_QUANTIZATIONS)))
     _check(self.export.tflite_representative_images >= 1,
            'export.tflite_representative_images', 'an integer >= 1')
+    self._validate_tuning()
     _check(self.pipeline_name.replace('-', '').replace('_', '').isalnum(),
            'pipeline_name', 'letters, digits, - and _')
     return self
 
+
+  def _validate_tuning(self) -> None:
+    """The search space is well formed; trials need the feature cache's conditions."""
+    tuning = self.tuning
+    if not tuning.enabled:
+      return
+    _check(not self.training.augment and self.training.feature_cache, 'training.augment',
+           'false with tuning.enabled (trials train the head on cached backbone features; '
+           'training.feature_cache must stay true)')
+    _check(tuning.trials >= 1, 'tuning.trials', 'an integer >= 1')
+    _check(tuning.algorithm in TUNING_ALGORITHMS, 'tuning.algorithm',
+           ' or '.join(map(repr, TUNING_ALGORITHMS)))
+    _check(tuning.epochs >= 0, 'tuning.epochs', 'an integer >= 0 (0 = training.epochs)')
+    _check(tuning.dense_units and min(tuning.dense_units) >= 1, 'tuning.dense_units',
+           'a list of integers >= 1')
+    _check(len(tuning.dropout) == 2 and 0 <= tuning.dropout[0] <= tuning.dropout[1] < 1,
+           'tuning.dropout', '[min, max] with 0 <= min <= max < 1')
+    _check(len(tuning.learning_rate) == 2 and
+           0 < tuning.learning_rate[0] <= tuning.learning_rate[1],
+           'tuning.learning_rate', '[min, max] with 0 < min <= max')
+    _check(tuning.pooling and set(tuning.pooling) <= set(POOLINGS), 'tuning.pooling',
+           f'a list of {" and ".join(map(repr, POOLINGS))}')
 
   def _validate_fine_tuning(self) -> None:
     """fine_tune_from and fine_tune_epochs are set together; the rate is positive."""

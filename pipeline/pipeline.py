@@ -1,5 +1,6 @@
 """The pipeline definition: one function builds it for every orchestrator."""
 
+import dataclasses
 import glob
 import os
 from typing import List, Optional
@@ -21,6 +22,7 @@ from trainer.task import trainer_custom_config
 
 PREPROCESSING_FN = 'trainer.preprocessing.preprocessing_fn'
 RUN_FN = 'trainer.task.run_fn'
+TUNER_FN = 'trainer.tuning.tuner_fn'
 TFRECORD_PATTERNS = ('*.tfrecord', '*.tfrecord.gz', '*.tfrecord-*', '*.tfrecords', '*.gz')
 
 
@@ -150,15 +152,23 @@ def create_pipeline(config: PipelineConfig, class_names: Optional[List[str]] = N
       # Pre-transform statistics repeat StatisticsGen's; post-transform ones would only
       # describe opaque pixel strings. Skipping both saves ~20% of Transform's time.
       disable_statistics=True)
+  custom_config = trainer_custom_config(config.model, config.training, class_names,
+                                        config.export)
+  tuner = (tfx.components.Tuner(
+      tuner_fn=TUNER_FN, examples=transform.outputs['transformed_examples'],
+      transform_graph=transform.outputs['transform_graph'], schema=schema_gen.outputs['schema'],
+      train_args=tfx.proto.TrainArgs(), eval_args=tfx.proto.EvalArgs(),
+      custom_config={**custom_config, 'tuning': dataclasses.asdict(config.tuning)})
+           if config.tuning.enabled else None)
   trainer = tfx.components.Trainer(
       run_fn=RUN_FN,
       examples=transform.outputs['transformed_examples'],
       transform_graph=transform.outputs['transform_graph'],
       schema=schema_gen.outputs['schema'],
+      hyperparameters=tuner.outputs['best_hyperparameters'] if tuner else None,
       train_args=tfx.proto.TrainArgs(),  # epochs come from custom_config
       eval_args=tfx.proto.EvalArgs(),
-      custom_config=trainer_custom_config(config.model, config.training, class_names,
-                                          config.export))
+      custom_config=custom_config)
   model_resolver = tfx.dsl.Resolver(
       strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
@@ -181,14 +191,15 @@ def create_pipeline(config: PipelineConfig, class_names: Optional[List[str]] = N
       model=trainer.outputs['model'], examples=example_gen.outputs['examples'],
       evaluation=evaluator.outputs['evaluation'], blessing=evaluator.outputs['blessing'],
       model_run=trainer.outputs['model_run'], pushed_model=pusher.outputs['pushed_model'],
+      tuner_results=tuner.outputs['tuner_results'] if tuner else None,
       max_misclassified=config.evaluation.report_misclassified)
   inference = (batch_inference(config, trainer.outputs['model'], evaluator.outputs['blessing'])
                if config.inference.data else [])
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=_absolute(config.pipeline_root),
-      components=[example_gen, statistics_gen, schema_gen, transform, trainer,
-                  model_resolver, evaluator, pusher, evaluation_report, *inference],
+      components=[example_gen, statistics_gen, schema_gen, transform, *([tuner] if tuner else []),
+                  trainer, model_resolver, evaluator, pusher, evaluation_report, *inference],
       enable_cache=config.enable_cache,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=list(config.beam_pipeline_args))

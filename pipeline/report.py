@@ -26,6 +26,7 @@ class RunSummary:
   evaluation_report: Optional[str] = None  # report.html of the EvaluationReport component
   inference: Optional[str] = None  # batch inference: where predictions.csv is, or why none
   tflite: Optional[str] = None  # model.tflite of the pushed version: size and agreement
+  tuning: Optional[str] = None  # the Tuner's trials and the chosen one
 
 
 def _store(config: PipelineConfig) -> metadata_store.MetadataStore:
@@ -77,7 +78,19 @@ def latest_run_summary(config: PipelineConfig) -> RunSummary:
                     curves if curves and os.path.exists(curves) else None, executions,
                     report_html if report_html and os.path.exists(report_html) else None,
                     _inference_line(_newest(by_type.get(PredictionTable.TYPE_NAME, []))),
-                    _tflite_line(pushed_path))
+                    _tflite_line(pushed_path),
+                    _tuning_line(_newest(by_type.get('TunerResults', []))))
+
+
+def _tuning_line(tuner_results) -> Optional[str]:
+  trials = evaluation_report.load_trials(tuner_results.uri) if tuner_results else []
+  if not trials:
+    return None
+  best = trials[0]
+  values = ', '.join(f'{k}={v:.3g}' if isinstance(v, float) else f'{k}={v}'
+                     for k, v in best.items() if k not in ('trial_id', 'score', 'trial_seconds'))
+  return (f'{len(trials)} trials; chosen: trial {best["trial_id"]} (val accuracy '
+          f'{best["score"]:.4f}): {values}')
 
 
 def _tflite_line(pushed_path: Optional[str]) -> Optional[str]:
@@ -118,4 +131,6 @@ def format_summary(summary: RunSummary) -> str:
     lines.append(f'Batch inference: {summary.inference}')
   if summary.tflite:
     lines.append(f'TFLite: {summary.tflite}')
+  if summary.tuning:
+    lines.append(f'Tuning: {summary.tuning}')
   return '\n'.join(lines)

@@ -157,6 +157,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   model_config = ModelConfig(**settings['model'])
   training = TrainingConfig(**settings['training'])
   class_names = settings['class_names']
+  if fn_args.hyperparameters:  # the Tuner's best trial
+    from trainer import tuning  # pylint: disable=g-import-not-at-top
+    model_config, training = tuning.apply_hyperparameters(fn_args.hyperparameters,
+                                                          model_config, training)
+    logging.warning('Hyperparameters from the Tuner: %s', fn_args.hyperparameters['values'])
   keras.utils.set_random_seed(training.seed)
 
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
