@@ -38,6 +38,7 @@ def searched(tmp_path_factory):
   reads = tf.Variable(0, dtype=tf.int64)
 
   def input_fn(files, data_accessor, tft_output, image_size, training, shuffle, augment):
+    assert tft_output == 'transform/'  # the Tuner's fn_args.transform_graph_path
     assert not shuffle and not augment
     pixels, labels = _pixels(files[0])
 
@@ -48,11 +49,11 @@ def searched(tmp_path_factory):
 
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(task, 'input_fn', input_fn)
-    patch.setattr(tuning.tft, 'TFTransformOutput', lambda path: None)
+    patch.setattr(tuning.tft, 'TFTransformOutput', lambda path: path.replace('graph', ''))
     fn_args = tfx.components.FnArgs(
         custom_config={**task.trainer_custom_config(MODEL, TRAINING, ['dark', 'bright']),
                        'tuning': TUNING.__dict__},
-        working_dir=str(tmp / 'work'), transform_output='unused', train_files=['train'],
+        working_dir=str(tmp / 'work'), transform_graph_path='transform/graph', train_files=['train'],
         eval_files=['eval'], data_accessor=None)
     result = tuning.tuner_fn(fn_args)
     result.tuner.search(**result.fit_kwargs)

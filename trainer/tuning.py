@@ -73,7 +73,7 @@ TUNERS = {'random': TimedRandomSearch, 'bayesian': TimedBayesianOptimization}
 def feature_datasets(fn_args: tfx.components.FnArgs, model_config: ModelConfig,
                      training: TrainingConfig, cache_dir: str) -> Dict[str, tf.data.Dataset]:
   """'train' (shuffled per epoch) and 'eval' batches of cached backbone features."""
-  tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+  tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
   extractor = model_lib.feature_extractor(model_lib.build_backbone(model_config))
   os.makedirs(cache_dir, exist_ok=True)
   datasets = {}
