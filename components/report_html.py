@@ -189,7 +189,7 @@ def trials_table(trials: Sequence[Dict], chosen_id: Optional[str]) -> str:
   which one the Trainer used."""
   keys = sorted({k for t in trials for k in t} - {'trial_id', 'score', 'trial_seconds'})
   rows = [['chosen' if t['trial_id'] == chosen_id else '', str(t['trial_id']),
-           *(_number(t[k]) if isinstance(t.get(k), (int, float)) else str(t.get(k, ''))
+           *(f'{t[k]:.4g}' if isinstance(t.get(k), (int, float)) else str(t.get(k, ''))
              for k in keys),
            _number(t['score']) if t.get('score') is not None else '',
            f'{t["trial_seconds"]:.1f}' if 'trial_seconds' in t else '']
