@@ -108,13 +108,17 @@ def pipeline_components(config: PipelineConfig,
 
 
 def streaming(bench: Bench, small: str) -> Dict[str, Any]:
-  """Transform and the cached Trainer on the small data set."""
+  """Transform, the cached Trainer and predict (with that Trainer's model) on the small
+  data set."""
   config = bench.config(small, 'small', feature_cache=True)
   bench.stage('small_upstream', 'upstream', config)
   transform = bench.stage('small_transform', 'transform', config)[0]
   trainer = bench.stage('small_trainer_cached', 'trainer', config, '--output',
                         os.path.join(bench.work, 'small_trainer_cached'))[0]
-  return {'transform': transform, 'trainer_cached': trainer}
+  predict = bench.stage('small_predict', 'predict', config, '--images', _eval_folder(small),
+                        '--model', os.path.join(bench.work, 'small_trainer_cached',
+                                                'Format-Serving'))[0]
+  return {'transform': transform, 'trainer_cached': trainer, 'predict': predict}
 
 
 def run(args: argparse.Namespace) -> Dict[str, Any]:

@@ -193,7 +193,7 @@ def serving_stage(config: PipelineConfig, args: argparse.Namespace) -> Result:
 def predict_stage(config: PipelineConfig, args: argparse.Namespace) -> Result:
   """`transfer-pipeline predict` at batch 32 over a folder vs the bare model."""
   from bench import inference
-  model_dir = pushed_model_dir(config)
+  model_dir = args.model or pushed_model_dir(config)
   return {'model_dir': model_dir,
           **inference.measure_predict(model_dir, args.images, config.model.image_size)}
 
@@ -223,6 +223,7 @@ def main() -> None:
   parser.add_argument('--json', required=True, help='where to write the result')
   parser.add_argument('--images', help='image folder (weights, serving, predict)')
   parser.add_argument('--output', help='output folder (trainer)')
+  parser.add_argument('--model', help='SavedModel folder (predict; default: the pushed one)')
   parser.add_argument('--seconds', type=float, default=5.0, help='time per serving figure')
   args = parser.parse_args()
   with open(args.config) as f:

@@ -31,7 +31,7 @@ class SavedModelClassifier:
   """Encoded images -> probabilities [B, classes] through `serving_image_bytes`."""
 
   def __init__(self, model_dir: str):
-    self.model_dir = model_dir
+    self.source = model_dir
     self._signature = predict.load_signature(model_dir)
     num_classes = int(self._signature.structured_outputs['probabilities'].shape[-1])
     self.class_names = prediction_table.fallback_class_names(
@@ -144,7 +144,7 @@ def command(model: str, inputs: Sequence[str], output: Optional[str],
     classifier = load_classifier(model)
   except (FileNotFoundError, ValueError) as e:
     raise ConfigError(f'--model: {e}') from e
-  print(f'Model: {getattr(classifier, "model_dir", model)} '
+  print(f'Model: {classifier.source} '
         f'(classes: {", ".join(classifier.class_names)})', file=sys.stderr)
   target, fmt = _open_output(output)
   bar = Progress('predict', count_files(inputs) if sys.stderr.isatty() else None)

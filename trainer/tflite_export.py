@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from components import prediction_table
 from pipeline.configs import TFLITE_QUANTIZATIONS
 from trainer import export
 from trainer.preprocessing import decode_and_resize
@@ -69,13 +70,12 @@ class TFLiteClassifier:
   def __init__(self, path: str, num_threads: Optional[int] = None):
     if not os.path.isfile(path):
       raise FileNotFoundError(f'No TFLite model at {path}.')
-    self.model_dir = path
+    self.source = path
     self.interpreter = tf.lite.Interpreter(model_path=path, num_threads=num_threads)
     self._input = self.interpreter.get_input_details()[0]
     self._output = self.interpreter.get_output_details()[0]
     self.image_size = int(self._input['shape'][1])
     num_classes = int(self._output['shape'][-1])
-    from components import prediction_table  # pylint: disable=g-import-not-at-top
     self.class_names = prediction_table.fallback_class_names(
         num_classes, export.read_class_names(os.path.dirname(os.path.abspath(path))))
 
