@@ -135,9 +135,9 @@ def _open_output(output: Optional[str]):
 
 
 def command(model: str, inputs: Sequence[str], output: Optional[str],
-            batch_size: int = DEFAULT_BATCH_SIZE,
-            max_pixels: int = DataConfig.max_image_pixels) -> int:
+            batch_size: int = DEFAULT_BATCH_SIZE, max_pixels: Optional[int] = None) -> int:
   """`transfer-pipeline predict`: rows to `output` (or stdout), progress and summary to stderr."""
+  max_pixels = max_pixels or DataConfig.max_image_pixels
   if batch_size < 1:
     raise ConfigError('--batch-size: expected an integer >= 1.')
   try:

@@ -125,8 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help='image files and folders (walked recursively)')
   predict.add_argument('--output', help='predictions.csv or .jsonl (default: CSV on stdout)')
   predict.add_argument('--batch-size', type=int, default=32, help='images per model call')
-  predict.add_argument('--max-image-pixels', type=int, default=40_000_000,
-                       help='refuse larger images (as data.max_image_pixels)')
+  predict.add_argument('--max-image-pixels', type=int,
+                       help='refuse larger images (default: data.max_image_pixels\'s)')
   predict.set_defaults(func=_cmd_predict)
 
   kfp = sub.add_parser('compile-kubeflow', help='compile a Kubeflow Pipelines / Vertex v2 spec')
