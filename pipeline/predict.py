@@ -1,4 +1,5 @@
-"""Predictions from a pushed SavedModel through its image-bytes signature."""
+"""A pushed SavedModel and its image-bytes signature, one image at a time (the batched,
+streaming `transfer-pipeline predict` is `pipeline.batch_predict`)."""
 
 import os
 from typing import Dict, Iterator, Sequence
@@ -43,10 +44,3 @@ def predict_files(model_dir: str, paths: Sequence[str]) -> Iterator[Dict]:
       continue
     yield {'path': path, 'class_name': outputs['class_name'].numpy()[0].decode(),
            'probabilities': outputs['probabilities'].numpy()[0].tolist()}
-
-
-def format_row(row: Dict) -> str:
-  if 'error' in row:
-    return f'{row["path"]}: error: {row["error"]}'
-  probabilities = ', '.join(f'{p:.4f}' for p in row['probabilities'])
-  return f'{row["path"]}: {row["class_name"]} [{probabilities}]'
