@@ -135,3 +135,19 @@ def test_progress_lines_off_a_terminal():
   lines = stream.getvalue().splitlines()
   assert len(lines) == 2 and lines[1].startswith('predict: 64 files, ')
   assert lines[1].endswith(' images/s')
+
+
+class _Terminal(io.StringIO):
+  def isatty(self):
+    return True
+
+
+def test_progress_bar_on_a_terminal():
+  stream = _Terminal()
+  progress = Progress('predict', total=4, stream=stream, width=4)
+  progress.update(2)
+  progress.update(2)
+  progress.close()
+  frames = stream.getvalue().split('\r')[1:]
+  assert frames[0].startswith('predict [##..] 2/4 ') and frames[0].endswith(' images/s')
+  assert frames[1].startswith('predict [####] 4/4 ') and frames[1].endswith(' images/s\n')
