@@ -21,7 +21,6 @@ from trainer import export
 from trainer.features import FILENAME_KEY
 
 CSV_FILE = 'predictions.csv'
-_PARSE_SPEC = {FILENAME_KEY: tf.io.FixedLenFeature([], tf.string, default_value='')}
 
 
 class PredictionTable(tfx.dsl.Artifact):
@@ -36,7 +35,8 @@ def read_prediction_logs(inference_uri: str) -> Iterator[Tuple[str, np.ndarray]]
   for record in (tf.data.TFRecordDataset(files, compression_type='GZIP') if files else []):
     log = prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log
     (example,) = log.request.inputs['examples'].string_val
-    filename = tf.io.parse_single_example(example, _PARSE_SPEC)[FILENAME_KEY].numpy().decode()
+    feature = tf.train.Example.FromString(example).features.feature[FILENAME_KEY]
+    filename = feature.bytes_list.value[0].decode() if feature.bytes_list.value else ''
     yield filename, tf.make_ndarray(log.response.outputs['probabilities']).reshape(-1)
 
 

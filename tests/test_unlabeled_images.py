@@ -59,3 +59,33 @@ def test_inference_csv_without_predictions_lists_the_skipped(tmp_path):
                                              ['cats', 'dogs'], csv_path) == (0, 2)
   rows = prediction_table.read_rows(csv_path)
   assert [r['skipped'] for r in rows] == ['hidden folder (not read)', 'empty file']
+
+
+def _prediction_log(path: str, probabilities) -> bytes:
+  """A PredictionLog as the BulkInferrer writes it for `examples_numeric`."""
+  from tensorflow_serving.apis import prediction_log_pb2  # pylint: disable=g-import-not-at-top
+  log = prediction_log_pb2.PredictionLog()
+  example = unlabeled_images.unlabeled_example(b'png bytes', path).SerializeToString()
+  log.predict_log.request.inputs['examples'].string_val.append(example)
+  log.predict_log.response.outputs['probabilities'].CopyFrom(
+      tf.make_tensor_proto([probabilities], dtype=tf.float32))
+  return log.SerializeToString()
+
+
+def test_inference_csv_merges_predictions_and_skips_by_path(tmp_path):
+  _folder(tmp_path / 'in')
+  unlabeled_images.write_unlabeled_examples(str(tmp_path / 'in'), str(tmp_path / 'ex'), 10**6)
+  (tmp_path / 'inference').mkdir()
+  with tf.io.TFRecordWriter(str(tmp_path / 'inference' / 'prediction_logs-00000.gz'),
+                            options='GZIP') as writer:
+    writer.write(_prediction_log(str(tmp_path / 'in' / 'b' / 'y.jpg'), [0.25, 0.75]))
+    writer.write(_prediction_log(str(tmp_path / 'in' / 'a' / 'x.png'), [0.875, 0.125]))
+  csv_path = str(tmp_path / 'p.csv')
+  assert inference_table.write_inference_csv(str(tmp_path / 'inference'), str(tmp_path / 'ex'),
+                                             ['cats', 'dogs'], csv_path) == (2, 2)
+  rows = prediction_table.read_rows(csv_path)
+  assert [os.path.relpath(r['path'], tmp_path / 'in') for r in rows] == [
+      'a/.hidden', 'a/x.png', 'b/empty.png', 'b/y.jpg']
+  assert rows[1]['class_name'] == 'cats' and rows[1]['probabilities'] == {'cats': 0.875,
+                                                                          'dogs': 0.125}
+  assert rows[3]['class_name'] == 'dogs' and rows[2]['skipped'] == 'empty file'
