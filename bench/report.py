@@ -43,12 +43,20 @@ def _training(raw: Dict[str, Any]) -> Figures:
   }
 
 
+# Batch inference over the validation images runs in the same pipeline; the training
+# pipeline's figures leave these components out.
+INFERENCE_COMPONENTS = ('UnlabeledImageExampleGen', 'BulkInferrer', 'InferenceTable')
+
+
 def _pipeline(raw: Dict[str, Any]) -> Figures:
-  total = raw['pipeline']['seconds']
   components = raw['pipeline']['components']
+  inference = sum(c['seconds'] for name, c in components.items()
+                  if name in INFERENCE_COMPONENTS)
+  total = raw['pipeline']['seconds'] - inference
   trainer = components.get('Trainer', {}).get('seconds')
   split = {name: {'seconds': c['seconds'], 'share_of_pipeline': c['seconds'] / total,
-                  'peak_rss_mb': c['peak_rss_mb']} for name, c in components.items()}
+                  'peak_rss_mb': c['peak_rss_mb']} for name, c in components.items()
+           if name not in INFERENCE_COMPONENTS}
   return {
       'pipeline_seconds': total, 'pipeline_trainer_seconds': trainer,
       'pipeline_over_trainer': _ratio(total, trainer),
@@ -70,6 +78,36 @@ def _serving(raw: Dict[str, Any]) -> Figures:
     figures[f'serving_bytes_over_bare_batch{batch}'] = _ratio(
         bare['images_per_second'], image_bytes['images_per_second'])
   return figures
+
+
+def _inference(raw: Dict[str, Any]) -> Figures:
+  """predict vs the bare model; the BulkInferrer's images/s (from its MLMD time)."""
+  figures: Figures = {}
+  if 'predict' in raw:
+    predict = raw['predict']
+    figures.update(
+        predict_images=predict['images'],
+        predict_images_per_second_batch32=predict['predict_images_per_second'],
+        bare_decoded_images_per_second_batch32=predict['bare_images_per_second'],
+        predict_over_bare_batch32=_ratio(predict['bare_images_per_second'],
+                                         predict['predict_images_per_second']))
+  bulk = raw['pipeline']['components'].get('BulkInferrer')
+  if bulk and 'predict' in raw:
+    figures['bulk_inferrer_seconds'] = bulk['seconds']
+    figures['bulk_inferrer_images_per_second'] = raw['predict']['images'] / bulk['seconds']
+  return figures
+
+
+def _tuning(raw: Dict[str, Any]) -> Figures:
+  """N Tuner trials on cached features vs one uncached training (Trainer, lesson script)."""
+  if 'tuner' not in raw:
+    return {}
+  tuner = raw['tuner']
+  return {'tuning_trials': tuner['trials'], 'tuning_seconds': tuner['seconds'],
+          'tuning_best_val_accuracy': tuner['best_val_accuracy'],
+          'tuning_over_uncached_trainer': _ratio(tuner['seconds'],
+                                                 raw['trainer_uncached']['seconds']),
+          'tuning_over_baseline': _ratio(tuner['seconds'], raw['baseline']['seconds'])}
 
 
 def _memory(raw: Dict[str, Any], settings: Dict[str, Any]) -> Figures:
@@ -102,6 +140,8 @@ def _targets(f: Figures, settings: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
       'pipeline_over_trainer': ('<= 1.25', f['pipeline_over_trainer'] <= 1.25),
       'serving_bytes_over_bare_batch32': ('<= 1.3', f['serving_bytes_over_bare_batch32'] <= 1.3),
   }
+  if f.get('predict_over_bare_batch32'):
+    targets['predict_over_bare_batch32'] = ('<= 1.3', f['predict_over_bare_batch32'] <= 1.3)
   for stage, growth in f.get(f.get('rss_growth', ''), {}).items():
     targets[f'rss_growth.{stage}'] = ('<= 1.2', growth <= 1.2)
   return {k: {'target': t, 'met': met} for k, (t, met) in targets.items()}
@@ -109,7 +149,8 @@ def _targets(f: Figures, settings: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
 
 def figures(raw: Dict[str, Any], settings: Dict[str, Any]) -> Figures:
   """All figures, named plainly, with the targets and whether each was met."""
-  result = {**_training(raw), **_pipeline(raw), **_serving(raw), **_memory(raw, settings)}
+  result = {**_training(raw), **_pipeline(raw), **_serving(raw), **_inference(raw),
+            **_tuning(raw), **_memory(raw, settings)}
   if 'ingest' in raw:
     result.update(ingest.figures(raw['ingest']))
   result['targets'] = _targets(result, settings)
@@ -186,6 +227,29 @@ def _serving_rows(f: Figures) -> List[List[str]]:
   return rows
 
 
+def _inference_rows(f: Figures) -> List[List[str]]:
+  rows = []
+  if f.get('predict_over_bare_batch32'):
+    rows += [['**batch inference**', '', '', ''],
+             [f'`predict`, batch 32, {f["predict_images"]} files (read, checked, CSV rows) '
+              'vs bare model on decoded tensors',
+              f'{f["predict_images_per_second_batch32"]:.1f} vs '
+              f'{f["bare_decoded_images_per_second_batch32"]:.1f} images/s',
+              f'{f["predict_over_bare_batch32"]:.2f}x bare per image',
+              _met(f, 'predict_over_bare_batch32')]]
+  if f.get('bulk_inferrer_images_per_second'):
+    rows.append(['BulkInferrer in the pipeline (same images)',
+                 f'{f["bulk_inferrer_images_per_second"]:.1f} images/s '
+                 f'({f["bulk_inferrer_seconds"]:.1f} s)', '', ''])
+  if f.get('tuning_seconds'):
+    rows += [['**hyperparameter search** (Tuner on cached features)', '', '', ''],
+             [f'{f["tuning_trials"]} trials, best val accuracy '
+              f'{f["tuning_best_val_accuracy"]:.3f}', f'{f["tuning_seconds"]:.1f} s',
+              f'{f["tuning_over_uncached_trainer"]:.2f}x one uncached Trainer; '
+              f'{f["tuning_over_baseline"]:.2f}x the baseline script', '']]
+  return rows
+
+
 def _memory_rows(f: Figures) -> List[List[str]]:
   rows = [['**memory**: peak RSS, each stage in its own process', '', '', '']]
   for name, value in f['peak_rss_mb'].items():
@@ -204,7 +268,8 @@ def _memory_rows(f: Figures) -> List[List[str]]:
 
 def table(f: Figures) -> str:
   """The markdown table: figure, value, ratio to its reference in this run, target."""
-  rows = _training_rows(f) + _pipeline_rows(f) + _serving_rows(f) + _memory_rows(f)
+  rows = (_training_rows(f) + _pipeline_rows(f) + _serving_rows(f) + _inference_rows(f)
+          + _memory_rows(f))
   if 'ingest_images_per_second' in f:
     rows += ingest.rows(f)
   return '\n'.join(_row(r) for r in [['figure', 'value', 'ratio', 'target'], ['---'] * 4] + rows)

@@ -41,7 +41,8 @@ class Bench:
                  'model.image_size': self.args.image_size, 'model.pooling': self.args.pooling,
                  'training.epochs': self.args.epochs,
                  'training.augment': False, 'evaluation.min_accuracy': 0.0,
-                 'enable_cache': False}
+                 'enable_cache': False, 'tuning.trials': self.args.tuning_trials,
+                 'inference.data': _eval_folder(data)}
     overrides.update({f'training.{k}': v for k, v in training.items()})
     return load_config(overrides=overrides).validate()
 
@@ -76,6 +77,12 @@ class Bench:
         '--pooling', self.args.pooling])[0]
 
 
+def _eval_folder(data: str) -> str:
+  """Batch inference runs over the validation images (their labels are not read)."""
+  folder = os.path.join(data, 'validation')
+  return folder if os.path.isdir(folder) else data
+
+
 def _train_folder(data: str) -> str:
   return os.path.join(data, 'train') if os.path.isdir(os.path.join(data, 'train')) else data
 
@@ -107,13 +114,17 @@ def pipeline_components(config: PipelineConfig,
 
 
 def streaming(bench: Bench, small: str) -> Dict[str, Any]:
-  """Transform and the cached Trainer on the small data set."""
+  """Transform, the cached Trainer and predict (with that Trainer's model) on the small
+  data set."""
   config = bench.config(small, 'small', feature_cache=True)
   bench.stage('small_upstream', 'upstream', config)
   transform = bench.stage('small_transform', 'transform', config)[0]
   trainer = bench.stage('small_trainer_cached', 'trainer', config, '--output',
                         os.path.join(bench.work, 'small_trainer_cached'))[0]
-  return {'transform': transform, 'trainer_cached': trainer}
+  predict = bench.stage('small_predict', 'predict', config, '--images', _eval_folder(small),
+                        '--model', os.path.join(bench.work, 'small_trainer_cached',
+                                                'Format-Serving'))[0]
+  return {'transform': transform, 'trainer_cached': trainer, 'predict': predict}
 
 
 def run(args: argparse.Namespace) -> Dict[str, Any]:
@@ -137,6 +148,10 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                             '--output', os.path.join(work, name))[0]
   raw['serving'] = bench.stage('serving', 'serving', config, '--images', full,
                                '--seconds', str(args.serving_seconds))[0]
+  raw['predict'] = bench.stage('predict', 'predict', config, '--images', _eval_folder(full))[0]
+  if args.tuning_trials:
+    raw['tuner'] = bench.stage('tuner', 'tuner', config, '--output',
+                               os.path.join(work, 'tuner'))[0]
   if not args.skip_streaming:
     raw['small'] = streaming(bench, small)
   raw['ingest'] = ingest.measure(bench.process_tree_stage, work, args.images)
@@ -146,8 +161,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
 def drop_heavy(work: str) -> None:
   """Deletes the images, runs, models and weights of a finished run; keeps logs and JSON."""
   for name in ('data', 'data-small', 'runs', 'trainer_cached', 'trainer_uncached',
-               'small_trainer_cached', 'weights_notop.h5', 'ingest-data', 'ingest-data-small',
-               'ingest-data-tiny'):
+               'small_trainer_cached', 'tuner', 'weights_notop.h5', 'ingest-data',
+               'ingest-data-small', 'ingest-data-tiny'):
     path = os.path.join(work, name)
     if os.path.isdir(path):
       shutil.rmtree(path)
@@ -169,6 +184,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
   parser.add_argument('--weights', help='a _notop.h5 file (default: calibrated on the data)')
   parser.add_argument('--serving-seconds', type=float, default=5.0,
                       help='time spent measuring each serving figure')
+  parser.add_argument('--tuning-trials', type=int, default=10,
+                      help='Tuner trials (head search on cached features); 0 skips it')
   parser.add_argument('--skip-streaming', action='store_true',
                       help='skip the small-data run of the streaming check')
   parser.add_argument('--keep', action='store_true',

@@ -194,13 +194,41 @@ def serving_stage(config: PipelineConfig, args: argparse.Namespace) -> Result:
   return {'model_dir': model_dir, **result}
 
 
+@stage('predict')
+def predict_stage(config: PipelineConfig, args: argparse.Namespace) -> Result:
+  """`transfer-pipeline predict` at batch 32 over a folder vs the bare model."""
+  from bench import inference
+  model_dir = args.model or pushed_model_dir(config)
+  return {'model_dir': model_dir,
+          **inference.measure_predict(model_dir, args.images, config.model.image_size)}
+
+
+@stage('tuner')
+def tuner_stage(config: PipelineConfig, args: argparse.Namespace) -> Result:
+  """trainer.tuning.tuner_fn + search, as TFX's Tuner runs them, on the Transform output."""
+  import dataclasses
+  from trainer import tuning
+  fn_args = _fn_args(config, args.output)
+  fn_args.custom_config['tuning'] = dataclasses.asdict(config.tuning)
+  fn_args.working_dir = os.path.join(args.output, 'tuner')
+  start = time.time()
+  result = tuning.tuner_fn(fn_args)
+  result.tuner.search(**result.fit_kwargs)
+  trials = [t for t in result.tuner.oracle.trials.values() if t.status == 'COMPLETED']
+  best = result.tuner.oracle.get_best_trials(1)[0]
+  return {'seconds': time.time() - start, 'trials': len(trials),
+          'best_val_accuracy': best.score, 'best_values': best.hyperparameters.values,
+          'trial_seconds': [t.hyperparameters.values.get(tuning.SECONDS_KEY) for t in trials]}
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('stage', choices=sorted(STAGES))
   parser.add_argument('--config', required=True, help='PipelineConfig as JSON')
   parser.add_argument('--json', required=True, help='where to write the result')
-  parser.add_argument('--images', help='image folder (weights, serving)')
+  parser.add_argument('--images', help='image folder (weights, serving, predict)')
   parser.add_argument('--output', help='output folder (trainer)')
+  parser.add_argument('--model', help='SavedModel folder (predict; default: the pushed one)')
   parser.add_argument('--seconds', type=float, default=5.0, help='time per serving figure')
   args = parser.parse_args()
   with open(args.config) as f:

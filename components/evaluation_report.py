@@ -9,6 +9,7 @@ stop a blessed model from being pushed.
 """
 
 import heapq
+import html
 import json
 import re
 import os
@@ -23,7 +24,7 @@ from tfx.utils import path_utils
 from components import report_html
 from components.ingest_pipeline import VOCABULARY_FILE
 from components.report_html import Decision, Prediction
-from trainer import plots
+from trainer import plots, tflite_export
 from trainer.features import FILENAME_KEY, IMAGE_KEY, LABEL_KEY
 
 HTML_FILE = 'report.html'
@@ -64,13 +65,25 @@ def _metric_name(name: str) -> str:
   return f'{match.group(2)} ({match.group(1).replace("_", " ")})' if match else name
 
 
+# The config field behind each accuracy threshold: (overall slice?, change threshold?).
+_ACCURACY_FIELDS = {(True, False): 'evaluation.min_accuracy',
+                    (True, True): 'evaluation.max_accuracy_drop',
+                    (False, False): 'evaluation.min_class_accuracy',
+                    (False, True): 'evaluation.max_class_accuracy_drop'}
+_ACCURACY_METRIC = 'sparse_categorical_accuracy'
+
+
 def _bound_text(threshold) -> str:
   if threshold.HasField('value_threshold'):
     bound = threshold.value_threshold
-    parts = [f'>= {bound.lower_bound.value}' if bound.HasField('lower_bound') else '',
-             f'<= {bound.upper_bound.value}' if bound.HasField('upper_bound') else '']
+    parts = [f'>= {bound.lower_bound.value:.4g}' if bound.HasField('lower_bound') else '',
+             f'<= {bound.upper_bound.value:.4g}' if bound.HasField('upper_bound') else '']
     return 'must be ' + ' and '.join(p for p in parts if p)
   change = threshold.change_threshold
+  if (change.HasField('absolute') and not change.HasField('relative') and
+      change.direction == tfma.MetricDirection.HIGHER_IS_BETTER):
+    # The pipeline adds -1e-10 so that "no worse" passes on equality.
+    return f'must not drop by more than {round(-change.absolute.value, 9):.4g} vs the baseline'
   direction = tfma.MetricDirection.Name(change.direction).lower().replace('_', ' ')
   allowed = change.absolute.value if change.HasField('absolute') else change.relative.value
   kind = 'absolute' if change.HasField('absolute') else 'relative'
@@ -78,26 +91,54 @@ def _bound_text(threshold) -> str:
           f'>= {allowed:+.4g}')
 
 
+def _slices_text(slicing_specs) -> str:
+  """'overall', 'each class (label:N)' or 'each <keys> slice'."""
+  texts = []
+  for spec in slicing_specs:
+    keys = list(spec.feature_keys) + [f'{k}={v}' for k, v in spec.feature_values.items()]
+    if not keys:
+      texts.append('overall')
+    elif keys == [LABEL_KEY]:
+      texts.append(f'each class ({LABEL_KEY}:N)')
+    else:
+      texts.append(f'each {", ".join(keys)} slice')
+  return ' and '.join(texts)
+
+
+def _single_thresholds(threshold):
+  """A MetricThreshold split into its value and change parts."""
+  for field in ('value_threshold', 'change_threshold'):
+    if threshold.HasField(field):
+      single = tfma.MetricThreshold()
+      getattr(single, field).CopyFrom(getattr(threshold, field))
+      yield single
+
+
 def checked_thresholds(config: tfma.EvalConfig) -> List[str]:
-  """Every threshold of the Evaluator's config (change thresholds only with a baseline)."""
+  """Every threshold of the Evaluator's config, with the slices it applies to (change
+  thresholds only with a baseline: the Evaluator drops them when there is none)."""
   texts = []
   for spec in config.metrics_specs:
     for metric in spec.metrics:
-      for field in ('value_threshold', 'change_threshold'):
-        if metric.threshold.HasField(field):
-          single = tfma.MetricThreshold()
-          getattr(single, field).CopyFrom(getattr(metric.threshold, field))
-          texts.append(f'{metric.class_name} {_bound_text(single)}')
+      for single in _single_thresholds(metric.threshold):
+        texts.append(f'{metric.class_name}, every slice: {_bound_text(single)}')
+      for per_slice in metric.per_slice_thresholds:
+        for single in _single_thresholds(per_slice.threshold):
+          texts.append(f'{metric.class_name}, {_slices_text(per_slice.slicing_specs)}: '
+                       f'{_bound_text(single)}')
   return texts
 
 
 def _failure_text(slice_key, failure) -> str:
-  where = tfma.slicer.stringify_slice_key(tfma.slicer.deserialize_slice_key(slice_key))
+  where = tfma.slicer.stringify_slice_key(
+      tfma.slicer.deserialize_slice_key(slice_key)) or 'Overall'
   name = failure.metric_key.name
+  is_diff = failure.metric_key.is_diff
   value = failure.metric_value.double_value.value
-  what = (f'{name} changed by {value:+.4f} vs the baseline' if failure.metric_key.is_diff
-          else f'{name} = {value:.4f}')
-  return f'{where or "Overall"}: {what}, but {_bound_text(failure.metric_threshold)}'
+  what = f'{name} changed by {value:+.4f} vs the baseline' if is_diff else f'{name} = {value:.4f}'
+  field = _ACCURACY_FIELDS[(where == 'Overall', is_diff)] if name == _ACCURACY_METRIC else ''
+  return (f'{where}: {what}, but {_bound_text(failure.metric_threshold)}'
+          + (f' ({field})' if field else ''))
 
 
 def load_decision(evaluation_uri: str, blessed: Optional[bool],
@@ -202,6 +243,19 @@ def training_curves(model_run_uri: str) -> Optional[bytes]:
   return None
 
 
+TUNER_RESULTS_FILE = 'tuner_results.json'
+
+
+def load_trials(tuner_results_uri: str) -> List[Dict]:
+  """The Tuner's completed trials, best first (the first one's values went to the
+  Trainer): trial_id, score (val accuracy), the hyperparameters, trial_seconds."""
+  path = os.path.join(tuner_results_uri, TUNER_RESULTS_FILE)
+  if not tf.io.gfile.exists(path):
+    return []
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
 # The component --------------------------------------------------------------------------
 
 def _blessing_info(blessing: tfx.dsl.Artifact) -> Tuple[Optional[bool], Optional[str]]:
@@ -221,6 +275,8 @@ def EvaluationReport(
     model_run: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ModelRun],
     pushed_model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.PushedModel],
     report: tfx.dsl.components.OutputArtifact[ModelReport],
+    tuner_results: tfx.dsl.components.InputArtifact[
+        tfx.types.standard_artifacts.TunerResults] = None,
     split: tfx.dsl.components.Parameter[str] = 'eval',
     max_misclassified: tfx.dsl.components.Parameter[int] = 16,
     batch_size: tfx.dsl.components.Parameter[int] = 32,
@@ -238,15 +294,25 @@ def EvaluationReport(
   if pushed_model.has_custom_property('pushed_destination'):
     decision.pushed_to = pushed_model.get_string_custom_property('pushed_destination')
   metrics = load_metrics(evaluation.uri)
+  tflite = tflite_export.read_check(model_dir)
+  extra = [('TFLite export', f'<p>{html.escape(tflite["file"])}: '
+                                  f'{html.escape(tflite_export.describe(tflite))}</p>')
+           ] if tflite else []
+  trials = load_trials(tuner_results.uri) if tuner_results else []
+  if trials:
+    extra.append(('Hyperparameter search (Tuner)', report_html.trials_table(
+        trials, trials[0]['trial_id'])))
   page = report_html.render_html(
       'Evaluation report', decision, metrics, matrix, names, misclassified,
-      max_misclassified, training_curves(model_run.uri), model_uri=model_dir)
+      max_misclassified, training_curves(model_run.uri), model_uri=model_dir,
+      extra_sections=extra)
   tf.io.gfile.makedirs(report.uri)
   with tf.io.gfile.GFile(os.path.join(report.uri, HTML_FILE), 'w') as f:
     f.write(page)
   with tf.io.gfile.GFile(os.path.join(report.uri, JSON_FILE), 'w') as f:
-    json.dump(report_html.report_json(matrix, names, misclassified, max_misclassified,
-                                      decision, metrics), f, indent=2)
+    json.dump({**report_html.report_json(matrix, names, misclassified, max_misclassified,
+                                         decision, metrics), 'tflite': tflite,
+               'tuning_trials': trials}, f, indent=2)
   report.set_int_custom_property('blessed', int(decision.blessed))
   report.set_int_custom_property('num_misclassified', len(misclassified))
   print(f'EvaluationReport: {os.path.join(report.uri, HTML_FILE)} '

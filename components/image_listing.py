@@ -106,7 +106,7 @@ def _local_presplit(root: str) -> Dict[str, str]:
   return found if len(found) == 2 else {}
 
 
-def _walk_files(folder: str) -> Iterator[Tuple[str, Optional[str]]]:
+def walk_files(folder: str) -> Iterator[Tuple[str, Optional[str]]]:
   """(path, problem) for every file below `folder`; folders that are not read are listed too."""
   errors: List[OSError] = []
   for dirpath, dirnames, filenames in os.walk(folder, onerror=errors.append):
@@ -151,7 +151,7 @@ def _list_local(root: str) -> Listing:
       for entry in sorted(os.scandir(folder), key=lambda e: e.name):
         is_dir = entry.is_dir(follow_symlinks=False)
         if is_dir and not entry.name.startswith('.'):
-          for path, problem in _walk_files(entry.path):
+          for path, problem in walk_files(entry.path):
             add(path, display(entry.name), split, problem)
         elif is_dir:
           add(entry.path, ROOT_CLASS, split, HIDDEN_FOLDER)

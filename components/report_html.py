@@ -10,7 +10,7 @@ import dataclasses
 import html
 import io
 import math
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import matplotlib
 
@@ -188,6 +188,19 @@ def metrics_table(metrics: Dict[str, Dict[str, float]], class_names: Sequence[st
   return _table(['slice'] + names, rows)
 
 
+def trials_table(trials: Sequence[Dict], chosen_id: Optional[str]) -> str:
+  """The Tuner's trials (best first): hyperparameters, validation accuracy, seconds, and
+  which one the Trainer used."""
+  keys = sorted({k for t in trials for k in t} - {'trial_id', 'score', 'trial_seconds'})
+  rows = [['chosen' if t['trial_id'] == chosen_id else '', str(t['trial_id']),
+           *(f'{t[k]:.4g}' if isinstance(t.get(k), (int, float)) else str(t.get(k, ''))
+             for k in keys),
+           _number(t['score']) if t.get('score') is not None else '',
+           f'{t["trial_seconds"]:.1f}' if 'trial_seconds' in t else '']
+          for t in trials]
+  return _table(['', 'trial', *keys, 'val accuracy', 'seconds'], rows)
+
+
 def _decision_section(decision: Decision) -> str:
   pushed = f' Pushed to {html.escape(decision.pushed_to)}.' if decision.pushed_to else ''
   verdict = (f'<p class="ok">Blessed: yes, the model passed every threshold.{pushed}</p>'
@@ -226,8 +239,10 @@ _STYLE = ('body{font-family:sans-serif;max-width:1100px;margin:2em auto;}'
 def render_html(title: str, decision: Decision, metrics: Dict[str, Dict[str, float]],
                 matrix: np.ndarray, class_names: Sequence[str],
                 misclassified: Sequence[Prediction], grid_size: int,
-                curves_png: Optional[bytes], model_uri: str = '') -> str:
-  """The whole report as one HTML page with its images embedded as base64 PNG."""
+                curves_png: Optional[bytes], model_uri: str = '',
+                extra_sections: Sequence[Tuple[str, str]] = ()) -> str:
+  """The whole report as one HTML page with its images embedded as base64 PNG.
+  `extra_sections`: (heading, HTML body) pairs appended at the end (e.g. TFLite export)."""
   n = len(matrix)
   names = [class_name(class_names, i) for i in range(n)]
   counts = _table(['true \\ predicted'] + names,
@@ -247,4 +262,5 @@ def render_html(title: str, decision: Decision, metrics: Dict[str, Dict[str, flo
       '<h2>Training curves</h2>', curves,
       '<h2>Most confidently misclassified</h2>',
       _misclassified_section(misclassified, names, grid_size),
+      *(f'<h2>{html.escape(heading)}</h2>{body}' for heading, body in extra_sections),
       '</body></html>'])

@@ -72,6 +72,7 @@ def _run_config(args: argparse.Namespace):
       'data.path': args.data, 'output': args.output, 'model.weights': args.weights,
       'training.epochs': args.epochs, 'model.image_size': args.image_size,
       'training.augment': False if args.no_augment else None,
+      'inference.data': args.infer_data,
   })
   if not config.data.path:
     raise UsageError('run needs --data (a folder of class subfolders or of TFRecords), '
@@ -132,17 +133,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
   from pipeline.model_dir import resolve_model_dir  # pylint: disable=g-import-not-at-top
-  if not os.path.exists(args.model):
+  if not os.path.exists(args.model):  # before TensorFlow is imported: answers at once
     raise ConfigError(f'--model: {args.model} does not exist.')
-  try:
-    model_dir = resolve_model_dir(args.model)
-  except FileNotFoundError as e:
-    raise ConfigError(f'--model: {e}') from e
-  from pipeline import predict  # pylint: disable=g-import-not-at-top
-  print(f'Model: {model_dir}')
-  for row in predict.predict_files(model_dir, args.images):
-    print(predict.format_row(row))
-  return 0
+  if not args.model.endswith('.tflite'):
+    try:
+      resolve_model_dir(args.model)
+    except FileNotFoundError as e:
+      raise ConfigError(f'--model: {e}') from e
+  from pipeline import batch_predict  # pylint: disable=g-import-not-at-top
+  return batch_predict.command(args.model, args.inputs, args.output, args.batch_size,
+                               args.max_image_pixels)
 
 
 def _cmd_demo_data(args: argparse.Namespace) -> int:
@@ -207,13 +207,21 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument('--no-augment', action='store_true', help='turn data augmentation off')
   run.add_argument('--verbose', action='store_true',
                    help="also show the libraries' log live (always in <output>/logs/run.log)")
+  run.add_argument('--infer-data', metavar='FOLDER', help='unlabeled images: batch inference '
+                   '(BulkInferrer) with the blessed model, written as predictions.csv')
   _add_beam_flags(run)
   run.set_defaults(func=_cmd_run)
 
-  predict = sub.add_parser('predict', help='classify image files with a pushed model')
+  predict = sub.add_parser('predict', help='classify image files and folders with a pushed model')
   predict.add_argument('--model', required=True,
-                       help='serving_model/<model_name> folder (newest version) or a version folder')
-  predict.add_argument('images', nargs='+', help='image files')
+                       help='serving_model/<model_name> folder (newest version), a version '
+                       'folder, or a model.tflite file')
+  predict.add_argument('inputs', nargs='+', metavar='FOLDER_OR_FILE',
+                       help='image files and folders (walked recursively)')
+  predict.add_argument('--output', help='predictions.csv or .jsonl (default: CSV on stdout)')
+  predict.add_argument('--batch-size', type=int, default=32, help='images per model call')
+  predict.add_argument('--max-image-pixels', type=int,
+                       help='refuse larger images (default: data.max_image_pixels\'s)')
   predict.set_defaults(func=_cmd_predict)
 
   kfp = sub.add_parser('compile-kubeflow', help='compile a Kubeflow Pipelines / Vertex v2 spec')

@@ -22,6 +22,8 @@ from kubeflow import beam
 MIN_IMAGE_SIZE = 75
 WEIGHTS_CHOICES = ('imagenet', 'none')
 POOLINGS = ('flatten', 'average')
+TFLITE_QUANTIZATIONS = ('float32', 'dynamic_range', 'int8')
+TUNING_ALGORITHMS = ('random', 'bayesian')
 
 
 class ConfigError(ValueError):
@@ -87,10 +89,17 @@ class TrainingConfig:
 
 @dataclasses.dataclass
 class EvaluationConfig:
-  # Absolute lower bound on eval accuracy for a model to be blessed.
+  """Blessing thresholds. The `min_accuracy`/`max_accuracy_drop` pair applies to the
+  overall eval accuracy only; the optional `*_class_*` pair applies to each true-class
+  slice (`label:0`, `label:1`, ...). None (YAML `null`, the default) = not checked."""
+  # Lower bound on overall eval accuracy for a model to be blessed.
   min_accuracy: float = 0.6
-  # How much accuracy may drop against the last blessed model (0 = no worse).
+  # How much overall accuracy may drop against the last blessed model (0 = no worse).
   max_accuracy_drop: float = 0.0
+  # Lower bound on the accuracy of every single class.
+  min_class_accuracy: Optional[float] = None
+  # How much any single class's accuracy may drop against the last blessed model.
+  max_class_accuracy_drop: Optional[float] = None
   # How many of the most confidently misclassified eval images the report shows.
   report_misclassified: int = 16
 
@@ -108,6 +117,41 @@ class ServingConfig:
 
 
 @dataclasses.dataclass
+class TuningConfig:
+  """Hyperparameter search for the head with TFX's Tuner (off by default). Trials train
+  the head on cached backbone features (so `training.augment` must be false); the
+  Trainer then trains with the best trial's values."""
+  enabled: bool = False
+  trials: int = 10
+  algorithm: str = 'random'  # 'random' or 'bayesian' (keras-tuner's oracles)
+  epochs: int = 0  # epochs per trial; 0 = training.epochs
+  # The space: choices, or [min, max] ranges (learning rate sampled on a log scale).
+  dense_units: List[int] = dataclasses.field(default_factory=lambda: [256, 512, 1024])
+  dropout: List[float] = dataclasses.field(default_factory=lambda: [0.0, 0.5])
+  learning_rate: List[float] = dataclasses.field(default_factory=lambda: [1e-5, 1e-3])
+  pooling: List[str] = dataclasses.field(default_factory=lambda: list(POOLINGS))
+
+
+@dataclasses.dataclass
+class ExportConfig:
+  """Extra formats written beside each exported SavedModel (off by default)."""
+  # Also write model.tflite (pixels in, probabilities out) for devices.
+  tflite: bool = False
+  # 'float32', 'dynamic_range' (int8 weights) or 'int8' (weights and activations,
+  # uint8 pixels in; calibrated on `tflite_representative_images` train images).
+  tflite_quantization: str = 'float32'
+  tflite_representative_images: int = 100
+
+
+@dataclasses.dataclass
+class InferenceConfig:
+  """Batch inference in the pipeline (off by default)."""
+  # A folder of unlabeled images (walked recursively): when set, the pipeline runs TFX's
+  # BulkInferrer on the model the Evaluator blessed and writes predictions.csv.
+  data: str = ''
+
+
+@dataclasses.dataclass
 class PipelineConfig:
   pipeline_name: str = 'image-transfer'
   model_name: str = 'image_classifier'
@@ -122,6 +166,9 @@ class PipelineConfig:
   training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
   evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
   serving: ServingConfig = dataclasses.field(default_factory=ServingConfig)
+  inference: InferenceConfig = dataclasses.field(default_factory=InferenceConfig)
+  export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+  tuning: TuningConfig = dataclasses.field(default_factory=TuningConfig)
 
   # Derived locations -------------------------------------------------------
   @property
@@ -168,14 +215,46 @@ class PipelineConfig:
            'a number >= 0 (above 1 no model can be blessed)')
     _check(self.evaluation.max_accuracy_drop >= 0,
            'evaluation.max_accuracy_drop', 'a number >= 0')
+    _check(self.evaluation.min_class_accuracy is None or self.evaluation.min_class_accuracy >= 0,
+           'evaluation.min_class_accuracy', 'null (not checked) or a number >= 0')
+    _check(self.evaluation.max_class_accuracy_drop is None or
+           self.evaluation.max_class_accuracy_drop >= 0,
+           'evaluation.max_class_accuracy_drop', 'null (not checked) or a number >= 0')
     _check(self.evaluation.report_misclassified >= 0,
            'evaluation.report_misclassified', 'an integer >= 0')
     for name in ('max_image_bytes', 'max_image_pixels', 'max_batch'):
       _check(getattr(self.serving, name) >= 1, f'serving.{name}', 'an integer >= 1')
+    _check(self.export.tflite_quantization in TFLITE_QUANTIZATIONS, 'export.tflite_quantization',
+           ' or '.join(map(repr, TFLITE_QUANTIZATIONS)))
+    _check(self.export.tflite_representative_images >= 1,
+           'export.tflite_representative_images', 'an integer >= 1')
+    self._validate_tuning()
     _check(self.pipeline_name.replace('-', '').replace('_', '').isalnum(),
            'pipeline_name', 'letters, digits, - and _')
     return self
 
+
+  def _validate_tuning(self) -> None:
+    """The search space is well formed; trials need the feature cache's conditions."""
+    tuning = self.tuning
+    if not tuning.enabled:
+      return
+    _check(not self.training.augment and self.training.feature_cache, 'training.augment',
+           'false with tuning.enabled (trials train the head on cached backbone features; '
+           'training.feature_cache must stay true)')
+    _check(tuning.trials >= 1, 'tuning.trials', 'an integer >= 1')
+    _check(tuning.algorithm in TUNING_ALGORITHMS, 'tuning.algorithm',
+           ' or '.join(map(repr, TUNING_ALGORITHMS)))
+    _check(tuning.epochs >= 0, 'tuning.epochs', 'an integer >= 0 (0 = training.epochs)')
+    _check(tuning.dense_units and min(tuning.dense_units) >= 1, 'tuning.dense_units',
+           'a list of integers >= 1')
+    _check(len(tuning.dropout) == 2 and 0 <= tuning.dropout[0] <= tuning.dropout[1] < 1,
+           'tuning.dropout', '[min, max] with 0 <= min <= max < 1')
+    _check(len(tuning.learning_rate) == 2 and
+           0 < tuning.learning_rate[0] <= tuning.learning_rate[1],
+           'tuning.learning_rate', '[min, max] with 0 < min <= max')
+    _check(tuning.pooling and set(tuning.pooling) <= set(POOLINGS), 'tuning.pooling',
+           f'a list of {" and ".join(map(repr, POOLINGS))}')
 
   def _validate_fine_tuning(self) -> None:
     """fine_tune_from and fine_tune_epochs are set together; the rate is positive."""
@@ -199,6 +278,9 @@ def _check(ok: Any, field: str, allowed: str) -> None:
 def _coerce(value: Any, hint: Any, field: str) -> Any:
   """Checks (and gently converts) one YAML value against a type hint."""
   origin = typing.get_origin(hint)
+  if origin is typing.Union:  # Optional[X]: null or an X
+    (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
+    return None if value is None else _coerce(value, inner, field)
   if dataclasses.is_dataclass(hint):
     if not isinstance(value, Mapping):
       raise ConfigError(f'{field} must be a mapping of its settings.')

@@ -2,21 +2,27 @@
 
 import dataclasses
 import os
+from typing import List, Optional
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
+from components import image_listing
 from components.atomic_pusher import AtomicPusher
 from components.evaluation_report import EvaluationReport
 from components.image_folder_example_gen import ImageFolderExampleGen
+from components.inference_table import InferenceTable
+from components.unlabeled_images import UnlabeledImageExampleGen
 from kubeflow import beam
-from pipeline.configs import PipelineConfig
+from pipeline.configs import EvaluationConfig, PipelineConfig
+from trainer.export import EXAMPLES_NUMERIC_SIGNATURE
 from trainer.features import CLASS_NAME_KEY, LABEL_KEY
 from trainer.task import trainer_custom_config
 
 PREPROCESSING_FN = 'trainer.preprocessing.preprocessing_fn'
 EVALUATOR_MODULE = 'components.evaluator_module'
 RUN_FN = 'trainer.task.run_fn'
+TUNER_FN = 'trainer.tuning.tuner_fn'
 
 
 def _absolute(path: str) -> str:
@@ -34,20 +40,40 @@ def _example_gen(config: PipelineConfig) -> ImageFolderExampleGen:
       class_names=data.class_names)
 
 
+def _accuracy_threshold(min_value: Optional[float],
+                        max_drop: Optional[float]) -> tfma.MetricThreshold:
+  """A lower bound and/or an allowed drop against the baseline (None: not checked)."""
+  threshold = tfma.MetricThreshold()
+  if min_value is not None:
+    threshold.value_threshold.lower_bound.value = min_value
+  if max_drop is not None:
+    threshold.change_threshold.direction = tfma.MetricDirection.HIGHER_IS_BETTER
+    threshold.change_threshold.absolute.value = -max_drop - 1e-10
+  return threshold
+
+
+def accuracy_thresholds(evaluation: EvaluationConfig) -> List[tfma.PerSliceMetricThreshold]:
+  """`min_accuracy`/`max_accuracy_drop` on the overall slice only; the optional
+  `min_class_accuracy`/`max_class_accuracy_drop` on each true-class slice."""
+  thresholds = [tfma.PerSliceMetricThreshold(
+      slicing_specs=[tfma.SlicingSpec()],
+      threshold=_accuracy_threshold(evaluation.min_accuracy, evaluation.max_accuracy_drop))]
+  if evaluation.min_class_accuracy is not None or evaluation.max_class_accuracy_drop is not None:
+    thresholds.append(tfma.PerSliceMetricThreshold(
+        slicing_specs=[tfma.SlicingSpec(feature_keys=[CLASS_NAME_KEY])],
+        threshold=_accuracy_threshold(evaluation.min_class_accuracy,
+                                      evaluation.max_class_accuracy_drop)))
+  return thresholds
+
+
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
   """Accuracy and AUC, overall and sliced by true class, with blessing thresholds.
 
   Built without knowing the classes (they are found when ExampleGen runs): AUC is
   micro-averaged over the one-vs-rest problems of every class, which needs no class ids.
   """
-  accuracy = tfma.MetricConfig(
-      class_name='SparseCategoricalAccuracy',
-      threshold=tfma.MetricThreshold(
-          value_threshold=tfma.GenericValueThreshold(
-              lower_bound={'value': config.evaluation.min_accuracy}),
-          change_threshold=tfma.GenericChangeThreshold(
-              direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-              absolute={'value': -config.evaluation.max_accuracy_drop - 1e-10})))
+  accuracy = tfma.MetricConfig(class_name='SparseCategoricalAccuracy',
+                               per_slice_thresholds=accuracy_thresholds(config.evaluation))
   return tfma.EvalConfig(
       # Batches within the signature's serving.max_batch (components/evaluator_module.py).
       model_specs=[tfma.ModelSpec(signature_name='serving_default', label_key=LABEL_KEY,
@@ -58,6 +84,22 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
           tfma.MetricsSpec(metrics=[tfma.MetricConfig(class_name='ExampleCount'), accuracy]),
           tfma.MetricsSpec(metrics=[tfma.MetricConfig(class_name='AUC')],
                            aggregate=tfma.AggregationOptions(micro_average=True))])
+
+
+def batch_inference(config: PipelineConfig, model, blessing) -> list:
+  """Unlabeled images of `inference.data` -> BulkInferrer (only if `blessing` says
+  blessed) -> InferenceTable (predictions.csv, the format of `transfer-pipeline predict`)."""
+  data = config.inference.data
+  examples = UnlabeledImageExampleGen(
+      data_root=_absolute(data), max_image_pixels=config.data.max_image_pixels,
+      data_fingerprint='' if '://' in data else image_listing.fingerprint(data))
+  bulk_inferrer = tfx.components.BulkInferrer(
+      examples=examples.outputs['examples'], model=model, model_blessing=blessing,
+      data_spec=tfx.proto.DataSpec(),
+      model_spec=tfx.proto.ModelSpec(model_signature_name=[EXAMPLES_NUMERIC_SIGNATURE]))
+  table = InferenceTable(inference_result=bulk_inferrer.outputs['inference_result'],
+                         examples=examples.outputs['examples'], model=model, blessing=blessing)
+  return [examples, bulk_inferrer, table]
 
 
 def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> tfx.dsl.Pipeline:
@@ -78,15 +120,23 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
       # Pre-transform statistics repeat StatisticsGen's; post-transform ones would only
       # describe opaque pixel strings. Skipping both saves ~20% of Transform's time.
       disable_statistics=True)
+  custom_config = trainer_custom_config(config.model, config.training,
+                                        dataclasses.asdict(config.serving), config.export)
+  tuner = (tfx.components.Tuner(
+      tuner_fn=TUNER_FN, examples=transform.outputs['transformed_examples'],
+      transform_graph=transform.outputs['transform_graph'], schema=schema_gen.outputs['schema'],
+      train_args=tfx.proto.TrainArgs(), eval_args=tfx.proto.EvalArgs(),
+      custom_config={**custom_config, 'tuning': dataclasses.asdict(config.tuning)})
+           if config.tuning.enabled else None)
   trainer = tfx.components.Trainer(
       run_fn=RUN_FN,
       examples=transform.outputs['transformed_examples'],
       transform_graph=transform.outputs['transform_graph'],
       schema=schema_gen.outputs['schema'],
+      hyperparameters=tuner.outputs['best_hyperparameters'] if tuner else None,
       train_args=tfx.proto.TrainArgs(),  # epochs come from custom_config
       eval_args=tfx.proto.EvalArgs(),
-      custom_config=trainer_custom_config(config.model, config.training,
-                                          dataclasses.asdict(config.serving)))
+      custom_config=custom_config)
   model_resolver = tfx.dsl.Resolver(
       strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
@@ -110,12 +160,15 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
       model=trainer.outputs['model'], examples=example_gen.outputs['examples'],
       evaluation=evaluator.outputs['evaluation'], blessing=evaluator.outputs['blessing'],
       model_run=trainer.outputs['model_run'], pushed_model=pusher.outputs['pushed_model'],
+      tuner_results=tuner.outputs['tuner_results'] if tuner else None,
       max_misclassified=config.evaluation.report_misclassified)
+  inference = (batch_inference(config, trainer.outputs['model'], evaluator.outputs['blessing'])
+               if config.inference.data else [])
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=_absolute(config.pipeline_root),
-      components=[example_gen, statistics_gen, schema_gen, transform, trainer,
-                  model_resolver, evaluator, pusher, evaluation_report],
+      components=[example_gen, statistics_gen, schema_gen, transform, *([tuner] if tuner else []),
+                  trainer, model_resolver, evaluator, pusher, evaluation_report, *inference],
       enable_cache=config.enable_cache,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=beam.with_local_runner(config.beam_pipeline_args))

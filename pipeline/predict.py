@@ -1,10 +1,10 @@
-"""Predictions from a pushed SavedModel through its image-bytes signature."""
+"""A pushed SavedModel and its image-bytes signature, one image at a time (the batched,
+streaming `transfer-pipeline predict` is `pipeline.batch_predict`)."""
 
 from typing import Dict, Iterator, Sequence
 
 import tensorflow as tf
 
-from pipeline.model_dir import resolve_model_dir  # pylint: disable=unused-import (public here)
 from trainer.export import IMAGE_BYTES_SIGNATURE
 
 
@@ -30,10 +30,3 @@ def predict_files(model_dir: str, paths: Sequence[str]) -> Iterator[Dict]:
       continue
     yield {'path': path, 'class_name': outputs['class_name'].numpy()[0].decode(),
            'probabilities': outputs['probabilities'].numpy()[0].tolist()}
-
-
-def format_row(row: Dict) -> str:
-  if 'error' in row:
-    return f'{row["path"]}: error: {row["error"]}'
-  probabilities = ', '.join(f'{p:.4f}' for p in row['probabilities'])
-  return f'{row["path"]}: {row["class_name"]} [{probabilities}]'

@@ -24,6 +24,8 @@ def check_files(config: PipelineConfig) -> None:
   and files, is checked by ExampleGen when it runs, as for a remote folder)."""
   if '://' not in config.data.path and not os.path.isdir(config.data.path):
     raise ConfigError(f'data.path: {config.data.path} is not a folder.')
+  if config.inference.data and not os.path.isdir(config.inference.data):
+    raise ConfigError(f'inference.data: {config.inference.data} is not a folder.')
   weights = config.model.weights
   if weights.endswith('.h5') and not os.path.isfile(weights):
     raise ConfigError(f'model.weights: Weights file {weights} does not exist.')

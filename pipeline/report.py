@@ -10,7 +10,9 @@ from tfx import v1 as tfx
 
 from components import evaluation_report
 from components.evaluation_report import HTML_FILE, ModelReport
+from components.inference_table import CSV_FILE, PredictionTable
 from pipeline.configs import PipelineConfig
+from trainer import tflite_export
 
 
 @dataclasses.dataclass
@@ -22,6 +24,9 @@ class RunSummary:
   training_curves: Optional[str]
   executions: Dict[str, str]             # component -> COMPLETE / CACHED / ...
   evaluation_report: Optional[str] = None  # report.html of the EvaluationReport component
+  inference: Optional[str] = None  # batch inference: where predictions.csv is, or why none
+  tflite: Optional[str] = None  # model.tflite of the pushed version: size and agreement
+  tuning: Optional[str] = None  # the Tuner's trials and the chosen one
 
 
 def _store(config: PipelineConfig) -> metadata_store.MetadataStore:
@@ -76,7 +81,39 @@ def latest_run_summary(config: PipelineConfig) -> RunSummary:
   report_html = os.path.join(report.uri, HTML_FILE) if report else None
   return RunSummary(metrics, blessed, failures, pushed_path,
                     curves if curves and os.path.exists(curves) else None, executions,
-                    report_html if report_html and os.path.exists(report_html) else None)
+                    report_html if report_html and os.path.exists(report_html) else None,
+                    _inference_line(_newest(by_type.get(PredictionTable.TYPE_NAME, []))),
+                    _tflite_line(pushed_path),
+                    _tuning_line(_newest(by_type.get('TunerResults', []))))
+
+
+def _tuning_line(tuner_results) -> Optional[str]:
+  trials = evaluation_report.load_trials(tuner_results.uri) if tuner_results else []
+  if not trials:
+    return None
+  best = trials[0]
+  values = ', '.join(f'{k}={v:.3g}' if isinstance(v, float) else f'{k}={v}'
+                     for k, v in best.items() if k not in ('trial_id', 'score', 'trial_seconds'))
+  return (f'{len(trials)} trials; chosen: trial {best["trial_id"]} (val accuracy '
+          f'{best["score"]:.4f}): {values}')
+
+
+def _tflite_line(pushed_path: Optional[str]) -> Optional[str]:
+  check = tflite_export.read_check(pushed_path) if pushed_path else None
+  if not check:
+    return None
+  return f'{os.path.join(pushed_path, check["file"])} ({tflite_export.describe(check)})'
+
+
+def _inference_line(table) -> Optional[str]:
+  """Where the batch predictions are, or why there are none (None: no batch inference)."""
+  if table is None:
+    return None
+  properties = table.custom_properties
+  if properties['blessed'].int_value != 1:
+    return 'none: the model was not blessed, so the BulkInferrer ran no inference'
+  return (f'{os.path.join(table.uri, CSV_FILE)} ({properties["num_predicted"].int_value} '
+          f'images, {properties["num_skipped"].int_value} skipped)')
 
 
 def format_summary(summary: RunSummary) -> str:
@@ -95,4 +132,10 @@ def format_summary(summary: RunSummary) -> str:
     lines.append(f'Training curves: {summary.training_curves}')
   if summary.evaluation_report:
     lines.append(f'Evaluation report: {summary.evaluation_report}')
+  if summary.inference:
+    lines.append(f'Batch inference: {summary.inference}')
+  if summary.tflite:
+    lines.append(f'TFLite: {summary.tflite}')
+  if summary.tuning:
+    lines.append(f'Tuning: {summary.tuning}')
   return '\n'.join(lines)

@@ -4,7 +4,6 @@ Each case runs the command line in a child process (as the console script does),
 check that TensorFlow was never imported is real. Timings are in bench/cli_errors.py.
 """
 
-import os
 import signal
 import subprocess
 import sys

@@ -44,6 +44,8 @@ def test_bad_config_names_the_field(values, message):
     ({'model.dropout': 1.0}, 'model.dropout'),
     ({'evaluation.report_misclassified': -1}, 'evaluation.report_misclassified'),
     ({'model.pooling': 'max'}, 'model.pooling'),
+    ({'export.tflite_quantization': 'int4'}, 'export.tflite_quantization'),
+    ({'evaluation.min_class_accuracy': -0.1}, 'evaluation.min_class_accuracy'),
 ])
 def test_out_of_range_values_fail_validation(overrides, field):
   config = load_config(overrides={'data.path': '/data', **overrides})

@@ -134,15 +134,17 @@ def test_threshold_and_failure_texts():
   from tensorflow_model_analysis.proto import validation_result_pb2
   config = load_config(overrides={'data.path': 'unused', 'evaluation.min_accuracy': 0.8})
   texts = evaluation_report.checked_thresholds(eval_config(config))
-  assert texts[0] == 'SparseCategoricalAccuracy must be >= 0.8'
-  assert 'compared with the baseline (higher is better)' in texts[1]
+  assert texts[0] == 'SparseCategoricalAccuracy, overall: must be >= 0.8'
+  assert texts[1] == ('SparseCategoricalAccuracy, overall: must not drop by more than 0 '
+                      'vs the baseline')
   failure = validation_result_pb2.ValidationFailure()
   failure.metric_key.name = 'sparse_categorical_accuracy'
   failure.metric_value.double_value.value = 0.75
   failure.metric_threshold.value_threshold.lower_bound.value = 0.8
   slice_key = validation_result_pb2.MetricsValidationForSlice().slice_key
   assert evaluation_report._failure_text(slice_key, failure) == (
-      'Overall: sparse_categorical_accuracy = 0.7500, but must be >= 0.8')
+      'Overall: sparse_categorical_accuracy = 0.7500, but must be >= 0.8 '
+      '(evaluation.min_accuracy)')
   failure.metric_key.is_diff = True
   failure.metric_value.double_value.value = -0.05
   failure.metric_threshold.Clear()

@@ -11,7 +11,7 @@ from kubeflow import beam
 from pipeline import pipeline as pipeline_lib
 from pipeline.configs import ServingConfig, load_config
 from tests.conftest import encode_image, random_pixels
-from tests.serving_model import export_tiny_model
+from tests.tiny_model import export_tiny_model
 
 NUM_EXAMPLES = 24
 
@@ -30,7 +30,7 @@ def _write_examples(path: str) -> None:
 
 def test_evaluator_batches_fit_the_signature_limit(tmp_path, caplog):
   serving = ServingConfig(max_batch=1)
-  model_dir = export_tiny_model(str(tmp_path), serving)
+  model_dir = export_tiny_model(str(tmp_path), serving=serving)
   config = load_config(overrides={'data.path': 'unused', 'evaluation.min_accuracy': 0.0,
                                   'serving.max_batch': serving.max_batch})
   eval_config = pipeline_lib.eval_config(config)

@@ -403,3 +403,13 @@ def test_beam_preset_compiles_into_every_beam_executor(tmp_path):
   for name in ('StatisticsGen_executor', 'Transform_executor', 'Evaluator_executor'):
     assert '--runner=DataflowRunner' in executors[name]['container']['args'], name
     assert f'--temp_location={BUCKET}/beam-tmp' in executors[name]['container']['args']
+
+
+def test_opt_in_components_compile(tmp_path):
+  """Tuner, TFLite export and batch inference (BulkInferrer on gs:// images) compile too."""
+  config = _cloud_config(**{'training.augment': False, 'tuning.enabled': True,
+                            'export.tflite': True, 'inference.data': f'{BUCKET}/unlabeled'})
+  out = runner.compile_pipeline(config.validate(), str(tmp_path / 'p.json'), IMAGE)
+  tasks = _tasks(json.loads(open(out).read()))
+  for name in ('tuner', 'bulkinferrer', 'inferencetable', 'unlabeledimageexamplegen'):
+    assert any(t.lower() == name for t in tasks), sorted(tasks)

@@ -4,21 +4,26 @@ import base64
 import glob
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipeline import demo_data, local_runner, predict, report
+from components import prediction_table
+from pipeline import batch_predict, demo_data, local_runner, predict, report
+from pipeline.model_dir import resolve_model_dir
 from pipeline.class_folder import load_class_folder
 from pipeline.configs import load_config
 from tests.conftest import tree_digest
+from trainer import tflite_export
 from trainer.model import write_calibrated_weights
 
 pytestmark = pytest.mark.slow
 IMAGE_SIZE = 75
 COMPONENTS = ('ImageFolderExampleGen', 'StatisticsGen', 'SchemaGen', 'Transform', 'Trainer',
-              'Evaluator', 'EvaluationReport', 'AtomicPusher')
+              'Evaluator', 'EvaluationReport', 'AtomicPusher', 'UnlabeledImageExampleGen',
+              'BulkInferrer', 'InferenceTable')
 
 
 def _versions(serving_dir):
@@ -31,12 +36,18 @@ def first_run(tmp_path_factory):
   data = str(tmp / 'digits')
   demo_data.write_digits(data, (0, 1), per_class=100)
   # Calibrated random weights: the offline stand-in for a pretrained _notop.h5 file.
+  unlabeled = tmp / 'unlabeled'  # batch inference: a few digits in nested folders, a bad file
+  for i, name in enumerate(sorted(os.listdir(os.path.join(data, 'one')))[:4]):
+    (unlabeled / f'batch{i % 2}').mkdir(parents=True, exist_ok=True)
+    shutil.copy(os.path.join(data, 'one', name), unlabeled / f'batch{i % 2}' / name)
+  (unlabeled / 'batch0' / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\n')
   weights = str(tmp / 'inception_v3_calibrated_notop.h5')
   write_calibrated_weights(weights, load_class_folder(data, IMAGE_SIZE, per_class=16).images)
   config = load_config(overrides={
       'data.path': data, 'output': str(tmp / 'run'), 'model.weights': weights,
       'model.image_size': IMAGE_SIZE, 'training.epochs': 3, 'training.augment': False,
-      'training.seed': 1, 'evaluation.min_accuracy': 0.6})
+      'training.seed': 1, 'evaluation.min_accuracy': 0.6, 'inference.data': str(unlabeled),
+      'export.tflite': True})
   local_runner.run(config)
   return config, report.latest_run_summary(config)
 
@@ -68,7 +79,7 @@ def _example(image: bytes) -> bytes:
 
 def test_both_serving_signatures_agree(first_run):
   config, _ = first_run
-  model_dir = predict.resolve_model_dir(config.serving_model_dir)
+  model_dir = resolve_model_dir(config.serving_model_dir)
   loaded = tf.saved_model.load(model_dir)
   folder = os.path.join(config.data.path, 'one')
   images = [open(os.path.join(folder, f), 'rb').read() for f in sorted(os.listdir(folder))[:8]]
@@ -86,7 +97,7 @@ def test_both_serving_signatures_agree(first_run):
 def test_rest_request_matches_cli_predict(first_run):
   """A TF Serving REST body, decoded as the server does, gives the CLI's numbers."""
   config, _ = first_run
-  model_dir = predict.resolve_model_dir(config.serving_model_dir)
+  model_dir = resolve_model_dir(config.serving_model_dir)
   path = os.path.join(config.data.path, 'zero', sorted(os.listdir(os.path.join(config.data.path, 'zero')))[0])
   body = json.dumps({'signature_name': 'serving_image_bytes',
                      'instances': [{'b64': base64.b64encode(open(path, 'rb').read()).decode()}]})
@@ -96,6 +107,47 @@ def test_rest_request_matches_cli_predict(first_run):
   served = signature(image_bytes=tf.constant(instances))['probabilities'].numpy()[0]
   (row,) = predict.predict_files(model_dir, [path])
   np.testing.assert_allclose(served, row['probabilities'], atol=1e-6)
+
+
+def test_bulk_inferrer_csv_is_what_predict_writes(first_run, tmp_path):
+  """The pipeline's batch inference (BulkInferrer on the blessed model) and
+  `transfer-pipeline predict` on the pushed model give the same rows."""
+  config, summary = first_run
+  assert summary.inference and summary.inference.endswith('(4 images, 1 skipped)')
+  pipeline_rows = prediction_table.read_rows(summary.inference.split(' (')[0])
+  output = tmp_path / 'predict.csv'
+  assert batch_predict.command(config.serving_model_dir, [config.inference.data], str(output)) == 0
+  predict_rows = {row['path']: row for row in prediction_table.read_rows(str(output))}
+  assert sorted(row['path'] for row in pipeline_rows) == sorted(predict_rows)
+  for row in pipeline_rows:
+    expected = predict_rows[row['path']]
+    if 'skipped' in expected:
+      assert row == expected and row['path'].endswith('broken.png')
+    else:
+      assert row['class_name'] == expected['class_name']
+      assert list(row['probabilities']) == list(expected['probabilities']) == ['one', 'zero']
+      np.testing.assert_allclose(list(row['probabilities'].values()),
+                                 list(expected['probabilities'].values()), atol=1e-5)
+
+
+def test_pushed_version_has_a_tflite_model_that_agrees(first_run, tmp_path):
+  """The demo model (InceptionV3@mixed7, float32 TFLite) against its SavedModel: on the
+  eval split (checked in the Trainer) and through `predict --model model.tflite`."""
+  config, summary = first_run
+  check = tflite_export.read_check(summary.pushed_path)
+  assert check['eval_split']['examples'] == summary.metrics['Overall']['example_count']
+  assert check['eval_split']['top1_agreement'] >= 0.99, check
+  assert check['eval_split']['max_abs_probability_difference'] < 1e-3, check
+  assert summary.tflite.startswith(os.path.join(summary.pushed_path, 'model.tflite') + ' (float32')
+  assert 'TFLite export' in open(summary.evaluation_report).read()
+  rows = {}
+  for name in ('', 'model.tflite'):
+    output = tmp_path / f'{name or "saved"}.csv'
+    batch_predict.command(os.path.join(summary.pushed_path, name), [config.inference.data],
+                          str(output))
+    rows[name] = prediction_table.read_rows(str(output))
+  assert [r.get('class_name') for r in rows['model.tflite']] == [
+      r.get('class_name') for r in rows['']]
 
 
 def _report_json(summary):
@@ -135,7 +187,7 @@ def test_report_misclassified_are_those_the_pushed_model_gets_wrong(first_run):
   data = _report_json(summary)
   names = _eval_filenames(config)
   assert len(names) == data['example_count']
-  model_dir = predict.resolve_model_dir(config.serving_model_dir)
+  model_dir = resolve_model_dir(config.serving_model_dir)
   rows = predict.predict_files(model_dir, [os.path.join(config.data.path, n) for n in names])
   predicted = {n: row for n, row in zip(names, rows)}
   wrong = {n for n, row in predicted.items() if row['class_name'] != n.split('/')[0]}
@@ -172,3 +224,7 @@ def test_stricter_threshold_is_not_blessed_and_keeps_the_pushed_version(first_ru
   assert data['blessed'] is False
   assert any('sparse_categorical_accuracy' in f and '1.01' in f for f in data['failures'])
   assert 'Blessed: no' in open(summary.evaluation_report).read()
+  # No batch inference with a model that was not blessed, and the run says so.
+  assert summary.inference == ('none: the model was not blessed, so the BulkInferrer ran no '
+                               'inference')
+  assert 'Batch inference: none: the model was not blessed' in report.format_summary(summary)

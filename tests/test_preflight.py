@@ -116,3 +116,8 @@ def test_cli_run_stops_before_the_pipeline_with_one_line(data, tmp_path, monkeyp
     assert code == 2 and err.startswith('error: ') and message in err, err
     assert len(err.strip().splitlines()) == 1, err
   assert not (tmp_path / 'run').exists()
+
+
+def test_missing_inference_folder_fails_before_any_work(data, tmp_path):
+  with pytest.raises(ConfigError, match='inference.data: .* is not a folder'):
+    _preflight(data__path=data, inference__data=str(tmp_path / 'missing'))

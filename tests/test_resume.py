@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipeline import demo_data, local_runner, predict, report
+from pipeline import demo_data, local_runner, report
+from pipeline.model_dir import resolve_model_dir
 from pipeline.class_folder import load_class_folder
 from pipeline.configs import load_config
 from trainer.model import write_calibrated_weights
@@ -43,7 +44,7 @@ def _kill_when_training_starts(overrides, timeout=600):
 
 
 def _probabilities(config, images):
-  model_dir = predict.resolve_model_dir(config.serving_model_dir)
+  model_dir = resolve_model_dir(config.serving_model_dir)
   signature = tf.saved_model.load(model_dir).signatures['serving_image_bytes']
   return signature(image_bytes=tf.constant(images))['probabilities'].numpy()
 

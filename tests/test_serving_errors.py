@@ -1,6 +1,6 @@
 """Bad requests to the exported model's `serving_image_bytes`: clear errors, the process survives.
 
-The model: `tests/serving_model.py` (default serving limits; limits themselves are
+The model: `tests/tiny_model.py` (default serving limits; the limits themselves are
 tested in `tests/test_serving_limits.py`).
 """
 
@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import encode_image, random_pixels
-from tests.serving_model import CLASS_NAMES, export_tiny_model
+from tests.tiny_model import CLASS_NAMES, export_tiny_model
 from pipeline import predict
 from trainer import export
 

@@ -19,7 +19,7 @@ from PIL import Image
 
 from pipeline.configs import ServingConfig
 from tests.conftest import encode_image, random_pixels
-from tests.serving_model import export_tiny_model
+from tests.tiny_model import export_tiny_model
 from trainer import image_limits
 
 LIMITS = ServingConfig()
@@ -83,7 +83,7 @@ def test_headers_declare_the_pixels_the_decoder_would_allocate():
 @pytest.fixture(scope='module')
 def probe_result(tmp_path_factory):
   folder = tmp_path_factory.mktemp('limits')
-  model_dir = export_tiny_model(str(folder), LIMITS)
+  model_dir = export_tiny_model(str(folder), serving=LIMITS)
   payloads = folder / 'payloads'
   payloads.mkdir()
   (payloads / 'good.png').write_bytes(encode_image(random_pixels((40, 30, 3)), 'PNG'))

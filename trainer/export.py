@@ -3,6 +3,7 @@
   serving_default      serialized tf.Example (`examples`)            -> outputs
   serving_image_bytes  encoded image bytes (`image_bytes`), for TF Serving's
                        REST API: {"instances": [{"b64": "..."}]}      -> outputs
+  examples_numeric     serialized tf.Example -> `probabilities`, `class_id` (BulkInferrer)
   transform_features   serialized tf.Example -> transformed features (for TFMA)
 
 outputs: `probabilities` float [B, num_classes], `class_id` int64 [B],
@@ -13,6 +14,7 @@ TF Serving exposes every signature, so all three check the request against
 Transform layer decodes anything, and decode one image at a time.
 """
 
+import os
 from typing import Dict, List
 
 import tensorflow as tf
@@ -24,6 +26,11 @@ from trainer.image_limits import ServingLimits, checked_images
 from trainer.preprocessing import bytes_to_pixels
 
 IMAGE_BYTES_SIGNATURE = 'serving_image_bytes'
+# serving_default without the string output, for TFX's BulkInferrer: tfx_bsl 1.16's
+# RunInference cannot split string outputs of a predict signature.
+EXAMPLES_NUMERIC_SIGNATURE = 'examples_numeric'
+# Class names in class-id order, one a line: TF Serving ignores `assets.extra/`.
+CLASS_NAMES_FILE = os.path.join('assets.extra', 'class_names.txt')
 
 
 def _serving_functions(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
@@ -57,6 +64,11 @@ def _serving_functions(model: keras.Model, tf_transform_output: tft.TFTransformO
     return predict_raw({IMAGE_KEY: tf.reshape(image_bytes, [-1, 1])})
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
+  def examples_numeric(serialized):
+    outputs = serve_examples(serialized)
+    return {'probabilities': outputs['probabilities'], 'class_id': outputs['class_id']}
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
   def transform_features(serialized):
     spec = {k: v for k, v in raw_spec.items() if k in (IMAGE_KEY, LABEL_KEY)}
     return transform(tf.io.parse_example(serialized, spec))
@@ -64,6 +76,7 @@ def _serving_functions(model: keras.Model, tf_transform_output: tft.TFTransformO
   return {
       'serving_default': serve_examples.get_concrete_function(),
       IMAGE_BYTES_SIGNATURE: serve_image_bytes.get_concrete_function(),
+      EXAMPLES_NUMERIC_SIGNATURE: examples_numeric.get_concrete_function(),
       'transform_features': transform_features.get_concrete_function(),
   }
 
@@ -80,3 +93,15 @@ def export_serving_model(model: keras.Model, tf_transform_output: tft.TFTransfor
   # layers from their configs.
   model.save(export_dir, save_format='tf', signatures=signatures, include_optimizer=False,
              save_traces=False)
+  tf.io.gfile.makedirs(os.path.join(export_dir, os.path.dirname(CLASS_NAMES_FILE)))
+  with tf.io.gfile.GFile(os.path.join(export_dir, CLASS_NAMES_FILE), 'w') as f:
+    f.write(''.join(f'{name}\n' for name in class_names))
+
+
+def read_class_names(model_dir: str) -> List[str]:
+  """The class names exported beside the model; [] for models exported without them."""
+  path = os.path.join(model_dir, CLASS_NAMES_FILE)
+  if not tf.io.gfile.exists(path):
+    return []
+  with tf.io.gfile.GFile(path) as f:
+    return [line.rstrip('\n') for line in f if line.strip()]

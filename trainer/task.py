@@ -14,7 +14,7 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 import console
-from pipeline.configs import ModelConfig, TrainingConfig
+from pipeline.configs import ExportConfig, ModelConfig, TrainingConfig
 from trainer import export, model as model_lib, plots
 from trainer.image_limits import ServingLimits
 from trainer.epoch_lines import EpochLines
@@ -24,12 +24,14 @@ from trainer.preprocessing import bytes_to_pixels
 
 
 def trainer_custom_config(model: ModelConfig, training: TrainingConfig,
-                          serving: Mapping[str, int]) -> Dict[str, Any]:
+                          serving: Mapping[str, int],
+                          export_config: Optional[ExportConfig] = None) -> Dict[str, Any]:
   """What the pipeline passes to `run_fn` through the Trainer's custom_config (no class
   names: they come with the data, as Transform's class vocabulary); `serving`: the
   config's `serving` section as plain values (ServingLimits fields)."""
   return {'model': dataclasses.asdict(model), 'training': dataclasses.asdict(training),
-          'serving': dict(ServingLimits(**serving)._asdict())}
+          'serving': dict(ServingLimits(**serving)._asdict()),
+          'export': dataclasses.asdict(export_config or ExportConfig())}
 
 
 def augmentation(seed: int) -> keras.Sequential:
@@ -170,6 +172,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   settings = fn_args.custom_config
   model_config = ModelConfig(**settings['model'])
   training = TrainingConfig(**settings['training'])
+  if fn_args.hyperparameters:  # the Tuner's best trial
+    from trainer import tuning  # pylint: disable=g-import-not-at-top
+    model_config, training = tuning.apply_hyperparameters(fn_args.hyperparameters,
+                                                          model_config, training)
+    logging.warning('Hyperparameters from the Tuner: %s', fn_args.hyperparameters['values'])
   keras.utils.set_random_seed(training.seed)
 
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
@@ -202,3 +209,19 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   export.export_serving_model(model, tf_transform_output, class_names,
                               model_config.image_size, fn_args.serving_model_dir,
                               ServingLimits(**settings['serving']))
+  export_config = ExportConfig(**settings.get('export', {}))
+  if export_config.tflite:
+    _export_tflite(model, datasets, class_names, model_config.image_size, export_config,
+                   fn_args.serving_model_dir)
+
+
+def _export_tflite(model: keras.Model, datasets: Dict[str, tf.data.Dataset],
+                   class_names: List[str], image_size: int, export_config: ExportConfig,
+                   export_dir: str) -> None:
+  """model.tflite beside the SavedModel, checked against it on the eval split."""
+  from trainer import tflite_export  # pylint: disable=g-import-not-at-top
+  check = tflite_export.write_tflite(
+      model, class_names, image_size, export_config.tflite_quantization,
+      (x.numpy() for x, _ in datasets['train']), (x.numpy() for x, _ in datasets['eval']),
+      export_dir, export_config.tflite_representative_images)
+  logging.warning('TFLite: %s', tflite_export.describe(check))

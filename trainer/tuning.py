@@ -1,0 +1,118 @@
+"""Hyperparameter search for the head: `tuner_fn` for TFX's Tuner component.
+
+The backbone is frozen and augmentation is off, so the cut layer's features are
+computed once (the Trainer's feature cache, `task.cached_features`) and every trial
+trains only a head on them: `trials: 10` costs about one feature pass plus ten head
+trainings. The space (`tuning:` in the config): dense units, dropout, learning rate,
+pooling. The Trainer reads the best trial's values (`apply_hyperparameters`).
+"""
+
+import dataclasses
+import os
+import time
+from typing import Any, Dict, Tuple
+
+import keras_tuner as kt
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras as keras
+from tfx import v1 as tfx
+
+from pipeline.configs import ModelConfig, TrainingConfig, TuningConfig
+from trainer import model as model_lib, task
+
+OBJECTIVE = 'val_accuracy'
+SECONDS_KEY = 'trial_seconds'  # added to each trial's values: the report lists it
+MODEL_KEYS = ('dense_units', 'dropout', 'pooling')
+
+
+def build_head_fn(feature_shape: Tuple[int, ...], num_classes: int, model_config: ModelConfig,
+                  tuning: TuningConfig):
+  """keras-tuner's hypermodel: a compiled head for the hyperparameters `hp`."""
+
+  def build(hp: kt.HyperParameters):
+    config = dataclasses.replace(
+        model_config, dense_units=hp.Choice('dense_units', tuning.dense_units),
+        dropout=_range(hp, 'dropout', tuning.dropout),
+        pooling=hp.Choice('pooling', tuning.pooling))
+    head = model_lib.build_head(feature_shape, num_classes, config)
+    model_lib.compile_model(head, num_classes,
+                            _range(hp, 'learning_rate', tuning.learning_rate, 'log'),
+                            jit_compile=True)
+    return head
+
+  return build
+
+
+def _range(hp: kt.HyperParameters, name: str, bounds, sampling: str = 'linear') -> float:
+  low, high = bounds
+  return hp.Fixed(name, low) if low == high else hp.Float(name, low, high, sampling=sampling)
+
+
+class _Timed:
+  """Records each trial's wall time among its values (TFX writes them to tuner_results)."""
+
+  def run_trial(self, trial, *args, **kwargs):
+    start = time.perf_counter()
+    result = super().run_trial(trial, *args, **kwargs)
+    trial.hyperparameters.values[SECONDS_KEY] = round(time.perf_counter() - start, 2)
+    return result
+
+
+class TimedRandomSearch(_Timed, kt.RandomSearch):
+  pass
+
+
+class TimedBayesianOptimization(_Timed, kt.BayesianOptimization):
+  pass
+
+
+TUNERS = {'random': TimedRandomSearch, 'bayesian': TimedBayesianOptimization}
+
+
+def feature_datasets(fn_args: tfx.components.FnArgs, model_config: ModelConfig,
+                     training: TrainingConfig, cache_dir: str) -> Dict[str, tf.data.Dataset]:
+  """'train' (shuffled per epoch) and 'eval' batches of cached backbone features."""
+  tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+  extractor = model_lib.feature_extractor(model_lib.build_backbone(model_config))
+  os.makedirs(cache_dir, exist_ok=True)
+  datasets = {}
+  for split, files in (('train', fn_args.train_files), ('eval', fn_args.eval_files)):
+    pixels = task.input_fn(files, fn_args.data_accessor, tf_transform_output,
+                           model_config.image_size, training, shuffle=False, augment=False)
+    datasets[split] = task.cached_features(
+        pixels, extractor, os.path.join(cache_dir, split), training.batch_size,
+        shuffle_seed=training.seed if split == 'train' else None)
+  return datasets
+
+
+def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
+  """The Tuner component's entry point (custom_config as the Trainer's, plus 'tuning')."""
+  settings = fn_args.custom_config
+  model_config = ModelConfig(**settings['model'])
+  training = TrainingConfig(**settings['training'])
+  tuning = TuningConfig(**settings['tuning'])
+  num_classes = len(settings['class_names'])
+  keras.utils.set_random_seed(training.seed)
+  datasets = feature_datasets(fn_args, model_config, training,
+                              os.path.join(fn_args.working_dir, 'feature_cache'))
+  feature_shape = tuple(datasets['train'].element_spec[0].shape[1:])
+  tuner = TUNERS[tuning.algorithm](
+      build_head_fn(feature_shape, num_classes, model_config, tuning),
+      objective=kt.Objective(OBJECTIVE, 'max'), max_trials=tuning.trials,
+      seed=training.seed, directory=fn_args.working_dir, project_name='head_search',
+      overwrite=True)
+  return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs={
+      'x': datasets['train'], 'validation_data': datasets['eval'],
+      'epochs': tuning.epochs or training.epochs, 'verbose': 2})
+
+
+def apply_hyperparameters(hyperparameters: Dict[str, Any], model_config: ModelConfig,
+                          training: TrainingConfig) -> Tuple[ModelConfig, TrainingConfig]:
+  """The Tuner's best values (a keras-tuner HyperParameters config) over the config."""
+  values = hyperparameters.get('values', {})
+  model_config = dataclasses.replace(
+      model_config, **{k: values[k] for k in MODEL_KEYS if k in values})
+  if 'learning_rate' in values:
+    training = dataclasses.replace(training, learning_rate=float(values['learning_rate']))
+  return model_config, training
