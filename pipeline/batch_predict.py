@@ -21,6 +21,7 @@ from components import prediction_table
 from components.image_walk import ImageFile, count_files, walk_images
 from pipeline import predict
 from pipeline.configs import ConfigError, DataConfig
+from pipeline.model_dir import resolve_model_dir
 from pipeline.simple_progress import Progress
 from trainer import export
 
@@ -46,7 +47,7 @@ def load_classifier(path: str):
   if path.endswith('.tflite'):
     from trainer import tflite_export  # pylint: disable=g-import-not-at-top
     return tflite_export.TFLiteClassifier(path)
-  return SavedModelClassifier(predict.resolve_model_dir(path))
+  return SavedModelClassifier(resolve_model_dir(path))
 
 
 @dataclasses.dataclass
