@@ -25,7 +25,7 @@ from components import report_html
 from components.ingest_pipeline import VOCABULARY_FILE
 from components.report_html import Decision, Prediction
 from trainer import plots, tflite_export
-from trainer.features import FILENAME_KEY, IMAGE_KEY, LABEL_KEY
+from trainer.features import CLASS_NAME_KEY, FILENAME_KEY, IMAGE_KEY, LABEL_KEY
 
 HTML_FILE = 'report.html'
 JSON_FILE = 'report.json'
@@ -92,14 +92,14 @@ def _bound_text(threshold) -> str:
 
 
 def _slices_text(slicing_specs) -> str:
-  """'overall', 'each class (label:N)' or 'each <keys> slice'."""
+  """'overall', 'each class (class_name:<name>)' or 'each <keys> slice'."""
   texts = []
   for spec in slicing_specs:
     keys = list(spec.feature_keys) + [f'{k}={v}' for k, v in spec.feature_values.items()]
     if not keys:
       texts.append('overall')
-    elif keys == [LABEL_KEY]:
-      texts.append(f'each class ({LABEL_KEY}:N)')
+    elif keys == [CLASS_NAME_KEY]:
+      texts.append(f'each class ({CLASS_NAME_KEY}:<name>)')
     else:
       texts.append(f'each {", ".join(keys)} slice')
   return ' and '.join(texts)

@@ -36,7 +36,8 @@ def test_evaluator_batches_fit_the_signature_limit(tmp_path, caplog):
   eval_config = pipeline_lib.eval_config(config)
   for spec in eval_config.metrics_specs:  # no baseline here: no comparison with one
     for metric in spec.metrics:
-      metric.threshold.ClearField('change_threshold')
+      for per_slice in metric.per_slice_thresholds:
+        per_slice.threshold.ClearField('change_threshold')
   data = str(tmp_path / 'eval.tfrecord')
   _write_examples(data)
   model = tfma.default_eval_shared_model(eval_saved_model_path=model_dir,

@@ -15,8 +15,8 @@ CHANGE = metric_types.MetricKey(name='sparse_categorical_accuracy', is_diff=True
 OVERALL = ()
 
 
-def _class(label: int):
-  return (('label', label),)
+def _class(name: str):
+  return (('class_name', name),)
 
 
 def _failures(evaluation: dict, slice_key, accuracy: float, change: float = 0.0):
@@ -24,7 +24,7 @@ def _failures(evaluation: dict, slice_key, accuracy: float, change: float = 0.0)
   config = load_config(overrides={'data.path': 'unused',
                                   **{f'evaluation.{k}': v for k, v in evaluation.items()}})
   result = metrics_validator.validate_metrics(
-      (slice_key, {ACCURACY: accuracy, CHANGE: change}), eval_config(config.validate(), 10))
+      (slice_key, {ACCURACY: accuracy, CHANGE: change}), eval_config(config.validate()))
   texts = [evaluation_report._failure_text(s.slice_key, f)
            for s in result.metric_validations_per_slice for f in s.failures]
   assert result.validation_ok == (not texts)
@@ -34,7 +34,7 @@ def _failures(evaluation: dict, slice_key, accuracy: float, change: float = 0.0)
 def test_min_accuracy_bounds_the_overall_slice_only():
   """The new user's case: overall 0.79, one class at 0.55, `min_accuracy: 0.6`."""
   assert _failures({'min_accuracy': 0.6}, OVERALL, 0.79) == []
-  assert _failures({'min_accuracy': 0.6}, _class(3), 0.55) == []
+  assert _failures({'min_accuracy': 0.6}, _class('three'), 0.55) == []
   assert _failures({'min_accuracy': 0.8}, OVERALL, 0.79) == [
       'Overall: sparse_categorical_accuracy = 0.7900, but must be >= 0.8 '
       '(evaluation.min_accuracy)']
@@ -43,9 +43,9 @@ def test_min_accuracy_bounds_the_overall_slice_only():
 def test_min_class_accuracy_names_the_failing_class():
   bounds = {'min_accuracy': 0.6, 'min_class_accuracy': 0.6}
   assert _failures(bounds, OVERALL, 0.79) == []
-  assert _failures(bounds, _class(3), 0.61) == []
-  assert _failures(bounds, _class(3), 0.55) == [
-      'label:3: sparse_categorical_accuracy = 0.5500, but must be >= 0.6 '
+  assert _failures(bounds, _class('three'), 0.61) == []
+  assert _failures(bounds, _class('three'), 0.55) == [
+      'class_name:three: sparse_categorical_accuracy = 0.5500, but must be >= 0.6 '
       '(evaluation.min_class_accuracy)']
 
 
@@ -55,21 +55,21 @@ def test_change_thresholds_split_the_same_way():
   assert _failures(bounds, OVERALL, 0.9, change=-0.01) == [
       'Overall: sparse_categorical_accuracy changed by -0.0100 vs the baseline, but must '
       'not drop by more than 0 vs the baseline (evaluation.max_accuracy_drop)']
-  assert _failures(bounds, _class(1), 0.9, change=-0.05) == []
-  assert _failures(bounds, _class(0), 0.9, change=-0.2) == [
-      'label:0: sparse_categorical_accuracy changed by -0.2000 vs the baseline, but must '
+  assert _failures(bounds, _class('one'), 0.9, change=-0.05) == []
+  assert _failures(bounds, _class('zero'), 0.9, change=-0.2) == [
+      'class_name:zero: sparse_categorical_accuracy changed by -0.2000 vs the baseline, but must '
       'not drop by more than 0.1 vs the baseline (evaluation.max_class_accuracy_drop)']
   # Without a per-class drop bound, a class may drop as long as the overall does not.
-  assert _failures({'max_accuracy_drop': 0.0}, _class(0), 0.9, change=-0.2) == []
+  assert _failures({'max_accuracy_drop': 0.0}, _class('zero'), 0.9, change=-0.2) == []
 
 
 def test_checked_thresholds_say_which_slices():
   config = load_config(overrides={'data.path': 'unused', 'evaluation.min_accuracy': 0.8,
                                   'evaluation.min_class_accuracy': 0.5})
-  assert evaluation_report.checked_thresholds(eval_config(config, 2)) == [
+  assert evaluation_report.checked_thresholds(eval_config(config)) == [
       'SparseCategoricalAccuracy, overall: must be >= 0.8',
       'SparseCategoricalAccuracy, overall: must not drop by more than 0 vs the baseline',
-      'SparseCategoricalAccuracy, each class (label:N): must be >= 0.5']
+      'SparseCategoricalAccuracy, each class (class_name:<name>): must be >= 0.5']
 
 
 def test_class_bounds_are_optional_in_yaml(tmp_path):

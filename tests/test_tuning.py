@@ -1,6 +1,7 @@
 """Head hyperparameter search (TFX Tuner's tuner_fn) on cached features: tiny data, a
 small cut layer, the real keras-tuner search and TFX's result writer."""
 
+import dataclasses
 import json
 import os
 
@@ -12,7 +13,8 @@ from tfx.components.tuner import executor as tuner_executor
 from tfx.types import standard_artifacts
 
 from components import evaluation_report, report_html
-from pipeline.configs import ConfigError, ModelConfig, TrainingConfig, TuningConfig, load_config
+from pipeline.configs import (ConfigError, ModelConfig, ServingConfig, TrainingConfig, TuningConfig,
+                              load_config)
 from pipeline.pipeline import create_pipeline
 from trainer import task, tuning
 
@@ -50,8 +52,9 @@ def searched(tmp_path_factory):
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(task, 'input_fn', input_fn)
     patch.setattr(tuning.tft, 'TFTransformOutput', lambda path: path.replace('graph', ''))
+    patch.setattr(tuning.preprocessing, 'class_names', lambda tft_output: ['dark', 'bright'])
     fn_args = tfx.components.FnArgs(
-        custom_config={**task.trainer_custom_config(MODEL, TRAINING, ['dark', 'bright']),
+        custom_config={**task.trainer_custom_config(MODEL, TRAINING, dataclasses.asdict(ServingConfig())),
                        'tuning': TUNING.__dict__},
         working_dir=str(tmp / 'work'), transform_graph_path='transform/graph', train_files=['train'],
         eval_files=['eval'], data_accessor=None)
@@ -109,13 +112,13 @@ def test_trainer_gets_the_best_trial_and_the_report_lists_all(searched):
 def test_pipeline_wires_tuner_into_trainer_and_report(tmp_path):
   config = load_config(overrides={'data.path': str(tmp_path), 'training.augment': False,
                                   'tuning.enabled': True}).validate()
-  components = {c.id: c for c in create_pipeline(config, ['a', 'b']).components}
+  components = {c.id: c for c in create_pipeline(config).components}
   tuner = components['Tuner']
   assert components['Trainer'].inputs['hyperparameters'] is tuner.outputs['best_hyperparameters']
   assert components['EvaluationReport'].inputs['tuner_results'] is tuner.outputs['tuner_results']
   assert tuner.exec_properties['tuner_fn'] == 'trainer.tuning.tuner_fn'
   config.tuning.enabled = False
-  assert 'Tuner' not in {c.id for c in create_pipeline(config, ['a', 'b']).components}
+  assert 'Tuner' not in {c.id for c in create_pipeline(config).components}
 
 
 def test_tuning_needs_the_feature_cache_conditions():

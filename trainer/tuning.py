@@ -19,7 +19,7 @@ import tf_keras as keras
 from tfx import v1 as tfx
 
 from pipeline.configs import ModelConfig, TrainingConfig, TuningConfig
-from trainer import model as model_lib, task
+from trainer import model as model_lib, preprocessing, task
 
 OBJECTIVE = 'val_accuracy'
 SECONDS_KEY = 'trial_seconds'  # added to each trial's values: the report lists it
@@ -92,7 +92,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
   model_config = ModelConfig(**settings['model'])
   training = TrainingConfig(**settings['training'])
   tuning = TuningConfig(**settings['tuning'])
-  num_classes = len(settings['class_names'])
+  num_classes = len(preprocessing.class_names(tft.TFTransformOutput(fn_args.transform_graph_path)))
   keras.utils.set_random_seed(training.seed)
   datasets = feature_datasets(fn_args, model_config, training,
                               os.path.join(fn_args.working_dir, 'feature_cache'))
