@@ -52,7 +52,7 @@ bench: venv
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 # Not part of `make test`: weights pretrained here on digits 2-9 vs random ones on 0/1
-# (pipeline/pretrain.py, ~18 min on 2 cores). Quick look: TRANSFER_ARGS="--per-class 5 --pretrain-epochs 1"
+# (tools/pretrain.py, ~18 min on 2 cores). Quick look: TRANSFER_ARGS="--per-class 5 --pretrain-epochs 1"
 TRANSFER_ARGS ?=
 .PHONY: transfer-experiment
 transfer-experiment: venv

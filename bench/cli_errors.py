@@ -19,7 +19,7 @@ from typing import Dict, List, Tuple
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, PROJECT_ROOT)
 TARGET_SECONDS = 1.0
-CLI = 'import sys; from pipeline.cli import main; sys.exit(main())'
+CLI = 'import sys; from tools.cli import main; sys.exit(main())'
 
 
 def _cases(tmp: str) -> List[Tuple[str, List[str]]]:

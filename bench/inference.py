@@ -10,7 +10,7 @@ import tf_keras as keras
 
 from bench.data import image_files
 from components import prediction_table
-from pipeline import batch_predict
+from tools import batch_predict
 from trainer.preprocessing import decode_and_resize
 
 

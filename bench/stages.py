@@ -34,7 +34,7 @@ def _run_pipeline(config: PipelineConfig, from_nodes: Optional[List[str]] = None
   """Runs the pipeline (or the sub-graph from_nodes..to_nodes) in this process; seconds."""
   from tfx import v1 as tfx
   from tfx.orchestration.pipeline import RunOptions
-  from pipeline import pipeline as pipeline_lib
+  from pipeline import definition as pipeline_lib
   metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(
       os.path.abspath(config.metadata_path))
   start = time.time()
@@ -48,7 +48,7 @@ def _run_pipeline(config: PipelineConfig, from_nodes: Optional[List[str]] = None
 @stage('weights')
 def weights_stage(config: PipelineConfig, args: argparse.Namespace) -> Result:
   """Writes the calibrated `.h5` (offline stand-in for ImageNet) that every path loads."""
-  from pipeline.class_folder import load_class_folder
+  from tools.class_folder import load_class_folder
   from trainer.model import write_calibrated_weights
   images = load_class_folder(args.images, config.model.image_size, per_class=32).images
   write_calibrated_weights(config.model.weights, images)

@@ -3,7 +3,7 @@
   TF_USE_LEGACY_KERAS=1 python bench/transfer_experiment.py --per-class 5 20
 
 1. Pretrains InceptionV3 on scikit-learn's digits --source-digits (all their
-   images; pipeline/pretrain.py) and saves the backbone as a `_notop.h5` file.
+   images; tools/pretrain.py) and saves the backbone as a `_notop.h5` file.
 2. Writes the --target-digits as train/ (the first K images per class, K from
    --per-class) + validation/ (a fixed held-out set: the images after the
    largest K), and runs the whole pipeline once per backbone variant and K:
@@ -33,8 +33,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import logging
 
-from pipeline import demo_data, local_runner, pretrain, report
-from pipeline.class_folder import load_class_folder
+from pipeline import local_runner
+from tools import demo_data, pretrain, run_summary as report
+from tools.class_folder import load_class_folder
 from pipeline.configs import load_config
 from trainer import model as model_lib
 

@@ -1,6 +1,6 @@
 """Compiles the pipeline for Kubeflow Pipelines v2 / Vertex AI Pipelines (offline).
 
-The pipeline is the one `pipeline.pipeline.create_pipeline` builds for the
+The pipeline is the one `pipeline.definition.create_pipeline` builds for the
 local runner; only the orchestrator differs. `compile_pipeline` writes a
 PipelineJob JSON that KFP v2 or Vertex AI Pipelines accept; nothing is run or
 uploaded here.
@@ -22,22 +22,17 @@ Then the JSON lands in $TRANSFER_PIPELINE_OUTPUT_DIR (default kubeflow/build).
 """
 
 import os
-import sys
 
 # TFX 1.16 needs Keras 2; this must happen before TensorFlow is imported.
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if __name__ == '__main__' and PROJECT_ROOT not in sys.path:
-  # The TFX CLI runs this file as a script with kubeflow/ (not the project) on
-  # sys.path; make `pipeline`, `components` and `trainer` importable without install.
-  sys.path.insert(1, PROJECT_ROOT)
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import logging
 from tfx import v1 as tfx
 
-from pipeline import pipeline as pipeline_lib
+from pipeline import definition as pipeline_lib
 from pipeline.configs import PipelineConfig, load_config
 
 CONFIG_ENV = 'TRANSFER_PIPELINE_CONFIG'

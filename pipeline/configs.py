@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Mapping, Optional
 import yaml
 
 from components.ingest_options import IngestOptions
-from kubeflow import beam
+from pipeline import beam
 
 # InceptionV3's stem needs at least 75x75 pixels.
 MIN_IMAGE_SIZE = 75
@@ -158,7 +158,7 @@ class PipelineConfig:
   # Everything a run writes lives under this folder.
   output: str = 'runs/default'
   # Beam arguments for Transform, StatisticsGen and Evaluator (without --runner:
-  # FnApiRunner, see kubeflow/beam.py).
+  # FnApiRunner, see pipeline/beam.py).
   beam_pipeline_args: List[str] = dataclasses.field(default_factory=beam.in_memory)
   enable_cache: bool = True
   data: DataConfig = dataclasses.field(default_factory=DataConfig)

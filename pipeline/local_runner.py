@@ -11,25 +11,19 @@ Without TRANSFER_PIPELINE_CONFIG it runs the built-in demo data set
 """
 
 import os
-import sys
 from typing import Optional
 
 # TFX 1.16 needs Keras 2; this must happen before TensorFlow is imported.
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
-# Run as a script (the TFX CLI does), this folder comes first on sys.path and
-# `pipeline` would resolve to pipeline/pipeline.py instead of the package.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-sys.path.insert(0, os.path.dirname(_HERE))
 if __name__ == '__main__':  # the TFX CLI: drop known-harmless messages before TFX loads
-  from pipeline import known_noise  # pylint: disable=g-import-not-at-top
+  from console import known_noise  # pylint: disable=g-import-not-at-top
   known_noise.install()
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import logging
 from tfx import v1 as tfx
 
-from pipeline import pipeline as pipeline_lib
+from pipeline import definition as pipeline_lib
 from pipeline.configs import PipelineConfig, load_config
 from pipeline.observed_runner import ComponentListener, ObservedLocalDagRunner
 from pipeline.output_lock import output_lock

@@ -12,7 +12,7 @@ from typing import List, Optional
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STUB = '''import sys
-from pipeline.cli import main
+from tools.cli import main
 code = main()
 print('tensorflow imported:', 'tensorflow' in sys.modules)
 sys.exit(code)

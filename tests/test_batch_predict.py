@@ -12,8 +12,7 @@ import pytest
 import tensorflow as tf
 
 from components import prediction_table
-from pipeline import batch_predict, cli, predict
-from pipeline.simple_progress import Progress
+from tools import batch_predict, cli, predict
 from tests.conftest import encode_image, random_pixels
 from tests.tiny_model import CLASS_NAMES, export_tiny_model
 
@@ -123,30 +122,3 @@ def test_a_failing_batch_is_retried_image_by_image(monkeypatch):
   assert classifier.calls == [4, 1, 1, 1, 1]
   assert summary.predicted == {'b': 3} and summary.skipped == {'not a decodable image': 1}
   assert out.getvalue().splitlines()[3] == '2.png,,,,not a decodable image'
-
-
-def test_progress_lines_off_a_terminal():
-  stream = io.StringIO()
-  progress = Progress('predict', total=None, stream=stream, every_s=0.0)
-  progress.update(32)
-  progress.update(32)
-  progress.close()
-  lines = stream.getvalue().splitlines()
-  assert len(lines) == 2 and lines[1].startswith('predict: 64 files, ')
-  assert lines[1].endswith(' images/s')
-
-
-class _Terminal(io.StringIO):
-  def isatty(self):
-    return True
-
-
-def test_progress_bar_on_a_terminal():
-  stream = _Terminal()
-  progress = Progress('predict', total=4, stream=stream, width=4)
-  progress.update(2)
-  progress.update(2)
-  progress.close()
-  frames = stream.getvalue().split('\r')[1:]
-  assert frames[0].startswith('predict [##..] 2/4 ') and frames[0].endswith(' images/s')
-  assert frames[1].startswith('predict [####] 4/4 ') and frames[1].endswith(' images/s\n')

@@ -9,8 +9,9 @@ from tfx import v1 as tfx
 from tfx.orchestration.pipeline import RunOptions
 
 from components import ingest_pipeline
-from kubeflow import beam
-from pipeline import cli, pipeline as pipeline_lib
+from pipeline import beam
+from pipeline import definition as pipeline_lib
+from tools import cli
 from pipeline.configs import ConfigError, load_config
 from tests.conftest import encode_image, random_pixels
 

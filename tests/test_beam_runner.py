@@ -8,8 +8,8 @@ from apache_beam.runners.portability import prism_runner
 from apache_beam.testing.util import assert_that, equal_to
 from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
 
-from kubeflow import beam as presets
-from pipeline import pipeline as pipeline_lib
+from pipeline import beam as presets
+from pipeline import definition as pipeline_lib
 from pipeline.configs import PipelineConfig, load_config
 
 

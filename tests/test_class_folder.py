@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from components.ingest_options import IngestError
-from pipeline import cli
-from pipeline.class_folder import load_class_folder
+from tools import cli
+from tools.class_folder import load_class_folder
 from tests.conftest import encode_image
 
 

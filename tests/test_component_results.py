@@ -4,7 +4,7 @@ import json
 
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline import component_results
+from tools import component_results
 
 
 def _artifact(uri='', **properties):

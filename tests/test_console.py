@@ -7,7 +7,7 @@ import warnings
 import pytest
 
 import console
-from pipeline import known_noise
+from console import known_noise
 
 
 class _Terminal(io.StringIO):

@@ -130,7 +130,7 @@ def test_threshold_and_failure_texts():
   """TFMA's thresholds and failures in words (imports TFX and TFMA: slower)."""
   from components import evaluation_report
   from pipeline.configs import load_config
-  from pipeline.pipeline import eval_config
+  from pipeline.definition import eval_config
   from tensorflow_model_analysis.proto import validation_result_pb2
   config = load_config(overrides={'data.path': 'unused', 'evaluation.min_accuracy': 0.8})
   texts = evaluation_report.checked_thresholds(eval_config(config))

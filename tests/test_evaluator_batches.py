@@ -7,8 +7,8 @@ import tensorflow_model_analysis as tfma
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from components import evaluator_module
-from kubeflow import beam
-from pipeline import pipeline as pipeline_lib
+from pipeline import beam
+from pipeline import definition as pipeline_lib
 from pipeline.configs import ServingConfig, load_config
 from tests.conftest import encode_image, random_pixels
 from tests.tiny_model import export_tiny_model

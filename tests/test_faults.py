@@ -115,7 +115,7 @@ def test_next_version_is_newer_than_every_existing_one(tmp_path):
 
 
 def test_pipeline_pushes_through_the_atomic_executor(class_folder, tmp_path):
-  from pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
+  from pipeline import definition as pipeline_lib  # pylint: disable=g-import-not-at-top
   config = load_config(overrides={'data.path': str(class_folder), 'output': str(tmp_path)})
   (pusher,) = [c for c in pipeline_lib.create_pipeline(config).components if c.id == 'AtomicPusher']
   assert isinstance(pusher, atomic_pusher.AtomicPusher)
@@ -166,7 +166,7 @@ def test_the_lock_nests_within_a_process_and_still_refuses_others(tmp_path):
 
 
 def test_cli_refuses_a_locked_output_in_one_line(class_folder, tmp_path, capsys):
-  from pipeline import cli  # pylint: disable=g-import-not-at-top
+  from tools import cli  # pylint: disable=g-import-not-at-top
   output = str(tmp_path / 'run')
   holder = subprocess.Popen([sys.executable, '-c', _HOLD_LOCK, output], stdout=subprocess.PIPE,
                             text=True, cwd=os.path.dirname(os.path.dirname(__file__)))

@@ -9,7 +9,7 @@ import tensorflow as tf
 import tf_keras as keras
 from tfx import v1 as tfx
 
-from pipeline import preflight
+from tools import preflight
 from pipeline.configs import ConfigError, ModelConfig, ServingConfig, TrainingConfig, load_config
 from trainer import model as model_lib
 from trainer import task

@@ -17,7 +17,7 @@ import tempfile
 import pytest
 import yaml
 
-from kubeflow import beam
+from pipeline import beam
 from kubeflow import runner
 from pipeline.configs import load_config
 

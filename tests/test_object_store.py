@@ -19,7 +19,8 @@ from moto import server as moto_server
 from tfx.orchestration.pipeline import RunOptions
 
 from components import ingest_pipeline
-from pipeline import pipeline as pipeline_lib, report
+from pipeline import definition as pipeline_lib
+from tools import run_summary as report
 from pipeline.configs import load_config
 from tests.conftest import encode_image, random_pixels
 

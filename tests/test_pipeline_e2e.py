@@ -11,9 +11,10 @@ import pytest
 import tensorflow as tf
 
 from components import prediction_table
-from pipeline import batch_predict, demo_data, local_runner, predict, report
-from pipeline.model_dir import resolve_model_dir
-from pipeline.class_folder import load_class_folder
+from pipeline import local_runner
+from tools import batch_predict, demo_data, predict, run_summary as report
+from tools.model_dir import resolve_model_dir
+from tools.class_folder import load_class_folder
 from pipeline.configs import load_config
 from tests.conftest import tree_digest
 from trainer import tflite_export

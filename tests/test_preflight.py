@@ -11,7 +11,8 @@ import os
 import pytest
 import tf_keras as keras
 
-from pipeline import cli, local_runner, preflight
+from pipeline import local_runner
+from tools import cli, preflight
 from pipeline.configs import ConfigError, load_config
 from tests.conftest import encode_image, random_pixels
 from trainer.model import ModelConfigError, write_calibrated_weights

@@ -5,7 +5,7 @@ import pytest
 import tf_keras as keras
 
 from components.ingest_options import IngestError
-from pipeline import cli, pretrain
+from tools import cli, pretrain
 from pipeline.configs import ModelConfig
 from tests.conftest import encode_image
 from trainer import model as model_lib

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipeline import demo_data, local_runner, report
-from pipeline.model_dir import resolve_model_dir
-from pipeline.class_folder import load_class_folder
+from pipeline import local_runner
+from tools import demo_data, run_summary as report
+from tools.model_dir import resolve_model_dir
+from tools.class_folder import load_class_folder
 from pipeline.configs import load_config
 from trainer.model import write_calibrated_weights
 

@@ -7,7 +7,9 @@ import re
 
 import pytest
 
-from pipeline import cli, known_noise, local_runner, preflight, report
+from pipeline import local_runner
+from tools import cli, preflight, run_summary as report
+from console import known_noise
 from tests.cli_process import run_cli
 
 COMPONENTS = ('ImageFolderExampleGen', 'StatisticsGen', 'SchemaGen', 'Transform', 'Trainer',

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from tests.conftest import encode_image, random_pixels
 from tests.tiny_model import CLASS_NAMES, export_tiny_model
-from pipeline import predict
+from tools import predict
 from trainer import export
 
 NOT_AN_IMAGE = b'this is not an image'

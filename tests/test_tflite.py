@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from components import prediction_table
-from pipeline import batch_predict
+from tools import batch_predict
 from tests.conftest import encode_image, random_pixels
 from tests.tiny_model import IMAGE_SIZE, export_tiny_model, tiny_model
 from trainer import tflite_export

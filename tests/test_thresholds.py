@@ -8,7 +8,7 @@ from tensorflow_model_analysis.metrics import metric_types
 
 from components import evaluation_report
 from pipeline.configs import ConfigError, load_config
-from pipeline.pipeline import eval_config
+from pipeline.definition import eval_config
 
 ACCURACY = metric_types.MetricKey(name='sparse_categorical_accuracy')
 CHANGE = metric_types.MetricKey(name='sparse_categorical_accuracy', is_diff=True)

@@ -15,7 +15,7 @@ from tfx.types import standard_artifacts
 from components import evaluation_report, report_html
 from pipeline.configs import (ConfigError, ModelConfig, ServingConfig, TrainingConfig, TuningConfig,
                               load_config)
-from pipeline.pipeline import create_pipeline
+from pipeline.definition import create_pipeline
 from trainer import task, tuning
 
 MODEL = ModelConfig(image_size=75, cut_layer='mixed0', dense_units=8)

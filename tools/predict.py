@@ -1,5 +1,5 @@
 """A pushed SavedModel and its image-bytes signature, one image at a time (the batched,
-streaming `transfer-pipeline predict` is `pipeline.batch_predict`)."""
+streaming `transfer-pipeline predict` is `tools.batch_predict`)."""
 
 from typing import Dict, Iterator, Sequence
 

@@ -1,6 +1,6 @@
 """Validated `beam_pipeline_args` presets for StatisticsGen, Transform and Evaluator.
 
-    from kubeflow import beam
+    from pipeline import beam
     config.beam_pipeline_args = beam.beam_pipeline_args('multi_processing', num_workers=4)
     config.beam_pipeline_args = beam.beam_pipeline_args(
         'dataflow', project='my-project', region='europe-west4',

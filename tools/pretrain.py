@@ -19,7 +19,7 @@ from typing import Callable, List, Optional
 import numpy as np
 import tf_keras as keras
 
-from pipeline.class_folder import load_class_folder
+from tools.class_folder import load_class_folder
 from pipeline.configs import MIN_IMAGE_SIZE, ConfigError
 from trainer import model as model_lib
 

@@ -13,7 +13,7 @@ from components.evaluation_report import EvaluationReport
 from components.image_folder_example_gen import ImageFolderExampleGen
 from components.inference_table import InferenceTable
 from components.unlabeled_images import UnlabeledImageExampleGen
-from kubeflow import beam
+from pipeline import beam
 from pipeline.configs import EvaluationConfig, PipelineConfig
 from trainer.export import EXAMPLES_NUMERIC_SIGNATURE
 from trainer.features import CLASS_NAME_KEY, LABEL_KEY

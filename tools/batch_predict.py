@@ -17,12 +17,12 @@ from typing import Counter, Iterable, Iterator, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+import console
 from components import prediction_table
 from components.image_walk import ImageFile, count_files, walk_images
-from pipeline import predict
+from tools import predict
 from pipeline.configs import ConfigError, DataConfig
-from pipeline.model_dir import resolve_model_dir
-from pipeline.simple_progress import Progress
+from tools.model_dir import resolve_model_dir
 from trainer import export
 
 DEFAULT_BATCH_SIZE = 32
@@ -148,7 +148,8 @@ def command(model: str, inputs: Sequence[str], output: Optional[str],
   print(f'Model: {classifier.source} '
         f'(classes: {", ".join(classifier.class_names)})', file=sys.stderr)
   target, fmt = _open_output(output)
-  bar = Progress('predict', count_files(inputs) if sys.stderr.isatty() else None)
+  bar = console.Progress(total=count_files(inputs) if sys.stderr.isatty() else None,
+                         label='predict', unit='images', stream=sys.stderr)
   with target as out:
     writer = prediction_table.PredictionWriter(out, classifier.class_names, fmt)
     summary = predict_files(classifier, inputs, writer, batch_size, max_pixels, progress=bar)

@@ -8,7 +8,7 @@ import time
 from typing import List
 
 import console
-from pipeline import component_results
+from tools import component_results
 from pipeline.observed_runner import Outcome
 
 START = '...'

@@ -13,11 +13,12 @@ import sys
 from typing import Callable, List, Optional
 
 import console
-from pipeline import known_noise, preflight, run_log
+from tools import preflight, run_log
+from console import known_noise
 from pipeline.configs import ConfigError
 from pipeline.output_lock import OutputLockedError, output_lock
 
-# User errors that need no TensorFlow to raise (pipeline.errors has the full list).
+# User errors that need no TensorFlow to raise (tools.errors has the full list).
 FAST_USER_ERRORS = (ConfigError, OutputLockedError)
 
 
@@ -43,7 +44,7 @@ def _require_folder(path: str, flag: str) -> None:
 
 def _apply_beam_flags(config, args: argparse.Namespace):
   """--beam-preset replaces the config's Beam arguments; --beam-arg adds to them."""
-  from kubeflow import beam  # pylint: disable=g-import-not-at-top
+  from pipeline import beam  # pylint: disable=g-import-not-at-top
   if args.beam_option and not args.beam_preset:
     raise ConfigError('--beam-option needs --beam-preset.')
   if args.beam_preset:
@@ -83,8 +84,9 @@ def _run_config(args: argparse.Namespace):
 def _run_pipeline(config) -> None:
   """Heavy part of `run`, inside the log capture: preflight, components, summary."""
   # pylint: disable=g-import-not-at-top
-  from pipeline import local_runner, report
-  from pipeline.run_console import ComponentLines
+  from pipeline import local_runner
+  from tools import run_summary as report
+  from tools.run_console import ComponentLines
   # pylint: enable=g-import-not-at-top
   preflight.check(config)
   local_runner.run(config, listener=ComponentLines())
@@ -132,7 +134,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-  from pipeline.model_dir import resolve_model_dir  # pylint: disable=g-import-not-at-top
+  from tools.model_dir import resolve_model_dir  # pylint: disable=g-import-not-at-top
   if not os.path.exists(args.model):  # before TensorFlow is imported: answers at once
     raise ConfigError(f'--model: {args.model} does not exist.')
   if not args.model.endswith('.tflite'):
@@ -140,13 +142,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
       resolve_model_dir(args.model)
     except FileNotFoundError as e:
       raise ConfigError(f'--model: {e}') from e
-  from pipeline import batch_predict  # pylint: disable=g-import-not-at-top
+  from tools import batch_predict  # pylint: disable=g-import-not-at-top
   return batch_predict.command(args.model, args.inputs, args.output, args.batch_size,
                                args.max_image_pixels)
 
 
 def _cmd_demo_data(args: argparse.Namespace) -> int:
-  from pipeline import demo_data  # pylint: disable=g-import-not-at-top
+  from tools import demo_data  # pylint: disable=g-import-not-at-top
   counts = demo_data.write_digits(args.output, args.digits)
   print(f'Wrote {sum(counts.values())} digit images to {args.output}: {counts}')
   return 0
@@ -156,7 +158,7 @@ def _cmd_calibrate_weights(args: argparse.Namespace) -> int:
   _require_folder(args.data, '--data')
 
   def calibrate():
-    from pipeline.class_folder import load_class_folder  # pylint: disable=g-import-not-at-top
+    from tools.class_folder import load_class_folder  # pylint: disable=g-import-not-at-top
     from trainer import model as model_lib  # pylint: disable=g-import-not-at-top
     images = load_class_folder(args.data, args.image_size, args.per_class).images
     model_lib.write_calibrated_weights(args.output, images)
@@ -170,7 +172,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
   _require_folder(args.data, '--data')
 
   def train():
-    from pipeline import pretrain  # pylint: disable=g-import-not-at-top
+    from tools import pretrain  # pylint: disable=g-import-not-at-top
     pretrain.pretrain(args.data, args.output, image_size=args.image_size, epochs=args.epochs,
                       batch_size=args.batch_size, learning_rate=args.learning_rate,
                       holdout_percent=args.holdout_percent, per_class=args.per_class,
@@ -268,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _is_user_error(error: BaseException) -> bool:
   if isinstance(error, FAST_USER_ERRORS + (UsageError,)):
     return True
-  from pipeline.errors import USER_ERRORS  # pylint: disable=g-import-not-at-top
+  from tools.errors import USER_ERRORS  # pylint: disable=g-import-not-at-top
   return isinstance(error, USER_ERRORS)
 
 
