@@ -63,10 +63,13 @@ class TrainingConfig:
   batch_size: int = 32
   learning_rate: float = 1e-4
   augment: bool = True
-  # With augmentation off, compute the frozen backbone's features once (cached
-  # on disk) and train only the head on them: the same model, without the E-1
-  # repeated backbone passes.
+  # Compute the frozen backbone's features once (cached on disk) and train only the
+  # head on them: the same model, without the repeated backbone passes. With
+  # augmentation on, the features of `augmented_views` seeded augmentations of every
+  # training image are cached; epoch e trains on view e mod K (K >= epochs: a fresh
+  # augmentation every epoch, as without the cache).
   feature_cache: bool = True
+  augmented_views: int = 4
   seed: int = 42
   # Phase two (off by default): after `epochs` epochs on the frozen backbone,
   # make the backbone trainable from this layer (e.g. 'mixed6') up to the cut
@@ -139,6 +142,7 @@ class PipelineConfig:
     _check(self.model.pooling in POOLINGS, 'model.pooling', ' or '.join(map(repr, POOLINGS)))
     _check(self.training.epochs >= 1, 'training.epochs', 'an integer >= 1')
     _check(self.training.batch_size >= 1, 'training.batch_size', 'an integer >= 1')
+    _check(self.training.augmented_views >= 1, 'training.augmented_views', 'an integer >= 1')
     _check(self.training.learning_rate > 0, 'training.learning_rate',
            'a positive number')
     self._validate_fine_tuning()

@@ -37,7 +37,7 @@ def run_both_phases(tmp_path_factory):
   seen = {'shuffles': []}
   real_fine_tune = task.fine_tune
 
-  def pixel_datasets(fn_args, tft_output, model_config, training, shuffle_train):
+  def pixel_datasets(fn_args, tft_output, model_config, training, shuffle_train, **unused):
     seen['shuffles'].append(shuffle_train)
     return _datasets()
 

@@ -5,7 +5,7 @@ import json
 import logging
 import os
 import shutil
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -14,7 +14,7 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from pipeline.configs import ModelConfig, TrainingConfig
-from trainer import export, model as model_lib, plots
+from trainer import augment as augment_lib, export, model as model_lib, plots, view_cache
 from trainer.features import IMAGE_KEY, LABEL_KEY
 from trainer.preprocessing import bytes_to_pixels
 
@@ -26,21 +26,14 @@ def trainer_custom_config(model: ModelConfig, training: TrainingConfig,
           'class_names': list(class_names)}
 
 
-def augmentation(seed: int) -> keras.Sequential:
-  """The lesson's augmentation: flip, rotation (40 deg), shifts, zoom, contrast."""
-  return keras.Sequential([
-      keras.layers.RandomFlip('horizontal', seed=seed),
-      keras.layers.RandomRotation(40 / 360, seed=seed),
-      keras.layers.RandomTranslation(0.2, 0.2, seed=seed),
-      keras.layers.RandomZoom(0.2, seed=seed),
-      keras.layers.RandomContrast(0.2, seed=seed),
-  ], name='augmentation')
-
-
 def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor,
              tf_transform_output: tft.TFTransformOutput, image_size: int,
-             training: TrainingConfig, shuffle: bool, augment: bool) -> tf.data.Dataset:
-  """Batches of (float pixels [B, H, W, 3] in 0..255, float label [B, 1]), one pass."""
+             training: TrainingConfig, shuffle: bool, augment: bool,
+             keep_keys: bool = False) -> tf.data.Dataset:
+  """Batches of (float pixels [B, H, W, 3] in 0..255, float label [B, 1]), one pass;
+  with `keep_keys`, (pixels, label, image key [B]) for `augment.augment`.
+
+  Augmented batches draw a new seeded augmentation of every image each epoch."""
   dataset = data_accessor.tf_dataset_factory(
       file_pattern,
       tfxio.TensorFlowDatasetOptions(batch_size=training.batch_size, label_key=LABEL_KEY,
@@ -49,13 +42,19 @@ def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
       tf_transform_output.transformed_metadata.schema)
 
   def to_pixels(features, label):
-    return bytes_to_pixels(features[IMAGE_KEY], image_size), tf.reshape(label, [-1, 1])
+    data = features[IMAGE_KEY]
+    return (bytes_to_pixels(data, image_size), tf.reshape(label, [-1, 1]),
+            augment_lib.image_keys(data))
 
   dataset = dataset.map(to_pixels, num_parallel_calls=tf.data.AUTOTUNE)
-  if augment:
-    augmenter = augmentation(training.seed)
-    dataset = dataset.map(lambda x, y: (augmenter(x, training=True), y),
-                          num_parallel_calls=tf.data.AUTOTUNE)
+  if augment:  # one seeded draw per batch and epoch numbers the view of its images
+    draws = tf.data.Dataset.random(seed=training.seed, rerandomize_each_iteration=True)
+    dataset = tf.data.Dataset.zip(dataset, draws).map(
+        lambda batch, draw: (augment_lib.augment(batch[0], batch[2], draw, training.seed),
+                             batch[1], batch[2]),
+        num_parallel_calls=tf.data.AUTOTUNE)
+  if not keep_keys:
+    dataset = dataset.map(lambda x, y, keys: (x, y))
   return dataset.prefetch(tf.data.AUTOTUNE)
 
 
@@ -71,48 +70,74 @@ def cached_features(dataset: tf.data.Dataset, extractor: keras.Model, cache_file
 
 
 def _pixel_datasets(fn_args: tfx.components.FnArgs, tf_transform_output: tft.TFTransformOutput,
-                    model_config: ModelConfig, training: TrainingConfig,
-                    shuffle_train: bool) -> Dict[str, tf.data.Dataset]:
-  """'train' (augmented when configured) and 'eval' pixel datasets."""
+                    model_config: ModelConfig, training: TrainingConfig, shuffle_train: bool,
+                    augment_train: bool, keep_keys: bool = False) -> Dict[str, tf.data.Dataset]:
+  """'train' (augmented on the fly when `augment_train`) and 'eval' pixel datasets."""
   return {
       split: input_fn(files, fn_args.data_accessor, tf_transform_output,
                       model_config.image_size, training,
                       shuffle=(split == 'train' and shuffle_train),
-                      augment=(split == 'train' and training.augment))
+                      augment=(split == 'train' and augment_train), keep_keys=keep_keys)
       for split, files in (('train', fn_args.train_files), ('eval', fn_args.eval_files))}
 
 
 def _fit(model: keras.Model, train: tf.data.Dataset, evaluation: tf.data.Dataset,
-         fn_args: tfx.components.FnArgs, epochs: int,
-         initial_epoch: int = 0) -> keras.callbacks.History:
+         fn_args: tfx.components.FnArgs, epochs: int, initial_epoch: int = 0,
+         steps_per_epoch: Optional[int] = None) -> keras.callbacks.History:
   return model.fit(
       train, epochs=epochs, initial_epoch=initial_epoch, validation_data=evaluation,
-      steps_per_epoch=fn_args.train_steps, validation_steps=fn_args.eval_steps,
+      steps_per_epoch=steps_per_epoch or fn_args.train_steps,
+      validation_steps=fn_args.eval_steps,
       callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)], verbose=2)
 
 
+def uses_view_cache(training: TrainingConfig) -> bool:
+  """Augmented training through the feature cache (K augmented views per image)."""
+  return training.feature_cache and training.augment
+
+
+def cached_views(pixels: tf.data.Dataset, extractor: keras.Model, cache_dir: str,
+                 training: TrainingConfig) -> Tuple[tf.data.Dataset, int]:
+  """(pixels, label, key) batches -> (feature batches of one augmented view per image
+  and epoch, steps per epoch); min(augmented_views, epochs) views computed once."""
+  views = min(training.augmented_views, training.epochs)
+  logging.warning('Feature pass: %d augmented view(s) of every training image.', views)
+  cache = view_cache.write_views(pixels, extractor, views, cache_dir, training.seed,
+                                 progress=view_cache.ProgressLog(f'x {views} views'))
+  logging.warning('Cached %d views of %d training images.', cache.views, cache.examples)
+  batches = view_cache.epoch_batches(cache, training.epochs, training.batch_size, training.seed)
+  return batches, view_cache.steps_per_epoch(cache, training.batch_size)
+
+
 def _train_head(model: keras.Model, backbone: keras.Model, head: keras.Model,
-                datasets: Dict[str, tf.data.Dataset], use_cache: bool, num_classes: int,
+                datasets: Dict[str, tf.data.Dataset], num_classes: int,
                 training: TrainingConfig,
                 fn_args: tfx.components.FnArgs) -> keras.callbacks.History:
   """Phase one: the head on the frozen backbone, through the feature cache or not."""
-  if not use_cache:
-    logging.warning('Feature cache OFF (%s): the full model runs every epoch.',
-                    'augmentation is on' if training.augment else 'training.feature_cache=false')
+  if not training.feature_cache:
+    logging.warning('Feature cache OFF (training.feature_cache=false): the full model runs '
+                    'every epoch.')
     model_lib.compile_model(model, num_classes, training.learning_rate)
     return _fit(model, datasets['train'], datasets['eval'], fn_args, training.epochs)
-  logging.warning('Feature cache ON: the backbone is frozen and augmentation is off, so its '
-                  'features are computed once and the head trains on them.')
+  logging.warning('Feature cache ON: the backbone is frozen, so its features are computed '
+                  'once (%s) and the head trains on them.',
+                  f'{training.augmented_views} augmented views' if training.augment
+                  else 'augmentation off')
   cache_dir = os.path.join(fn_args.model_run_dir, 'feature_cache')
   os.makedirs(cache_dir, exist_ok=True)
   extractor = model_lib.feature_extractor(backbone)
-  train = cached_features(datasets['train'], extractor, os.path.join(cache_dir, 'train'),
-                          training.batch_size, shuffle_seed=training.seed)
-  evaluation = cached_features(datasets['eval'], extractor, os.path.join(cache_dir, 'eval'),
-                               training.batch_size)
-  model_lib.compile_model(head, num_classes, training.learning_rate, jit_compile=True)
   try:
-    return _fit(head, train, evaluation, fn_args, training.epochs)
+    if uses_view_cache(training):
+      train, steps = cached_views(datasets['train'], extractor,
+                                  os.path.join(cache_dir, 'train_views'), training)
+    else:
+      train = cached_features(datasets['train'], extractor, os.path.join(cache_dir, 'train'),
+                              training.batch_size, shuffle_seed=training.seed)
+      steps = None
+    evaluation = cached_features(datasets['eval'], extractor, os.path.join(cache_dir, 'eval'),
+                                 training.batch_size)
+    model_lib.compile_model(head, num_classes, training.learning_rate, jit_compile=True)
+    return _fit(head, train, evaluation, fn_args, training.epochs, steps_per_epoch=steps)
   finally:  # the cache can be large: never leave it in the ModelRun artifact
     shutil.rmtree(cache_dir, ignore_errors=True)
 
@@ -158,9 +183,13 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   keras.utils.set_random_seed(training.seed)
 
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-  use_cache = training.feature_cache and not training.augment
+  use_cache = training.feature_cache
+  # The plain cache reads pixels in file order and shuffles features; the view cache
+  # shuffles pixels (seeded) so that every view file is class-mixed.
   datasets = _pixel_datasets(fn_args, tf_transform_output, model_config, training,
-                             shuffle_train=not use_cache)
+                             shuffle_train=not use_cache or uses_view_cache(training),
+                             augment_train=training.augment and not use_cache,
+                             keep_keys=uses_view_cache(training))
 
   num_classes = len(class_names)
   backbone = model_lib.build_backbone(model_config)
@@ -171,13 +200,13 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   logging.info('Training on %d classes %s, backbone weights: %s.', num_classes, class_names,
                model_config.weights)
   os.makedirs(fn_args.model_run_dir, exist_ok=True)
-  history = _train_head(model, backbone, head, datasets, use_cache, num_classes, training,
+  history = _train_head(model, backbone, head, datasets, num_classes, training,
                         fn_args).history
   fine_tune_start = None
   if training.fine_tune_from:
-    if use_cache:  # phase one read unshuffled pixels; the backbone now changes every step
+    if use_cache:  # phase one read features; the backbone now changes every step
       datasets = _pixel_datasets(fn_args, tf_transform_output, model_config, training,
-                                 shuffle_train=True)
+                                 shuffle_train=True, augment_train=training.augment)
     phase_two = fine_tune(model, backbone, datasets['train'], datasets['eval'], num_classes,
                           training, fn_args)
     history, fine_tune_start = merge_histories(history, phase_two.history), training.epochs
