@@ -69,7 +69,8 @@ def _example_gen(config: PipelineConfig):
 
 
 def eval_config(config: PipelineConfig, num_classes: int) -> tfma.EvalConfig:
-  """Accuracy (and AUC for two classes), sliced by true class, with blessing thresholds."""
+  """Accuracy (and AUC for two classes), sliced by true class, with blessing thresholds;
+  the confusion matrix plot."""
   accuracy = tfma.MetricConfig(
       class_name='SparseCategoricalAccuracy',
       threshold=tfma.MetricThreshold(
@@ -78,8 +79,11 @@ def eval_config(config: PipelineConfig, num_classes: int) -> tfma.EvalConfig:
           change_threshold=tfma.GenericChangeThreshold(
               direction=tfma.MetricDirection.HIGHER_IS_BETTER,
               absolute={'value': -config.evaluation.max_accuracy_drop - 1e-10})))
-  metrics_specs = [tfma.MetricsSpec(metrics=[tfma.MetricConfig(class_name='ExampleCount'),
-                                             accuracy])]
+  # The confusion matrix (top class vs true class) for the EvaluationReport, from the
+  # Evaluator's own pass over the eval split.
+  metrics_specs = [tfma.MetricsSpec(metrics=[
+      tfma.MetricConfig(class_name='ExampleCount'), accuracy,
+      tfma.MetricConfig(class_name='MultiClassConfusionMatrixPlot')])]
   if num_classes == 2:
     metrics_specs.append(tfma.MetricsSpec(
         metrics=[tfma.MetricConfig(class_name='AUC')],

@@ -98,16 +98,3 @@ def test_views_are_reproducible_and_stored_compactly_in_bfloat16(tmp_path, extra
     assert half[0][i].dtype == np.float32
     np.testing.assert_allclose(half[0][i], full[0][i], rtol=2**-8, atol=1e-6 * scale)
   assert os.path.getsize(compact.files[0]) < 0.6 * os.path.getsize(first.files[0])
-
-
-def test_augmentation_depends_only_on_seed_key_and_view(images):
-  pixels, _, keys = images
-  batch = augment.augment(pixels, keys, 1, SEED).numpy()
-  alone = augment.augment(pixels[3:4], keys[3:4], 1, SEED).numpy()
-  np.testing.assert_array_equal(batch[3:4], alone)  # not on batch composition
-  assert batch.min() >= 0 and batch.max() <= 255
-  for other in (augment.augment(pixels, keys, 2, SEED), augment.augment(pixels, keys, 1, SEED + 1)):
-    assert np.abs(other.numpy() - batch).mean() > 5
-  draws = augment._uniform_draws(tf.range(2000, dtype=tf.int64), 0, SEED).numpy()
-  assert 0.45 < (draws[:, 0] < 0.5).mean() < 0.55  # half of the images flipped
-  assert np.all((draws >= 0) & (draws < 1))

@@ -14,7 +14,8 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from pipeline.configs import ModelConfig, TrainingConfig
-from trainer import augment as augment_lib, export, model as model_lib, plots, view_cache
+from trainer import augment as augment_lib, eval_predictions, export, model as model_lib, plots
+from trainer import view_cache
 from trainer.features import IMAGE_KEY, LABEL_KEY
 from trainer.preprocessing import bytes_to_pixels
 
@@ -77,7 +78,8 @@ def _pixel_datasets(fn_args: tfx.components.FnArgs, tf_transform_output: tft.TFT
       split: input_fn(files, fn_args.data_accessor, tf_transform_output,
                       model_config.image_size, training,
                       shuffle=(split == 'train' and shuffle_train),
-                      augment=(split == 'train' and augment_train), keep_keys=keep_keys)
+                      augment=(split == 'train' and augment_train),
+                      keep_keys=(split == 'train' and keep_keys))
       for split, files in (('train', fn_args.train_files), ('eval', fn_args.eval_files))}
 
 
@@ -137,9 +139,31 @@ def _train_head(model: keras.Model, backbone: keras.Model, head: keras.Model,
     evaluation = cached_features(datasets['eval'], extractor, os.path.join(cache_dir, 'eval'),
                                  training.batch_size)
     model_lib.compile_model(head, num_classes, training.learning_rate, jit_compile=True)
-    return _fit(head, train, evaluation, fn_args, training.epochs, steps_per_epoch=steps)
+    history = _fit(head, train, evaluation, fn_args, training.epochs, steps_per_epoch=steps)
+    if not training.fine_tune_from:  # the final model: the head on these eval features
+      _write_eval_predictions(head, evaluation, datasets['eval_keys'], backbone.input_shape[1],
+                              fn_args)
+    return history
   finally:  # the cache can be large: never leave it in the ModelRun artifact
     shutil.rmtree(cache_dir, ignore_errors=True)
+
+
+def eval_keys(fn_args: tfx.components.FnArgs, tf_transform_output: tft.TFTransformOutput,
+              model_config: ModelConfig, training: TrainingConfig) -> tf.data.Dataset:
+  """[B] image keys of the eval split, in the order of the 'eval' pixel dataset."""
+  keyed = input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
+                   model_config.image_size, training, shuffle=False, augment=False,
+                   keep_keys=True)
+  return keyed.map(lambda pixels, label, keys: keys)
+
+
+def _write_eval_predictions(model: keras.Model, evaluation: tf.data.Dataset,
+                            keys: tf.data.Dataset, image_size: int,
+                            fn_args: tfx.components.FnArgs) -> None:
+  """The final model's eval predictions, for the EvaluationReport (no third eval pass)."""
+  predictions = eval_predictions.predict(model, evaluation, keys, image_size)
+  path = eval_predictions.write(predictions, fn_args.model_run_dir)
+  logging.info('Wrote %d eval predictions to %s.', len(predictions.by_key), path)
 
 
 def fine_tune(model: keras.Model, backbone: keras.Model, train: tf.data.Dataset,
@@ -190,6 +214,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                              shuffle_train=not use_cache or uses_view_cache(training),
                              augment_train=training.augment and not use_cache,
                              keep_keys=uses_view_cache(training))
+  keys = eval_keys(fn_args, tf_transform_output, model_config, training)
+  datasets['eval_keys'] = keys
 
   num_classes = len(class_names)
   backbone = model_lib.build_backbone(model_config)
@@ -207,9 +233,13 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     if use_cache:  # phase one read features; the backbone now changes every step
       datasets = _pixel_datasets(fn_args, tf_transform_output, model_config, training,
                                  shuffle_train=True, augment_train=training.augment)
+      datasets['eval_keys'] = keys
     phase_two = fine_tune(model, backbone, datasets['train'], datasets['eval'], num_classes,
                           training, fn_args)
     history, fine_tune_start = merge_histories(history, phase_two.history), training.epochs
+  if not use_cache or training.fine_tune_from:  # else written from the cached features
+    _write_eval_predictions(model, datasets['eval'], datasets['eval_keys'],
+                            model_config.image_size, fn_args)
 
   _save_history(history, fn_args.model_run_dir, fine_tune_start)
   export.export_serving_model(model, tf_transform_output, class_names,
