@@ -19,6 +19,7 @@ import yaml
 MIN_IMAGE_SIZE = 75
 WEIGHTS_CHOICES = ('imagenet', 'none')
 POOLINGS = ('flatten', 'average')
+FEATURE_PRECISIONS = ('auto', 'float32', 'bfloat16')
 
 
 class ConfigError(ValueError):
@@ -55,6 +56,11 @@ class ModelConfig:
   # 150 px a 38M-weight Dense layer) or 'average' (GlobalAveragePooling2D: 0.8M weights,
   # much cheaper to train, a different model).
   pooling: str = 'flatten'
+  # The frozen backbone's forward pass for the feature cache: 'bfloat16' computes and
+  # stores features in bfloat16 (the head still trains in float32; the exported model
+  # stays float32); 'auto' picks bfloat16 where the hardware has it (CPU flags
+  # avx512_bf16 or amx_bf16, or a GPU of compute capability >= 8.0), else float32.
+  feature_precision: str = 'auto'
 
 
 @dataclasses.dataclass
@@ -140,6 +146,8 @@ class PipelineConfig:
     _check(self.model.dense_units >= 1, 'model.dense_units', 'an integer >= 1')
     _check(0.0 <= self.model.dropout < 1.0, 'model.dropout', 'a number in [0, 1)')
     _check(self.model.pooling in POOLINGS, 'model.pooling', ' or '.join(map(repr, POOLINGS)))
+    _check(self.model.feature_precision in FEATURE_PRECISIONS, 'model.feature_precision',
+           ' or '.join(map(repr, FEATURE_PRECISIONS)))
     _check(self.training.epochs >= 1, 'training.epochs', 'an integer >= 1')
     _check(self.training.batch_size >= 1, 'training.batch_size', 'an integer >= 1')
     _check(self.training.augmented_views >= 1, 'training.augmented_views', 'an integer >= 1')

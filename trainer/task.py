@@ -64,7 +64,8 @@ def cached_features(dataset: tf.data.Dataset, extractor: keras.Model, cache_file
   """(pixels, label) batches -> (features, label) batches; features computed on the
   first pass only and streamed to `cache_file`, later epochs read them back."""
   features = dataset.map(lambda x, y: (extractor(x, training=False), y)).unbatch()
-  features = features.cache(cache_file)
+  # Stored as the extractor computes them (bfloat16 features stay compact on disk).
+  features = features.cache(cache_file).map(lambda f, y: (tf.cast(f, tf.float32), y))
   if shuffle_seed is not None:
     features = features.shuffle(4 * batch_size, seed=shuffle_seed, reshuffle_each_iteration=True)
   return features.batch(batch_size).prefetch(tf.data.AUTOTUNE)
@@ -99,12 +100,13 @@ def uses_view_cache(training: TrainingConfig) -> bool:
 
 
 def cached_views(pixels: tf.data.Dataset, extractor: keras.Model, cache_dir: str,
-                 training: TrainingConfig) -> Tuple[tf.data.Dataset, int]:
+                 training: TrainingConfig,
+                 dtype: tf.DType = tf.float32) -> Tuple[tf.data.Dataset, int]:
   """(pixels, label, key) batches -> (feature batches of one augmented view per image
   and epoch, steps per epoch); min(augmented_views, epochs) views computed once."""
   views = min(training.augmented_views, training.epochs)
   logging.warning('Feature pass: %d augmented view(s) of every training image.', views)
-  cache = view_cache.write_views(pixels, extractor, views, cache_dir, training.seed,
+  cache = view_cache.write_views(pixels, extractor, views, cache_dir, training.seed, dtype,
                                  progress=view_cache.ProgressLog(f'x {views} views'))
   logging.warning('Cached %d views of %d training images.', cache.views, cache.examples)
   batches = view_cache.epoch_batches(cache, training.epochs, training.batch_size, training.seed)
@@ -113,27 +115,34 @@ def cached_views(pixels: tf.data.Dataset, extractor: keras.Model, cache_dir: str
 
 def _train_head(model: keras.Model, backbone: keras.Model, head: keras.Model,
                 datasets: Dict[str, tf.data.Dataset], num_classes: int,
-                training: TrainingConfig,
-                fn_args: tfx.components.FnArgs) -> keras.callbacks.History:
-  """Phase one: the head on the frozen backbone, through the feature cache or not."""
+                training: TrainingConfig, fn_args: tfx.components.FnArgs,
+                feature_precision: str = 'float32') -> keras.callbacks.History:
+  """Phase one: the head on the frozen backbone, through the feature cache or not.
+
+  `feature_precision` 'bfloat16' computes and stores the training features in bfloat16;
+  eval features stay float32, so validation and the eval predictions are the exported
+  float32 model's."""
   if not training.feature_cache:
     logging.warning('Feature cache OFF (training.feature_cache=false): the full model runs '
                     'every epoch.')
     model_lib.compile_model(model, num_classes, training.learning_rate)
     return _fit(model, datasets['train'], datasets['eval'], fn_args, training.epochs)
   logging.warning('Feature cache ON: the backbone is frozen, so its features are computed '
-                  'once (%s) and the head trains on them.',
+                  'once (%s; training features in %s) and the head trains on them.',
                   f'{training.augmented_views} augmented views' if training.augment
-                  else 'augmentation off')
+                  else 'augmentation off', feature_precision)
   cache_dir = os.path.join(fn_args.model_run_dir, 'feature_cache')
   os.makedirs(cache_dir, exist_ok=True)
   extractor = model_lib.feature_extractor(backbone)
+  train_extractor = model_lib.feature_extractor(backbone, feature_precision)
   try:
     if uses_view_cache(training):
-      train, steps = cached_views(datasets['train'], extractor,
-                                  os.path.join(cache_dir, 'train_views'), training)
+      train, steps = cached_views(datasets['train'], train_extractor,
+                                  os.path.join(cache_dir, 'train_views'), training,
+                                  tf.dtypes.as_dtype(feature_precision))
     else:
-      train = cached_features(datasets['train'], extractor, os.path.join(cache_dir, 'train'),
+      train = cached_features(datasets['train'], train_extractor,
+                              os.path.join(cache_dir, 'train'),
                               training.batch_size, shuffle_seed=training.seed)
       steps = None
     evaluation = cached_features(datasets['eval'], extractor, os.path.join(cache_dir, 'eval'),
@@ -226,8 +235,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   logging.info('Training on %d classes %s, backbone weights: %s.', num_classes, class_names,
                model_config.weights)
   os.makedirs(fn_args.model_run_dir, exist_ok=True)
-  history = _train_head(model, backbone, head, datasets, num_classes, training,
-                        fn_args).history
+  history = _train_head(model, backbone, head, datasets, num_classes, training, fn_args,
+                        model_lib.resolve_feature_precision(model_config.feature_precision)
+                        ).history
   fine_tune_start = None
   if training.fine_tune_from:
     if use_cache:  # phase one read features; the backbone now changes every step
