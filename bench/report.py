@@ -174,7 +174,7 @@ def _targets(f: Figures, settings: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
       'speedup_pipeline_vs_baseline': ('>= 5x', lambda v: v >= 5),
       'speedup_views_vs_augmented_baseline': ('>= 3x', lambda v: v >= 3),
       'speedup_augmented_pipeline_vs_augmented_baseline': ('>= 3x', lambda v: v >= 3),
-      'val_accuracy_views_minus_uncached': ('within 1 point', lambda v: abs(v) <= 0.01),
+      'val_accuracy_views_minus_uncached': ('at most 1 point below', lambda v: v >= -0.01),
       'speedup_bfloat16_feature_pass': ('>= 1.4x', lambda v: v >= 1.4),
   }
   for key, (text, check) in optional.items():
