@@ -14,6 +14,7 @@ is the same in every run.
 """
 
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -113,16 +114,14 @@ def epoch_batches(cache: ViewCache, epochs: int, batch_size: int, seed: int,
   """(float32 features, label) batches for `epochs` epochs in one stream: epoch e
   is view e mod K, every example once, shuffled (seeded per epoch).
   Fit with `steps_per_epoch(cache, batch_size)` so that epochs and views line up."""
-  files = tf.constant(cache.files)
-
-  def one_epoch(epoch):
-    return (tf.data.TFRecordDataset(files[epoch % cache.views])
+  def one_epoch(epoch: int) -> tf.data.Dataset:
+    return (tf.data.TFRecordDataset(cache.files[epoch % cache.views])
             .shuffle(SHUFFLE_BUFFER, seed=seed * 1_000_003 + epoch)
             .batch(batch_size))
 
-  return (tf.data.Dataset.range(initial_epoch, epochs, output_type=tf.int64)
-          .flat_map(one_epoch)
-          .map(_parser(cache), num_parallel_calls=tf.data.AUTOTUNE)
+  stream = functools.reduce(tf.data.Dataset.concatenate,
+                            [one_epoch(e) for e in range(initial_epoch, epochs)])
+  return (stream.map(_parser(cache), num_parallel_calls=tf.data.AUTOTUNE)
           .prefetch(tf.data.AUTOTUNE))
 
 
