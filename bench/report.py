@@ -52,9 +52,9 @@ def _feature_pass(raw: Dict[str, Any]) -> Figures:
       'bfloat16_max_error_over_max_feature': fp['max_error_over_max_feature'],
       'bfloat16_mean_error_over_mean_feature': fp['mean_error_over_mean_feature'],
       'cached_val_accuracy_by_precision': {
-          raw['trainer_cached'].get('feature_precision', 'auto'):
+          raw['trainer_cached'].get('feature_precision', 'float32'):
               raw['trainer_cached']['val_accuracy'],
-          'float32': raw['trainer_cached_float32']['val_accuracy']},
+          'bfloat16': raw['trainer_cached_bfloat16']['val_accuracy']},
   }
 
 

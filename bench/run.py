@@ -37,7 +37,7 @@ class Bench:
   def config(self, data: str, name: str, **training: Any) -> PipelineConfig:
     """The pipeline config every path shares: augment off (unless `augment=True`),
     always push, no pipeline cache. `precision` sets model.feature_precision."""
-    precision = training.pop('precision', 'auto')
+    precision = training.pop('precision', PipelineConfig().model.feature_precision)
     overrides = {'pipeline_name': 'bench', 'output': os.path.join(self.work, 'runs', name),
                  'data.path': data, 'model.weights': self.weights,
                  'model.image_size': self.args.image_size, 'model.pooling': self.args.pooling,
@@ -167,8 +167,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
   for name, cache in (('trainer_cached', True), ('trainer_uncached', False)):
     raw[name] = bench.stage(name, 'trainer', bench.config(full, 'full', feature_cache=cache),
                             '--output', os.path.join(work, name))[0]
-  raw['trainer_cached_float32'] = bench.trainer('trainer_cached_float32', full, 'full',
-                                                precision='float32')
+  raw['trainer_cached_bfloat16'] = bench.trainer('trainer_cached_bfloat16', full, 'full',
+                                                 precision='bfloat16')
   raw['feature_pass'] = bench.stage('feature_pass', 'feature_pass', config, '--images',
                                     _train_folder(full))[0]
   raw['augmented'] = augmented(bench, full)
