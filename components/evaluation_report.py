@@ -115,10 +115,10 @@ def load_decision(evaluation_uri: str, blessed: Optional[bool],
 def load_confusion_matrix(evaluation_uri: str, num_classes: int) -> Optional[np.ndarray]:
   """[true class, predicted class] counts of TFMA's MultiClassConfusionMatrixPlot on the
   overall slice (the Evaluator's pass over the eval split); None if it was not computed."""
-  for slice_key, plots in tfma.load_eval_result(evaluation_uri).plots:
+  for slice_key, slice_plots in tfma.load_eval_result(evaluation_uri).plots:
     if slice_key:
       continue
-    for output in plots.values():
+    for output in slice_plots.values():
       for sub_key in output.values():
         matrices = sub_key.get(_CONFUSION_PLOT, {}).get('matrices', [])
         if matrices:

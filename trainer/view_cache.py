@@ -19,7 +19,7 @@ import logging
 import math
 import os
 import time
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
