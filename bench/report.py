@@ -48,6 +48,87 @@ def _training(raw: Dict[str, Any]) -> Figures:
 INFERENCE_COMPONENTS = ('UnlabeledImageExampleGen', 'BulkInferrer', 'InferenceTable')
 
 
+def _feature_pass(raw: Dict[str, Any]) -> Figures:
+  """Backbone alone, float32 vs bfloat16; accuracy of the cached Trainer with each."""
+  fp = raw.get('feature_pass')
+  if not fp:
+    return {}
+  return {
+      'feature_pass_images_per_second': {'float32': fp['float32_images_per_second'],
+                                         'bfloat16': fp['bfloat16_images_per_second']},
+      'speedup_bfloat16_feature_pass': _ratio(fp['bfloat16_images_per_second'],
+                                              fp['float32_images_per_second']),
+      'bfloat16_max_error_over_max_feature': fp['max_error_over_max_feature'],
+      'bfloat16_mean_error_over_mean_feature': fp['mean_error_over_mean_feature'],
+      'cached_val_accuracy_by_precision': {
+          raw['trainer_cached'].get('feature_precision', 'float32'):
+              raw['trainer_cached']['val_accuracy'],
+          'bfloat16': raw['trainer_cached_bfloat16']['val_accuracy']},
+  }
+
+
+def _sweep(views: Dict[str, Any]) -> Dict[str, Dict[str, float]]:
+  return {k: {'seconds': r['seconds'], 'val_accuracy': r['val_accuracy'],
+              'val_accuracy_mean_last_half': r.get('val_accuracy_mean_last_half')}
+          for k, r in views.items()}
+
+
+def _accuracy_text(run: Dict[str, Any]) -> str:
+  """Last epoch's val accuracy (and the mean over the last half of the epochs)."""
+  mean = run.get('val_accuracy_mean_last_half')
+  return f'{run["val_accuracy"]:.3f}' + (f' (mean {mean:.3f})' if mean is not None else '')
+
+
+def _augmented(raw: Dict[str, Any], settings: Dict[str, Any]) -> Figures:
+  """Augmentation on: baseline script, view-cache Trainer (default K), uncached Trainer,
+  whole pipeline; the K sweeps; the ceiling of the view cache."""
+  aug, views = raw.get('augmented'), raw.get('views')
+  if not aug or not views:
+    return {}
+  k = str(settings['default_views']) if str(settings['default_views']) in views else max(views)
+  cached, uncached, base = views[k], aug['trainer_uncached'], aug['baseline']
+  figures = {
+      'augmented_default_views': int(k),
+      'augmented_baseline_seconds': base['seconds'],
+      'augmented_views_seconds': cached['seconds'],
+      'augmented_uncached_seconds': uncached['seconds'],
+      'speedup_views_vs_augmented_baseline': _ratio(base['seconds'], cached['seconds']),
+      'speedup_augmented_uncached_vs_augmented_baseline': _ratio(base['seconds'],
+                                                                 uncached['seconds']),
+      'augmented_val_accuracy': {'baseline': base['val_accuracy'],
+                                 'views': cached['val_accuracy'],
+                                 'uncached': uncached['val_accuracy']},
+      'augmented_val_accuracy_mean_last_half': {
+          'views': cached.get('val_accuracy_mean_last_half'),
+          'uncached': uncached.get('val_accuracy_mean_last_half')},
+      'val_accuracy_views_minus_uncached': cached['val_accuracy'] - uncached['val_accuracy'],
+      'augmented_pipeline_seconds': aug['pipeline']['seconds'],
+      'speedup_augmented_pipeline_vs_augmented_baseline': _ratio(
+          base['seconds'], aug['pipeline']['seconds']),
+      'views_sweep': _sweep(views),
+  }
+  if 'hard' in raw:
+    figures['views_sweep_hard'] = _sweep(raw['hard']['views'])
+    figures['hard_digits'] = raw['hard']['digits']
+  return figures
+
+
+def _ceilings(f: Figures, raw: Dict[str, Any], settings: Dict[str, Any]) -> Figures:
+  """What the parts alone cost: a head epoch, the feature pass over K views + eval."""
+  rates = f.get('feature_pass_images_per_second')
+  if not rates or 'augmented_default_views' not in f or not f.get('cached_later_epoch_seconds'):
+    return {}
+  train = settings['train_images']
+  evaluation = max(raw['transform']['examples'] - train, 0)
+  precision = raw['views'][str(f['augmented_default_views'])].get('feature_precision',
+                                                                   'float32')
+  feature_pass = (f['augmented_default_views'] * train / rates[precision]
+                  + evaluation / rates['float32'])
+  head = settings['epochs'] * f['cached_later_epoch_seconds']
+  return {'views_feature_pass_alone_seconds': feature_pass, 'head_epochs_alone_seconds': head,
+          'speedup_ceiling_views': _ratio(f['augmented_baseline_seconds'], feature_pass + head)}
+
+
 def _pipeline(raw: Dict[str, Any]) -> Figures:
   components = raw['pipeline']['components']
   inference = sum(c['seconds'] for name, c in components.items()
@@ -61,6 +142,7 @@ def _pipeline(raw: Dict[str, Any]) -> Figures:
       'pipeline_seconds': total, 'pipeline_trainer_seconds': trainer,
       'pipeline_over_trainer': _ratio(total, trainer),
       'pipeline_over_baseline': _ratio(total, raw['baseline']['seconds']),
+      'speedup_pipeline_vs_baseline': _ratio(raw['baseline']['seconds'], total),
       'pipeline_components': split,
       'pipeline_between_components_seconds': total - sum(c['seconds'] for c in split.values()),
   }
@@ -142,6 +224,16 @@ def _targets(f: Figures, settings: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
   }
   if f.get('predict_over_bare_batch32'):
     targets['predict_over_bare_batch32'] = ('<= 1.3', f['predict_over_bare_batch32'] <= 1.3)
+  optional = {
+      'speedup_pipeline_vs_baseline': ('>= 5x', lambda v: v >= 5),
+      'speedup_views_vs_augmented_baseline': ('>= 3x', lambda v: v >= 3),
+      'speedup_augmented_pipeline_vs_augmented_baseline': ('>= 3x', lambda v: v >= 3),
+      'val_accuracy_views_minus_uncached': ('at most 1 point below', lambda v: v >= -0.01),
+      'speedup_bfloat16_feature_pass': ('>= 1.4x', lambda v: v >= 1.4),
+  }
+  for key, (text, check) in optional.items():
+    if f.get(key) is not None:
+      targets[key] = (text, check(f[key]))
   for stage, growth in f.get(f.get('rss_growth', ''), {}).items():
     targets[f'rss_growth.{stage}'] = ('<= 1.2', growth <= 1.2)
   return {k: {'target': t, 'met': met} for k, (t, met) in targets.items()}
@@ -149,8 +241,11 @@ def _targets(f: Figures, settings: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
 
 def figures(raw: Dict[str, Any], settings: Dict[str, Any]) -> Figures:
   """All figures, named plainly, with the targets and whether each was met."""
+  settings.setdefault('default_views', 4)
   result = {**_training(raw), **_pipeline(raw), **_serving(raw), **_inference(raw),
-            **_tuning(raw), **_memory(raw, settings)}
+            **_tuning(raw), **_memory(raw, settings), **_feature_pass(raw),
+            **_augmented(raw, settings)}
+  result.update(_ceilings(result, raw, settings))
   if 'ingest' in raw:
     result.update(ingest.figures(raw['ingest']))
   result['targets'] = _targets(result, settings)
@@ -203,8 +298,9 @@ def _training_rows(f: Figures) -> List[List[str]]:
 def _pipeline_rows(f: Figures) -> List[List[str]]:
   rows = [['**whole pipeline**', '', '', ''],
           ['local_runner.run, all components', f'{f["pipeline_seconds"]:.1f} s',
-           f'{f["pipeline_over_baseline"]:.2f}x baseline; '
-           f'{f["pipeline_over_trainer"]:.2f}x its Trainer', _met(f, 'pipeline_over_trainer')]]
+           f'{_speed(f["speedup_pipeline_vs_baseline"])} than baseline; '
+           f'{f["pipeline_over_trainer"]:.2f}x its Trainer',
+           f'{_met(f, "speedup_pipeline_vs_baseline")}; {_met(f, "pipeline_over_trainer")}']]
   for name, c in f['pipeline_components'].items():
     peak = f', RSS high-water {c["peak_rss_mb"]:.0f} MB' if c['peak_rss_mb'] else ''
     rows.append([f'- {name}', f'{c["seconds"]:.1f} s{peak}',
@@ -266,10 +362,69 @@ def _memory_rows(f: Figures) -> List[List[str]]:
   return rows
 
 
+def _augmented_rows(f: Figures) -> List[List[str]]:
+  if 'augmented_views_seconds' not in f:
+    return []
+  acc = f['augmented_val_accuracy']
+  rows = [
+      ["**augmentation on (the lesson's default)**", '', '', ''],
+      ['baseline script with augmentation', f'{f["augmented_baseline_seconds"]:.1f} s',
+       '1.00 (baseline)', ''],
+      [f'Trainer, view cache (K = {f["augmented_default_views"]})',
+       f'{f["augmented_views_seconds"]:.1f} s', _speed(f['speedup_views_vs_augmented_baseline']),
+       _met(f, 'speedup_views_vs_augmented_baseline')],
+      ['Trainer, no cache (the full model every epoch)',
+       f'{f["augmented_uncached_seconds"]:.1f} s',
+       _speed(f['speedup_augmented_uncached_vs_augmented_baseline']), ''],
+      ['val accuracy baseline / view cache / no cache (last epoch; mean over the last half)',
+       f'{acc["baseline"]:.3f} / {acc["views"]:.3f} / {acc["uncached"]:.3f}'
+       + _mean_text(f.get('augmented_val_accuracy_mean_last_half', {})),
+       f'{100 * f["val_accuracy_views_minus_uncached"]:+.1f} points',
+       _met(f, 'val_accuracy_views_minus_uncached')],
+      ['whole pipeline with augmentation', f'{f["augmented_pipeline_seconds"]:.1f} s',
+       _speed(f['speedup_augmented_pipeline_vs_augmented_baseline']),
+       _met(f, 'speedup_augmented_pipeline_vs_augmented_baseline')],
+  ]
+  if f.get('speedup_ceiling_views'):
+    rows.append(['- ceiling: feature pass alone (K views + eval) / head epochs alone',
+                 f'{f["views_feature_pass_alone_seconds"]:.1f} s / '
+                 f'{f["head_epochs_alone_seconds"]:.1f} s',
+                 f'ceiling {_speed(f["speedup_ceiling_views"])}', ''])
+  for key, task in (('views_sweep', 'bench data'), ('views_sweep_hard', 'harder task')):
+    if key in f:
+      name = task if key == 'views_sweep' else f'{task}: digits {f["hard_digits"]}'
+      cells = '; '.join(f'K={k}: {_accuracy_text(v)}, {v["seconds"]:.0f} s'
+                        for k, v in f[key].items())
+      rows.append([f'val accuracy by K, {name}', cells, '', ''])
+  return rows
+
+
+def _mean_text(means: Dict[str, Optional[float]]) -> str:
+  if not means or None in means.values():
+    return ''
+  return '; mean ' + ' / '.join(f'{v:.3f}' for v in means.values())
+
+
+def _precision_rows(f: Figures) -> List[List[str]]:
+  if 'feature_pass_images_per_second' not in f:
+    return []
+  rates, acc = f['feature_pass_images_per_second'], f['cached_val_accuracy_by_precision']
+  return [
+      ['**bf16 feature pass** (backbone alone)', '', '', ''],
+      ['images/s float32 / bfloat16', f'{rates["float32"]:.1f} / {rates["bfloat16"]:.1f}',
+       _speed(f['speedup_bfloat16_feature_pass']), _met(f, 'speedup_bfloat16_feature_pass')],
+      ['bfloat16 error: max / max |feature|, mean / mean |feature|',
+       f'{f["bfloat16_max_error_over_max_feature"]:.4f} / '
+       f'{f["bfloat16_mean_error_over_mean_feature"]:.4f}', '', ''],
+      ['cached Trainer val accuracy by feature precision',
+       ', '.join(f'{k}: {v:.3f}' for k, v in acc.items()), '', ''],
+  ]
+
+
 def table(f: Figures) -> str:
   """The markdown table: figure, value, ratio to its reference in this run, target."""
-  rows = (_training_rows(f) + _pipeline_rows(f) + _serving_rows(f) + _inference_rows(f)
-          + _memory_rows(f))
+  rows = (_training_rows(f) + _augmented_rows(f) + _precision_rows(f) + _pipeline_rows(f)
+          + _serving_rows(f) + _inference_rows(f) + _memory_rows(f))
   if 'ingest_images_per_second' in f:
     rows += ingest.rows(f)
   return '\n'.join(_row(r) for r in [['figure', 'value', 'ratio', 'target'], ['---'] * 4] + rows)

@@ -21,7 +21,7 @@ sys.path[0] = ROOT
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from bench import data as data_lib, ingest, memory, mlmd, report
-from pipeline.configs import POOLINGS, PipelineConfig, load_config
+from pipeline.configs import POOLINGS, PipelineConfig, TrainingConfig, load_config
 
 RESULTS = os.path.join(ROOT, 'bench', 'results')
 
@@ -35,10 +35,13 @@ class Bench:
     self.env = dict(os.environ, PYTHONPATH=path, TF_USE_LEGACY_KERAS='1')
 
   def config(self, data: str, name: str, **training: Any) -> PipelineConfig:
-    """The pipeline config every path shares: augment off, always push, no cache."""
+    """The pipeline config every path shares: augment off (unless `augment=True`),
+    always push, no pipeline cache. `precision` sets model.feature_precision."""
+    precision = training.pop('precision', PipelineConfig().model.feature_precision)
     overrides = {'pipeline_name': 'bench', 'output': os.path.join(self.work, 'runs', name),
                  'data.path': data, 'model.weights': self.weights,
                  'model.image_size': self.args.image_size, 'model.pooling': self.args.pooling,
+                 'model.feature_precision': precision,
                  'training.epochs': self.args.epochs,
                  'training.augment': False, 'evaluation.min_accuracy': 0.0,
                  'enable_cache': False, 'tuning.trials': self.args.tuning_trials,
@@ -70,11 +73,16 @@ class Bench:
       json.dump(config.to_dict(), f, indent=2)
     return self.child(label, ['-m', 'bench.stages', name, '--config', path, *options])
 
-  def baseline(self, data: str) -> Dict[str, Any]:
-    return self.child('baseline', [
+  def baseline(self, data: str, augment: bool = False) -> Dict[str, Any]:
+    return self.child('baseline_augmented' if augment else 'baseline', [
         os.path.join(ROOT, 'bench', 'baseline.py'), '--data', data, '--weights', self.weights,
         '--epochs', str(self.args.epochs), '--image-size', str(self.args.image_size),
-        '--pooling', self.args.pooling])[0]
+        '--pooling', self.args.pooling] + (['--augment'] if augment else []))[0]
+
+  def trainer(self, label: str, data: str, name: str, **training: Any) -> Dict[str, Any]:
+    """run_fn on the Transform output of the pipeline run called `name`."""
+    return self.stage(label, 'trainer', self.config(data, name, **training),
+                      '--output', os.path.join(self.work, label))[0]
 
 
 def _eval_folder(data: str) -> str:
@@ -127,6 +135,36 @@ def streaming(bench: Bench, small: str) -> Dict[str, Any]:
   return {'transform': transform, 'trainer_cached': trainer, 'predict': predict}
 
 
+def augmented(bench: Bench, full: str) -> Dict[str, Any]:
+  """The lesson's default, augmentation on: baseline script, pipeline, the Trainer through
+  the view cache and without the cache."""
+  config = bench.config(full, 'full-augmented', augment=True)
+  raw = {'baseline': bench.baseline(full, augment=True)}
+  raw['pipeline'], child = bench.stage('pipeline_augmented', 'pipeline', config)
+  raw['pipeline']['components'] = pipeline_components(config, child)
+  raw['trainer_uncached'] = bench.trainer('trainer_augmented_uncached', full, 'full',
+                                          augment=True, feature_cache=False)
+  return raw
+
+
+def views_sweep(bench: Bench, data: str, name: str, prefix: str) -> Dict[str, Any]:
+  """The view-cache Trainer for every K of --views (augmentation on)."""
+  return {str(k): bench.trainer(f'{prefix}views_k{k}', data, name, augment=True,
+                                augmented_views=k) for k in bench.args.views}
+
+
+def harder_task(bench: Bench, work: str) -> Dict[str, Any]:
+  """The K sweep on a harder pair of digits (own data, ExampleGen..Transform)."""
+  hard = os.path.join(work, 'data-hard')
+  data_lib.write_digit_images(hard, bench.args.images, bench.args.images // 2,
+                              digits=bench.args.hard_digits, seed=2)
+  config = bench.config(hard, 'hard')
+  bench.stage('hard_upstream', 'upstream', config)
+  bench.stage('hard_transform', 'transform', config)
+  return {'digits': list(bench.args.hard_digits),
+          'views': views_sweep(bench, hard, 'hard', 'hard_')}
+
+
 def run(args: argparse.Namespace) -> Dict[str, Any]:
   """All stages; returns the raw results per stage."""
   stamp = time.strftime('%Y%m%d-%H%M%S', time.gmtime())
@@ -146,6 +184,14 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
   for name, cache in (('trainer_cached', True), ('trainer_uncached', False)):
     raw[name] = bench.stage(name, 'trainer', bench.config(full, 'full', feature_cache=cache),
                             '--output', os.path.join(work, name))[0]
+  raw['trainer_cached_bfloat16'] = bench.trainer('trainer_cached_bfloat16', full, 'full',
+                                                 precision='bfloat16')
+  raw['feature_pass'] = bench.stage('feature_pass', 'feature_pass', config, '--images',
+                                    _train_folder(full))[0]
+  raw['augmented'] = augmented(bench, full)
+  raw['views'] = views_sweep(bench, full, 'full', '')
+  if not args.skip_hard_task:
+    raw['hard'] = harder_task(bench, work)
   raw['serving'] = bench.stage('serving', 'serving', config, '--images', full,
                                '--seconds', str(args.serving_seconds))[0]
   raw['predict'] = bench.stage('predict', 'predict', config, '--images', _eval_folder(full))[0]
@@ -159,14 +205,13 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def drop_heavy(work: str) -> None:
-  """Deletes the images, runs, models and weights of a finished run; keeps logs and JSON."""
-  for name in ('data', 'data-small', 'runs', 'trainer_cached', 'trainer_uncached',
-               'small_trainer_cached', 'tuner', 'weights_notop.h5', 'ingest-data',
-               'ingest-data-small', 'ingest-data-tiny'):
+  """Deletes the images, runs, models and weights of a finished run (every folder, and
+  the weights file); keeps the stages' logs and JSON."""
+  for name in os.listdir(work):
     path = os.path.join(work, name)
     if os.path.isdir(path):
       shutil.rmtree(path)
-    elif os.path.exists(path):
+    elif name == 'weights_notop.h5':
       os.remove(path)
 
 
@@ -186,6 +231,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                       help='time spent measuring each serving figure')
   parser.add_argument('--tuning-trials', type=int, default=10,
                       help='Tuner trials (head search on cached features); 0 skips it')
+  parser.add_argument('--views', type=int, nargs='+', default=[1, 2, 4, 8],
+                      help='training.augmented_views values of the accuracy sweep')
+  parser.add_argument('--hard-digits', type=int, nargs=2, default=(3, 8),
+                      help='the harder task of the sweep: two digits that look alike')
+  parser.add_argument('--skip-hard-task', action='store_true',
+                      help='skip the K sweep on the harder task')
   parser.add_argument('--skip-streaming', action='store_true',
                       help='skip the small-data run of the streaming check')
   parser.add_argument('--keep', action='store_true',
@@ -199,6 +250,7 @@ def main(argv: Optional[List[str]] = None) -> None:
   settings = {'train_images': args.images, 'data': args.data or 'built-in digits',
               'stream_images': args.stream_images, 'epochs': args.epochs,
               'image_size': args.image_size, 'pooling': args.pooling, 'cpus': os.cpu_count(),
+              'default_views': TrainingConfig().augmented_views,
               'machine': platform.platform()}
   path = os.path.join(RESULTS, f'{raw["stamp"]}.json')
   with open(path, 'w') as f:  # raw results first: `python -m bench.report` can redo the rest

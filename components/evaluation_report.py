@@ -15,6 +15,7 @@ import re
 import os
 from typing import Dict, List, Optional, Tuple
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
@@ -24,12 +25,14 @@ from tfx.utils import path_utils
 from components import report_html
 from components.ingest_pipeline import VOCABULARY_FILE
 from components.report_html import Decision, Prediction
-from trainer import plots, tflite_export
+from trainer import augment, eval_predictions, plots, tflite_export
 from trainer.features import CLASS_NAME_KEY, FILENAME_KEY, IMAGE_KEY, LABEL_KEY
+from trainer.preprocessing import decode_and_resize, pixels_to_bytes
 
 HTML_FILE = 'report.html'
 JSON_FILE = 'report.json'
 SIGNATURE = 'serving_default'
+_CONFUSION_PLOT = 'multiClassConfusionMatrixAtThresholds'
 _PARSE_SPEC = {
     LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
     IMAGE_KEY: tf.io.FixedLenFeature([], tf.string, default_value=''),
@@ -154,6 +157,32 @@ def load_decision(evaluation_uri: str, blessed: Optional[bool],
                   baseline=baseline or None)
 
 
+def load_confusion_matrix(evaluation_uri: str, num_classes: int) -> Optional[np.ndarray]:
+  """[true class, predicted class] counts of TFMA's MultiClassConfusionMatrixPlot on the
+  overall slice (the Evaluator's pass over the eval split); None if it was not computed."""
+  for slice_key, slice_plots in tfma.load_eval_result(evaluation_uri).plots:
+    if slice_key:
+      continue
+    for output in slice_plots.values():
+      for sub_key in output.values():
+        matrices = sub_key.get(_CONFUSION_PLOT, {}).get('matrices', [])
+        if matrices:
+          return _matrix_from_entries(matrices[0].get('entries', []), num_classes)
+  return None
+
+
+def _matrix_from_entries(entries: List[Dict], num_classes: int) -> np.ndarray:
+  """TFMA's entries (actualClassId, predictedClassId, numWeightedExamples) as a matrix;
+  ids omitted from the JSON are 0, and no entry has predictedClassId -1 at threshold 0."""
+  cells = [(int(e.get('actualClassId', 0)), int(e.get('predictedClassId', 0)),
+            int(round(e.get('numWeightedExamples', 0.0)))) for e in entries]
+  size = max([num_classes] + [max(a, p) + 1 for a, p, _ in cells])
+  matrix = np.zeros((size, size), dtype=np.int64)
+  for actual, predicted, count in cells:
+    matrix[actual, predicted] += count
+  return matrix
+
+
 # Predictions on the eval split ----------------------------------------------------------
 
 def split_files(examples: tfx.dsl.Artifact, split: str) -> List[str]:
@@ -193,6 +222,33 @@ def predict_split(model_dir: str, files: List[str], batch_size: int,
         _keep_image(kept, prediction, image, keep_images)
       predictions.append(prediction)
   return predictions, names, num_classes
+
+
+def match_trainer_predictions(saved: eval_predictions.EvalPredictions, files: List[str],
+                              batch_size: int,
+                              keep_images: int) -> Tuple[List[Prediction], int]:
+  """The Trainer's eval predictions for every raw eval example, found by the image key
+  of Transform's decode-and-resize of its image (no model runs); keeps the images of the
+  `keep_images` most confidently misclassified. Also returns the number of classes."""
+  predictions, kept, num_classes = [], [], 0
+  for serialized in _dataset(files, batch_size):
+    features = tf.io.parse_example(serialized, _PARSE_SPEC)
+    keys = augment.image_keys(pixels_to_bytes(decode_and_resize(features[IMAGE_KEY],
+                                                                saved.image_size)))
+    batch = zip(keys.numpy(), features[LABEL_KEY].numpy(), features[FILENAME_KEY].numpy(),
+                features[IMAGE_KEY].numpy())
+    for key, label, filename, image in batch:
+      if int(key) not in saved.by_key:
+        raise ValueError(f'The Trainer wrote no prediction for eval example '
+                         f'{filename.decode(errors="replace")!r}: was it trained on another split?')
+      probabilities = saved.by_key[int(key)][1]
+      num_classes, predicted = len(probabilities), int(np.argmax(probabilities))
+      prediction = Prediction(filename=filename.decode(), label=int(label),
+                              predicted=predicted, confidence=float(probabilities[predicted]))
+      if not prediction.correct and keep_images > 0:
+        _keep_image(kept, prediction, image, keep_images)
+      predictions.append(prediction)
+  return predictions, num_classes
 
 
 class _Backwards(str):
@@ -284,11 +340,20 @@ def EvaluationReport(
   """Writes `report.html` (metrics, decision, confusion matrix, training curves, the most
   confidently misclassified images) and `report.json` into the `report` artifact."""
   model_dir = path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
-  predictions, seen, num_classes = predict_split(
-      model_dir, split_files(examples, split), batch_size, max_misclassified)
+  files = split_files(examples, split)
+  saved = eval_predictions.load(model_run.uri)
+  if saved:  # written once by the Trainer: no third pass of the model over the eval split
+    predictions, num_classes = match_trainer_predictions(saved, files, batch_size,
+                                                         max_misclassified)
+    seen = {}
+  else:
+    predictions, seen, num_classes = predict_split(model_dir, files, batch_size,
+                                                   max_misclassified)
   names = class_names(examples, num_classes, seen)
-  matrix = report_html.confusion_matrix([p.label for p in predictions],
-                                        [p.predicted for p in predictions], len(names))
+  matrix = load_confusion_matrix(evaluation.uri, len(names))
+  if matrix is None:
+    matrix = report_html.confusion_matrix([p.label for p in predictions],
+                                          [p.predicted for p in predictions], len(names))
   misclassified = report_html.rank_misclassified(predictions)
   decision = load_decision(evaluation.uri, *_blessing_info(blessing))
   if pushed_model.has_custom_property('pushed_destination'):

@@ -67,7 +67,8 @@ def accuracy_thresholds(evaluation: EvaluationConfig) -> List[tfma.PerSliceMetri
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
-  """Accuracy and AUC, overall and sliced by true class, with blessing thresholds.
+  """Accuracy and AUC, overall and sliced by true class, with blessing thresholds; the
+  confusion matrix plot.
 
   Built without knowing the classes (they are found when ExampleGen runs): AUC is
   micro-averaged over the one-vs-rest problems of every class, which needs no class ids.
@@ -80,8 +81,12 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
                                   prediction_key='probabilities', model_type='tf_generic',
                                   inference_batch_size=config.serving.max_batch)],
       slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[CLASS_NAME_KEY])],
+      # The confusion matrix (top class vs true class) for the EvaluationReport comes from
+      # the Evaluator's own pass over the eval split.
       metrics_specs=[
-          tfma.MetricsSpec(metrics=[tfma.MetricConfig(class_name='ExampleCount'), accuracy]),
+          tfma.MetricsSpec(metrics=[
+              tfma.MetricConfig(class_name='ExampleCount'), accuracy,
+              tfma.MetricConfig(class_name='MultiClassConfusionMatrixPlot')]),
           tfma.MetricsSpec(metrics=[tfma.MetricConfig(class_name='AUC')],
                            aggregate=tfma.AggregationOptions(micro_average=True))])
 

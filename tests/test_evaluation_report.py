@@ -7,12 +7,14 @@ import re
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 from components import evaluation_report, report_html
 from components.report_html import Decision, Prediction
 from tests.conftest import encode_image, random_pixels
-from trainer import plots
+from trainer import augment, eval_predictions, plots
+from trainer.preprocessing import decode_and_resize, pixels_to_bytes
 
 CLASSES = ['cats', 'dogs', 'birds']
 METRICS = {'label:1': {'sparse_categorical_accuracy': 0.5, 'example_count': 2.0},
@@ -186,3 +188,48 @@ def test_class_names_with_dollar_signs_render_literally():
   for png in (report_html.confusion_matrix_png(matrix, names),
               report_html.misclassified_grid_png(predictions, names)):
     assert Image.open(io.BytesIO(png)).size[0] > 100
+
+
+def test_confusion_matrix_from_tfma_plot_entries():
+  # TFMA's JSON omits zero-valued ids; a class with no example still gets a row.
+  entries = [{'numWeightedExamples': 3.0}, {'predictedClassId': 1, 'numWeightedExamples': 2.0},
+             {'actualClassId': 1, 'predictedClassId': 1, 'numWeightedExamples': 4.0}]
+  np.testing.assert_array_equal(evaluation_report._matrix_from_entries(entries, 3),
+                                [[3, 2, 0], [0, 4, 0], [0, 0, 0]])
+
+
+def _raw_eval_file(path, count=5):
+  """Raw eval examples (encoded PNG, label, filename), as ExampleGen writes them."""
+  images = [encode_image(random_pixels((30 + i, 40, 3), seed=i)) for i in range(count)]
+  with tf.io.TFRecordWriter(str(path)) as writer:
+    for i, image in enumerate(images):
+      writer.write(tf.train.Example(features=tf.train.Features(feature={
+          'image': tf.train.Feature(bytes_list=tf.train.BytesList(value=[image])),
+          'label': tf.train.Feature(int64_list=tf.train.Int64List(value=[i % 2])),
+          'filename': tf.train.Feature(bytes_list=tf.train.BytesList(value=[f'{i}.png'.encode()])),
+      })).SerializeToString())
+  return images
+
+
+def test_trainer_predictions_are_matched_to_raw_examples_by_image_key(tmp_path):
+  images = _raw_eval_file(tmp_path / 'eval.tfrecord')
+  keys = augment.image_keys(pixels_to_bytes(decode_and_resize(tf.constant(images), 75))).numpy()
+  # What the Trainer would write, in another order: examples 1 and 2 misclassified.
+  confidences = {0: (0, 0.9), 1: (0, 0.8), 2: (1, 0.95), 3: (1, 0.7), 4: (0, 0.6)}
+  saved = eval_predictions.EvalPredictions(75, {
+      int(keys[i]): (i % 2, np.array([c, 1 - c]) if top == 0 else np.array([1 - c, c]))
+      for i, (top, c) in reversed(list(confidences.items()))})
+  eval_predictions.write(saved, str(tmp_path))
+  loaded = eval_predictions.load(str(tmp_path))
+  predictions, num_classes = evaluation_report.match_trainer_predictions(
+      loaded, [str(tmp_path / 'eval.tfrecord')], batch_size=2, keep_images=1)
+  assert num_classes == 2
+  assert [(p.filename, p.label, p.predicted) for p in predictions] == [
+      ('0.png', 0, 0), ('1.png', 1, 0), ('2.png', 0, 1), ('3.png', 1, 1), ('4.png', 0, 0)]
+  assert [p.confidence for p in predictions] == pytest.approx([0.9, 0.8, 0.95, 0.7, 0.6])
+  ranked = report_html.rank_misclassified(predictions)
+  assert [p.filename for p in ranked] == ['2.png', '1.png']
+  assert ranked[0].image == images[2] and ranked[1].image is None  # keep_images=1
+  del saved.by_key[int(keys[3])]
+  with pytest.raises(ValueError, match="no prediction for eval example '3.png'"):
+    evaluation_report.match_trainer_predictions(saved, [str(tmp_path / 'eval.tfrecord')], 2, 1)

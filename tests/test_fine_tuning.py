@@ -11,7 +11,7 @@ from tfx import v1 as tfx
 
 from tools import preflight
 from pipeline.configs import ConfigError, ModelConfig, ServingConfig, TrainingConfig, load_config
-from trainer import model as model_lib
+from trainer import eval_predictions, model as model_lib
 from trainer import task
 
 MODEL = ModelConfig(image_size=75, cut_layer='mixed1', dense_units=8)
@@ -38,7 +38,7 @@ def run_both_phases(tmp_path_factory):
   seen = {'shuffles': []}
   real_fine_tune = task.fine_tune
 
-  def pixel_datasets(fn_args, tft_output, model_config, training, shuffle_train):
+  def pixel_datasets(fn_args, tft_output, model_config, training, shuffle_train, **unused):
     seen['shuffles'].append(shuffle_train)
     return _datasets()
 
@@ -51,6 +51,7 @@ def run_both_phases(tmp_path_factory):
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(task, '_pixel_datasets', pixel_datasets)
     patch.setattr(task, 'fine_tune', fine_tune)
+    patch.setattr(task, 'eval_keys', lambda *a: tf.data.Dataset.range(4).batch(4))
     patch.setattr(task.tft, 'TFTransformOutput', lambda path: None)
     patch.setattr(task.preprocessing, 'class_names', lambda tft_output: ['a', 'b'])
     patch.setattr(task.export, 'export_serving_model', lambda m, *a: seen.update(exported=m))
@@ -139,3 +140,13 @@ def test_fine_tuning_is_off_by_default_and_loads_from_yaml(tmp_path):
                   'fine_tune_learning_rate: 0.00001}\n')
   training = load_config(str(path)).validate().training
   assert (training.fine_tune_from, training.fine_tune_epochs) == ('mixed6', 10)
+
+
+def test_eval_predictions_come_from_the_fine_tuned_model(run_both_phases):
+  seen = run_both_phases
+  written = eval_predictions.load(str(seen['run_dir']))
+  pixels = next(iter(_datasets()['eval']))[0]
+  expected = eval_predictions.as_class_probabilities(seen['model'](pixels, training=False).numpy())
+  assert sorted(written.by_key) == [0, 1, 2, 3] and written.image_size == 75
+  for key in range(4):
+    np.testing.assert_allclose(written.by_key[key][1], expected[key], atol=1e-6)

@@ -80,7 +80,7 @@ def test_unknown_cut_layer_lists_the_valid_names(data, tmp_path):
     ('model: {image_size: 74}\n', r'model\.image_size: expected an integer >= 75'),
     ('model: {image_sise: 150}\n',
      r'Unknown config key model\.image_sise; allowed keys in model: cut_layer, dense_units, '
-     r'dropout, image_size, pooling, weights'),
+     r'dropout, feature_precision, image_size, pooling, weights'),
     ('data: {eval_percent: twenty}\n', r"data\.eval_percent must be an integer, got 'twenty'"),
     ('training: {augment: maybe}\n', r"training\.augment must be true or false, got 'maybe'"),
     ('model: {weights: weights.pt}\n',

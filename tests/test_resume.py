@@ -50,13 +50,17 @@ def _probabilities(config, images):
   return signature(image_bytes=tf.constant(images))['probabilities'].numpy()
 
 
-def test_killed_run_resumes_from_cache_with_the_same_result(tmp_path):
+@pytest.mark.parametrize('augment', [False, True], ids=['plain', 'augmented'])
+def test_killed_run_resumes_from_cache_with_the_same_result(tmp_path, augment):
+  """With augmentation on (the default: seeded views through the feature cache) the
+  rerun also matches the uninterrupted run."""
   data = str(tmp_path / 'digits')
   demo_data.write_digits(data, (0, 1), per_class=40)
   weights = str(tmp_path / 'calibrated_notop.h5')
   write_calibrated_weights(weights, load_class_folder(data, 75, per_class=8).images)
   settings = {'data.path': data, 'model.weights': weights, 'model.image_size': 75,
-              'training.epochs': 3, 'training.augment': False, 'training.seed': 3,
+              'training.epochs': 3, 'training.augment': augment, 'training.seed': 3,
+              'training.augmented_views': 2,
               'evaluation.min_accuracy': 0.0}
 
   killed = dict(settings, output=str(tmp_path / 'killed'))

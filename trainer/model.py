@@ -6,9 +6,10 @@
 """
 
 import os
-from typing import List, Tuple
+from typing import List, Optional, Set, Tuple
 
 import h5py
+import tensorflow as tf
 import tf_keras as keras
 
 from pipeline.configs import ModelConfig
@@ -128,12 +129,61 @@ def build_head(feature_shape: Tuple[int, ...], num_classes: int,
   return keras.Model(features, outputs, name='head')
 
 
-def feature_extractor(backbone: keras.Model) -> keras.Model:
-  """image (float pixel values 0..255) -> [-1, 1] -> frozen backbone features."""
+def feature_extractor(backbone: keras.Model, precision: str = 'float32') -> keras.Model:
+  """image (float pixel values 0..255) -> [-1, 1] -> frozen backbone features.
+
+  precision 'bfloat16': a copy of the backbone computing in bfloat16 (Keras'
+  mixed_bfloat16 policy, float32 weights), whose features come out in bfloat16.
+  """
   size = backbone.input_shape[1]
+  if precision == 'bfloat16':
+    backbone = reduced_precision_copy(backbone, 'mixed_bfloat16')
   images = keras.Input(shape=(size, size, 3), name='image')
   x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name='inception_preprocess')(images)
   return keras.Model(images, backbone(x, training=False), name='feature_extractor')
+
+
+def reduced_precision_copy(backbone: keras.Model, policy: str) -> keras.Model:
+  """The same frozen layers and weights, each layer computing under `policy`."""
+  def clone(layer):
+    config = layer.get_config()
+    config['dtype'] = policy
+    return layer.__class__.from_config(config)
+
+  copy = keras.models.clone_model(backbone, clone_function=clone)
+  copy.set_weights(backbone.get_weights())
+  copy.trainable = False
+  return copy
+
+
+BF16_CPU_FLAGS = ('avx512_bf16', 'amx_bf16')
+
+
+def cpu_flags(cpuinfo: str = '/proc/cpuinfo') -> Set[str]:
+  """The CPU's feature flags (empty where /proc/cpuinfo does not exist)."""
+  try:
+    with open(cpuinfo) as f:
+      return {flag for line in f if line.startswith('flags')
+              for flag in line.split(':', 1)[1].split()}
+  except OSError:
+    return set()
+
+
+def _gpu_has_bfloat16() -> bool:
+  for gpu in tf.config.list_physical_devices('GPU'):
+    capability = tf.config.experimental.get_device_details(gpu).get('compute_capability')
+    if capability and capability >= (8, 0):
+      return True
+  return False
+
+
+def resolve_feature_precision(setting: str, flags: Optional[Set[str]] = None) -> str:
+  """'auto' -> 'bfloat16' where the hardware computes it natively, else 'float32'."""
+  if setting != 'auto':
+    return setting
+  flags = cpu_flags() if flags is None else flags
+  native = bool(flags & set(BF16_CPU_FLAGS)) or _gpu_has_bfloat16()
+  return 'bfloat16' if native else 'float32'
 
 
 def assemble(backbone: keras.Model, head: keras.Model) -> keras.Model:

@@ -5,7 +5,7 @@ import json
 import logging
 import os
 import shutil
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -15,9 +15,10 @@ from tfx_bsl.public import tfxio
 
 import console
 from pipeline.configs import ExportConfig, ModelConfig, TrainingConfig
-from trainer import export, model as model_lib, plots
-from trainer.image_limits import ServingLimits
+from trainer import augment as augment_lib, eval_predictions, export, model as model_lib, plots
+from trainer import view_cache
 from trainer.epoch_lines import EpochLines
+from trainer.image_limits import ServingLimits
 from trainer.features import IMAGE_KEY, LABEL_KEY
 from trainer import preprocessing
 from trainer.preprocessing import bytes_to_pixels
@@ -34,21 +35,14 @@ def trainer_custom_config(model: ModelConfig, training: TrainingConfig,
           'export': dataclasses.asdict(export_config or ExportConfig())}
 
 
-def augmentation(seed: int) -> keras.Sequential:
-  """The lesson's augmentation: flip, rotation (40 deg), shifts, zoom, contrast."""
-  return keras.Sequential([
-      keras.layers.RandomFlip('horizontal', seed=seed),
-      keras.layers.RandomRotation(40 / 360, seed=seed),
-      keras.layers.RandomTranslation(0.2, 0.2, seed=seed),
-      keras.layers.RandomZoom(0.2, seed=seed),
-      keras.layers.RandomContrast(0.2, seed=seed),
-  ], name='augmentation')
-
-
 def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor,
              tf_transform_output: tft.TFTransformOutput, image_size: int,
-             training: TrainingConfig, shuffle: bool, augment: bool) -> tf.data.Dataset:
-  """Batches of (float pixels [B, H, W, 3] in 0..255, float label [B, 1]), one pass."""
+             training: TrainingConfig, shuffle: bool, augment: bool,
+             keep_keys: bool = False) -> tf.data.Dataset:
+  """Batches of (float pixels [B, H, W, 3] in 0..255, float label [B, 1]), one pass;
+  with `keep_keys`, (pixels, label, image key [B]) for `augment.augment`.
+
+  Augmented batches draw a new seeded augmentation of every image each epoch."""
   dataset = data_accessor.tf_dataset_factory(
       file_pattern,
       tfxio.TensorFlowDatasetOptions(batch_size=training.batch_size, label_key=LABEL_KEY,
@@ -57,13 +51,19 @@ def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
       tf_transform_output.transformed_metadata.schema)
 
   def to_pixels(features, label):
-    return bytes_to_pixels(features[IMAGE_KEY], image_size), tf.reshape(label, [-1, 1])
+    data = features[IMAGE_KEY]
+    return (bytes_to_pixels(data, image_size), tf.reshape(label, [-1, 1]),
+            augment_lib.image_keys(data))
 
   dataset = dataset.map(to_pixels, num_parallel_calls=tf.data.AUTOTUNE)
-  if augment:
-    augmenter = augmentation(training.seed)
-    dataset = dataset.map(lambda x, y: (augmenter(x, training=True), y),
-                          num_parallel_calls=tf.data.AUTOTUNE)
+  if augment:  # one seeded draw per batch and epoch numbers the view of its images
+    draws = tf.data.Dataset.random(seed=training.seed, rerandomize_each_iteration=True)
+    dataset = tf.data.Dataset.zip(dataset, draws).map(
+        lambda batch, draw: (augment_lib.augment(batch[0], batch[2], draw, training.seed),
+                             batch[1], batch[2]),
+        num_parallel_calls=tf.data.AUTOTUNE)
+  if not keep_keys:
+    dataset = dataset.map(lambda x, y, keys: (x, y))
   return dataset.prefetch(tf.data.AUTOTUNE)
 
 
@@ -82,57 +82,116 @@ def cached_features(dataset: tf.data.Dataset, extractor: keras.Model, cache_file
   features = dataset.map(lambda x, y: (extractor(x, training=False), y)).unbatch()
   features = features.cache(cache_file)
   write_cache(features, batch_size, f'Feature pass ({os.path.basename(cache_file)})')
+  # Stored as the extractor computes them (bfloat16 features stay compact on disk).
+  features = features.map(lambda f, y: (tf.cast(f, tf.float32), y))
   if shuffle_seed is not None:
     features = features.shuffle(4 * batch_size, seed=shuffle_seed, reshuffle_each_iteration=True)
   return features.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def _pixel_datasets(fn_args: tfx.components.FnArgs, tf_transform_output: tft.TFTransformOutput,
-                    model_config: ModelConfig, training: TrainingConfig,
-                    shuffle_train: bool) -> Dict[str, tf.data.Dataset]:
-  """'train' (augmented when configured) and 'eval' pixel datasets."""
+                    model_config: ModelConfig, training: TrainingConfig, shuffle_train: bool,
+                    augment_train: bool, keep_keys: bool = False) -> Dict[str, tf.data.Dataset]:
+  """'train' (augmented on the fly when `augment_train`) and 'eval' pixel datasets."""
   return {
       split: input_fn(files, fn_args.data_accessor, tf_transform_output,
                       model_config.image_size, training,
                       shuffle=(split == 'train' and shuffle_train),
-                      augment=(split == 'train' and training.augment))
+                      augment=(split == 'train' and augment_train),
+                      keep_keys=(split == 'train' and keep_keys))
       for split, files in (('train', fn_args.train_files), ('eval', fn_args.eval_files))}
 
 
 def _fit(model: keras.Model, train: tf.data.Dataset, evaluation: tf.data.Dataset,
-         fn_args: tfx.components.FnArgs, epochs: int,
-         initial_epoch: int = 0) -> keras.callbacks.History:
+         fn_args: tfx.components.FnArgs, epochs: int, initial_epoch: int = 0,
+         steps_per_epoch: Optional[int] = None) -> keras.callbacks.History:
   return model.fit(
       train, epochs=epochs, initial_epoch=initial_epoch, validation_data=evaluation,
-      steps_per_epoch=fn_args.train_steps, validation_steps=fn_args.eval_steps,
+      steps_per_epoch=steps_per_epoch or fn_args.train_steps,
+      validation_steps=fn_args.eval_steps,
       callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir), EpochLines()],
       verbose=0)
 
 
+def uses_view_cache(training: TrainingConfig) -> bool:
+  """Augmented training through the feature cache (K augmented views per image)."""
+  return training.feature_cache and training.augment
+
+
+def cached_views(pixels: tf.data.Dataset, extractor: keras.Model, cache_dir: str,
+                 training: TrainingConfig,
+                 dtype: tf.DType = tf.float32) -> Tuple[tf.data.Dataset, int]:
+  """(pixels, label, key) batches -> (feature batches of one augmented view per image
+  and epoch, steps per epoch); min(augmented_views, epochs) views computed once."""
+  views = min(training.augmented_views, training.epochs)
+  logging.warning('Feature pass: %d augmented view(s) of every training image.', views)
+  cache = view_cache.write_views(pixels, extractor, views, cache_dir, training.seed, dtype,
+                                 progress=view_cache.ProgressLog(f'x {views} views'))
+  logging.warning('Cached %d views of %d training images.', cache.views, cache.examples)
+  batches = view_cache.epoch_batches(cache, training.epochs, training.batch_size, training.seed)
+  return batches, view_cache.steps_per_epoch(cache, training.batch_size)
+
+
 def _train_head(model: keras.Model, backbone: keras.Model, head: keras.Model,
-                datasets: Dict[str, tf.data.Dataset], use_cache: bool, num_classes: int,
-                training: TrainingConfig,
-                fn_args: tfx.components.FnArgs) -> keras.callbacks.History:
-  """Phase one: the head on the frozen backbone, through the feature cache or not."""
-  if not use_cache:
-    logging.info('Feature cache OFF (%s): the full model runs every epoch.',
-                    'augmentation is on' if training.augment else 'training.feature_cache=false')
+                datasets: Dict[str, tf.data.Dataset], num_classes: int,
+                training: TrainingConfig, fn_args: tfx.components.FnArgs,
+                feature_precision: str = 'float32') -> keras.callbacks.History:
+  """Phase one: the head on the frozen backbone, through the feature cache or not.
+
+  `feature_precision` 'bfloat16' computes and stores the training features in bfloat16;
+  eval features stay float32, so validation and the eval predictions are the exported
+  float32 model's."""
+  if not training.feature_cache:
+    logging.info('Feature cache OFF (training.feature_cache=false): the full model runs '
+                    'every epoch.')
     model_lib.compile_model(model, num_classes, training.learning_rate)
     return _fit(model, datasets['train'], datasets['eval'], fn_args, training.epochs)
-  logging.info('Feature cache ON: the backbone is frozen and augmentation is off, so its '
-                  'features are computed once and the head trains on them.')
+  logging.info('Feature cache ON: the backbone is frozen, so its features are computed '
+                  'once (%s; training features in %s) and the head trains on them.',
+                  f'{training.augmented_views} augmented views' if training.augment
+                  else 'augmentation off', feature_precision)
   cache_dir = os.path.join(fn_args.model_run_dir, 'feature_cache')
   os.makedirs(cache_dir, exist_ok=True)
   extractor = model_lib.feature_extractor(backbone)
-  train = cached_features(datasets['train'], extractor, os.path.join(cache_dir, 'train'),
-                          training.batch_size, shuffle_seed=training.seed)
-  evaluation = cached_features(datasets['eval'], extractor, os.path.join(cache_dir, 'eval'),
-                               training.batch_size)
-  model_lib.compile_model(head, num_classes, training.learning_rate, jit_compile=True)
+  train_extractor = model_lib.feature_extractor(backbone, feature_precision)
   try:
-    return _fit(head, train, evaluation, fn_args, training.epochs)
+    if uses_view_cache(training):
+      train, steps = cached_views(datasets['train'], train_extractor,
+                                  os.path.join(cache_dir, 'train_views'), training,
+                                  tf.dtypes.as_dtype(feature_precision))
+    else:
+      train = cached_features(datasets['train'], train_extractor,
+                              os.path.join(cache_dir, 'train'),
+                              training.batch_size, shuffle_seed=training.seed)
+      steps = None
+    evaluation = cached_features(datasets['eval'], extractor, os.path.join(cache_dir, 'eval'),
+                                 training.batch_size)
+    model_lib.compile_model(head, num_classes, training.learning_rate, jit_compile=True)
+    history = _fit(head, train, evaluation, fn_args, training.epochs, steps_per_epoch=steps)
+    if not training.fine_tune_from:  # the final model: the head on these eval features
+      _write_eval_predictions(head, evaluation, datasets['eval_keys'], backbone.input_shape[1],
+                              fn_args)
+    return history
   finally:  # the cache can be large: never leave it in the ModelRun artifact
     shutil.rmtree(cache_dir, ignore_errors=True)
+
+
+def eval_keys(fn_args: tfx.components.FnArgs, tf_transform_output: tft.TFTransformOutput,
+              model_config: ModelConfig, training: TrainingConfig) -> tf.data.Dataset:
+  """[B] image keys of the eval split, in the order of the 'eval' pixel dataset."""
+  keyed = input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
+                   model_config.image_size, training, shuffle=False, augment=False,
+                   keep_keys=True)
+  return keyed.map(lambda pixels, label, keys: keys)
+
+
+def _write_eval_predictions(model: keras.Model, evaluation: tf.data.Dataset,
+                            keys: tf.data.Dataset, image_size: int,
+                            fn_args: tfx.components.FnArgs) -> None:
+  """The final model's eval predictions, for the EvaluationReport (no third eval pass)."""
+  predictions = eval_predictions.predict(model, evaluation, keys, image_size)
+  path = eval_predictions.write(predictions, fn_args.model_run_dir)
+  logging.info('Wrote %d eval predictions to %s.', len(predictions.by_key), path)
 
 
 def fine_tune(model: keras.Model, backbone: keras.Model, train: tf.data.Dataset,
@@ -181,9 +240,15 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
   class_names = preprocessing.class_names(tf_transform_output)
-  use_cache = training.feature_cache and not training.augment
+  use_cache = training.feature_cache
+  # The plain cache reads pixels in file order and shuffles features; the view cache
+  # shuffles pixels (seeded) so that every view file is class-mixed.
   datasets = _pixel_datasets(fn_args, tf_transform_output, model_config, training,
-                             shuffle_train=not use_cache)
+                             shuffle_train=not use_cache or uses_view_cache(training),
+                             augment_train=training.augment and not use_cache,
+                             keep_keys=uses_view_cache(training))
+  keys = eval_keys(fn_args, tf_transform_output, model_config, training)
+  datasets['eval_keys'] = keys
 
   num_classes = len(class_names)
   backbone = model_lib.build_backbone(model_config)
@@ -194,16 +259,21 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   logging.info('Training on %d classes %s, backbone weights: %s.', num_classes, class_names,
                model_config.weights)
   os.makedirs(fn_args.model_run_dir, exist_ok=True)
-  history = _train_head(model, backbone, head, datasets, use_cache, num_classes, training,
-                        fn_args).history
+  history = _train_head(model, backbone, head, datasets, num_classes, training, fn_args,
+                        model_lib.resolve_feature_precision(model_config.feature_precision)
+                        ).history
   fine_tune_start = None
   if training.fine_tune_from:
-    if use_cache:  # phase one read unshuffled pixels; the backbone now changes every step
+    if use_cache:  # phase one read features; the backbone now changes every step
       datasets = _pixel_datasets(fn_args, tf_transform_output, model_config, training,
-                                 shuffle_train=True)
+                                 shuffle_train=True, augment_train=training.augment)
+      datasets['eval_keys'] = keys
     phase_two = fine_tune(model, backbone, datasets['train'], datasets['eval'], num_classes,
                           training, fn_args)
     history, fine_tune_start = merge_histories(history, phase_two.history), training.epochs
+  if not use_cache or training.fine_tune_from:  # else written from the cached features
+    _write_eval_predictions(model, datasets['eval'], datasets['eval_keys'],
+                            model_config.image_size, fn_args)
 
   _save_history(history, fn_args.model_run_dir, fine_tune_start)
   export.export_serving_model(model, tf_transform_output, class_names,

@@ -1,0 +1,100 @@
+"""Augmented views through the feature cache: view k holds the backbone's output on the
+k-th augmentation of each image, each epoch reads one view of every image, class-mixed."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipeline.configs import ModelConfig
+from trainer import augment, model as model_lib, view_cache
+from trainer.preprocessing import pixels_to_bytes
+
+CONFIG = ModelConfig(image_size=75, cut_layer='mixed0')
+SEED = 7
+N, PER_CLASS, BATCH = 10, 5, 4   # ids 0-4 are class 0, ids 5-9 class 1 (class-sorted input)
+
+
+@pytest.fixture(scope='module')
+def extractor():
+  return model_lib.feature_extractor(model_lib.build_backbone(CONFIG))
+
+
+@pytest.fixture(scope='module')
+def images():
+  """(float pixels, an id per image stored as its label, image keys): what
+  `input_fn(keep_keys=True)` yields."""
+  pixels = np.random.default_rng(0).integers(0, 256, (N, 75, 75, 3), dtype=np.uint8)
+  keys = augment.image_keys(pixels_to_bytes(tf.constant(pixels)))
+  return pixels.astype(np.float32), np.arange(N, dtype=np.float32).reshape(-1, 1), keys
+
+
+def _pixel_batches(images):
+  return tf.data.Dataset.from_tensor_slices(images).batch(BATCH)
+
+
+def _write(tmp_path, extractor, images, views, dtype=tf.float32):
+  return view_cache.write_views(_pixel_batches(images), extractor, views, str(tmp_path), SEED,
+                                dtype=dtype)
+
+
+def _epochs(cache, epochs):
+  """Per epoch: {image id: features}, and the batches' ids."""
+  steps = view_cache.steps_per_epoch(cache, BATCH)
+  batches = list(view_cache.epoch_batches(cache, epochs, BATCH, SEED))
+  assert len(batches) == epochs * steps
+  result = []
+  for epoch in range(epochs):
+    chunk = batches[epoch * steps:(epoch + 1) * steps]
+    ids = [[int(i) for i in y.numpy().ravel()] for _, y in chunk]
+    features = {i: f for x, y in chunk for i, f in zip(y.numpy().ravel().astype(int), x.numpy())}
+    result.append((features, ids))
+  return result
+
+
+def test_view_k_is_the_backbone_on_the_kth_augmentation(tmp_path, extractor, images):
+  pixels, _, keys = images
+  cache = _write(tmp_path, extractor, images, views=3)
+  assert cache.views == 3 and cache.examples == N
+  (epoch_features, _), = _epochs(cache, 1)  # epoch 0 reads view 0
+  for view in range(3):
+    stored = {int(i): f for x, y in view_cache.epoch_batches(
+        cache, view + 1, BATCH, SEED, initial_epoch=view) for i, f in zip(y.numpy().ravel(), x)}
+    expected = extractor(augment.augment(pixels, keys, view, SEED), training=False).numpy()
+    for i in range(N):
+      np.testing.assert_allclose(stored[i], expected[i], atol=1e-3 * np.abs(expected).max())
+  plain = extractor(pixels, training=False).numpy()
+  assert np.abs(epoch_features[0] - plain[0]).max() > 0.1 * np.abs(plain).max()
+
+
+def test_each_epoch_reads_one_view_of_every_image_class_mixed(tmp_path, extractor, images):
+  cache = _write(tmp_path, extractor, images, views=2)
+  views = [_epochs(cache, 1)[0][0], _epochs(view_cache.ViewCache(
+      cache.files[1:], cache.examples, cache.feature_shape, cache.dtype), 1)[0][0]]
+  assert not np.allclose(views[0][3], views[1][3])  # two views differ
+  epochs = _epochs(cache, 5)
+  orders = []
+  for epoch, (features, ids) in enumerate(epochs):
+    flat = [i for batch in ids for i in batch]
+    assert sorted(flat) == list(range(N))  # every image exactly once
+    for i in range(N):  # view epoch mod K
+      np.testing.assert_array_equal(features[i], views[epoch % 2][i])
+    assert any(min(b) < PER_CLASS <= max(b) for b in ids), f'epoch {epoch}: {ids}'
+    orders.append(flat)
+  assert len({tuple(o) for o in orders}) > 1  # reshuffled per epoch
+
+
+def test_views_are_reproducible_and_stored_compactly_in_bfloat16(tmp_path, extractor, images):
+  first = _write(tmp_path / 'a', extractor, images, views=2)
+  again = _write(tmp_path / 'b', extractor, images, views=2)
+  for a, b in zip(first.files, again.files):
+    assert open(a, 'rb').read() == open(b, 'rb').read()
+  compact = _write(tmp_path / 'c', extractor, images, views=1, dtype=tf.bfloat16)
+  full, = _epochs(view_cache.ViewCache(first.files[:1], N, first.feature_shape, first.dtype), 1)
+  half, = _epochs(compact, 1)
+  scale = np.abs(full[0][0]).max()
+  for i in range(N):  # bfloat16 keeps 8 bits of mantissa: relative error <= 2^-8
+    assert half[0][i].dtype == np.float32
+    np.testing.assert_allclose(half[0][i], full[0][i], rtol=2**-8, atol=1e-6 * scale)
+  assert os.path.getsize(compact.files[0]) < 0.6 * os.path.getsize(first.files[0])
