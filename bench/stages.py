@@ -6,7 +6,6 @@ Every stage reads the pipeline config written by run.py and writes a JSON result
 """
 
 import argparse
-import dataclasses
 import json
 import os
 import time
@@ -93,7 +92,7 @@ def _fn_args(config: PipelineConfig, output: str):
   from tfx.components.trainer import fn_args_utils
   from tfx.types import artifact_utils
   from bench import mlmd
-  from trainer.task import trainer_custom_config
+  from contract.settings import trainer_custom_config
 
   def artifact(component, key):
     proto, proto_type = mlmd.output_artifact(config.metadata_path, component, key)
@@ -104,8 +103,8 @@ def _fn_args(config: PipelineConfig, output: str):
   input_dict = {'examples': artifact('Transform', 'transformed_examples'),
                 'transform_graph': artifact('Transform', 'transform_graph'),
                 'schema': artifact('SchemaGen', 'schema')}
-  custom_config = trainer_custom_config(config.model, config.training,
-                                        dataclasses.asdict(config.serving))
+  custom_config = trainer_custom_config(config.model, config.training, config.serving,
+                                        config.export)
   fn_args = fn_args_utils.get_common_fn_args(
       input_dict, {'train_args': '{}', 'eval_args': '{}',
                    'custom_config': json.dumps(custom_config)})

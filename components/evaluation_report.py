@@ -26,7 +26,7 @@ from components import report_html
 from components.ingest_pipeline import VOCABULARY_FILE
 from components.report_html import Decision, Prediction
 from trainer import augment, eval_predictions, plots, tflite_export
-from trainer.features import CLASS_NAME_KEY, FILENAME_KEY, IMAGE_KEY, LABEL_KEY
+from contract.features import CLASS_NAME_KEY, FILENAME_KEY, IMAGE_KEY, LABEL_KEY
 from trainer.preprocessing import decode_and_resize, pixels_to_bytes
 
 HTML_FILE = 'report.html'

@@ -34,7 +34,7 @@ from tfx.utils import proto_utils
 from google.protobuf import wrappers_pb2
 
 from components import image_listing, ingest_pipeline
-from components.ingest_options import IngestOptions
+from contract.settings import IngestOptions
 from components.image_listing import SPLITS
 
 

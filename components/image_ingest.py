@@ -34,8 +34,8 @@ from apache_beam.io.filesystems import FileSystems
 from PIL import Image, ImageOps
 
 from components.image_listing import display, is_local
-from components.ingest_options import IngestOptions
-from trainer.features import CLASS_NAME_KEY, FILENAME_KEY, IMAGE_KEY, LABEL_KEY
+from contract.settings import IngestOptions
+from contract.features import CLASS_NAME_KEY, FILENAME_KEY, IMAGE_KEY, LABEL_KEY
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.gif', '.bmp')
 # The only formats read: what tf.io.decode_image (Transform, serving) decodes.
@@ -238,7 +238,7 @@ def read_image(path: str, real_root: str, max_pixels: int,
 
 
 def make_example(image: bytes, label: int, class_name: str, relpath: str) -> tf.train.Example:
-  """The raw example every ExampleGen path writes (feature keys from trainer.features)."""
+  """The raw example every ExampleGen path writes (feature keys from contract.features)."""
   def strings(value: str) -> tf.train.Feature:
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode('utf-8')]))
 

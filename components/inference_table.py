@@ -18,7 +18,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 from components import prediction_table
 from components.unlabeled_images import read_skipped
 from trainer import export
-from trainer.features import FILENAME_KEY
+from contract.features import FILENAME_KEY
 
 CSV_FILE = 'predictions.csv'
 
@@ -46,7 +46,7 @@ def write_inference_csv(inference_uri: str, examples_uri: str, class_names: List
   may be empty (a model exported without them): then class_0, class_1, ..."""
   predictions = list(read_prediction_logs(inference_uri))  # one small row per image
   if predictions:
-    class_names = prediction_table.fallback_class_names(len(predictions[0][1]), class_names)
+    class_names = export.fallback_class_names(len(predictions[0][1]), class_names)
   skipped = read_skipped(examples_uri)
   rows = sorted([(p, probabilities, None) for p, probabilities in predictions] +
                 [(p, None, reason) for p, reason in skipped], key=lambda row: row[0])

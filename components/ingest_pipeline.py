@@ -34,9 +34,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from components import image_ingest, image_listing
 from components.image_ingest import Refused
-from components.ingest_options import IngestError, IngestOptions
+from contract.settings import IngestOptions
 from components.image_listing import ROOT_CLASS, SPLITS, Candidate, Listing
-from trainer.features import FILENAME_KEY, IMAGE_KEY, LABEL_KEY
+from contract.features import FILENAME_KEY, IMAGE_KEY, LABEL_KEY
 
 VOCABULARY_FILE = 'label_vocabulary.txt'
 QUARANTINE_FILE = 'quarantine.jsonl'
@@ -81,6 +81,10 @@ def load_summary(output_dir: str) -> IngestSummary:
   return IngestSummary(report['class_names'], report['written'], report['skipped'],
                        report['found'], skipped_files, report['split_folders'],
                        report['warnings'])
+
+
+class IngestError(ValueError):
+  """What is left after skipping bad files cannot train a model."""
 
 
 # Shards -------------------------------------------------------------------------------

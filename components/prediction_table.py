@@ -9,7 +9,7 @@ pipeline's batch inference both write this format.
 import csv
 import json
 import os
-from typing import IO, List, Optional, Sequence
+from typing import IO, List, Sequence
 
 FORMATS = ('.csv', '.jsonl')
 
@@ -81,10 +81,3 @@ def read_rows(path: str) -> List[dict]:
         row['probabilities'] = dict(zip(names, map(float, values[2:-1])))
       rows.append(row)
     return rows
-
-
-def fallback_class_names(num_classes: int, known: Optional[Sequence[str]] = None) -> List[str]:
-  """`known` if it fits the model's output, else class_0, class_1, ..."""
-  if known and len(known) == num_classes:
-    return list(known)
-  return [f'class_{i}' for i in range(num_classes)]

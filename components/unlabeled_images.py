@@ -18,7 +18,7 @@ from tfx.types import artifact_utils
 
 from components.image_walk import walk_images
 from components.prediction_table import display_path
-from trainer.features import FILENAME_KEY, IMAGE_KEY
+from contract.features import FILENAME_KEY, IMAGE_KEY
 
 SPLIT = 'unlabeled'
 SKIPPED_FILE = 'skipped.jsonl'

@@ -15,17 +15,10 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import yaml
 
-from components.ingest_options import IngestOptions
+from contract.settings import (FEATURE_PRECISIONS, MIN_IMAGE_SIZE, POOLINGS, TFLITE_QUANTIZATIONS,
+                               TUNING_ALGORITHMS, WEIGHTS_CHOICES, ExportConfig, IngestOptions,
+                               ModelConfig, ServingConfig, TrainingConfig, TuningConfig)
 from pipeline import beam
-
-# InceptionV3's stem needs at least 75x75 pixels.
-MIN_IMAGE_SIZE = 75
-WEIGHTS_CHOICES = ('imagenet', 'none')
-POOLINGS = ('flatten', 'average')
-TFLITE_QUANTIZATIONS = ('float32', 'dynamic_range', 'int8')
-TUNING_ALGORITHMS = ('random', 'bayesian')
-FEATURE_PRECISIONS = ('auto', 'float32', 'bfloat16')
-
 
 class ConfigError(ValueError):
   """A configuration value is missing, unknown or out of range."""
@@ -54,51 +47,6 @@ class DataConfig:
 
 
 @dataclasses.dataclass
-class ModelConfig:
-  """The lesson's model: frozen InceptionV3 cut at a layer, plus a small head."""
-  # 'imagenet' (downloads), 'none' (random init) or a path to a `_notop.h5` file.
-  weights: str = 'none'
-  cut_layer: str = 'mixed7'
-  image_size: int = 150
-  dense_units: int = 1024
-  dropout: float = 0.2
-  # How the head reads the cut layer's feature map: 'flatten' (the lesson; at mixed7 and
-  # 150 px a 38M-weight Dense layer) or 'average' (GlobalAveragePooling2D: 0.8M weights,
-  # much cheaper to train, a different model).
-  pooling: str = 'flatten'
-  # The frozen backbone's forward pass for the training features of the feature cache:
-  # 'bfloat16' computes and stores them in bfloat16 (the head trains in float32; eval
-  # features and the exported model stay float32); 'auto' picks bfloat16 where the
-  # hardware has it (CPU flags avx512_bf16 or amx_bf16, or a GPU of compute capability
-  # >= 8.0), else float32. Default float32: with the offline (calibrated random) weights
-  # measured here, bfloat16 features at mixed7 differ by ~30% and cost accuracy.
-  feature_precision: str = 'float32'
-
-
-@dataclasses.dataclass
-class TrainingConfig:
-  epochs: int = 20
-  batch_size: int = 32
-  learning_rate: float = 1e-4
-  augment: bool = True
-  # Compute the frozen backbone's features once (cached on disk) and train only the
-  # head on them: the same model, without the repeated backbone passes. With
-  # augmentation on, the features of `augmented_views` seeded augmentations of every
-  # training image are cached; epoch e trains on view e mod K (K >= epochs: a fresh
-  # augmentation every epoch, as without the cache).
-  feature_cache: bool = True
-  augmented_views: int = 4
-  seed: int = 42
-  # Phase two (off by default): after `epochs` epochs on the frozen backbone,
-  # make the backbone trainable from this layer (e.g. 'mixed6') up to the cut
-  # layer, BatchNorm excepted, and train `fine_tune_epochs` more epochs at
-  # `fine_tune_learning_rate`. '' = no fine-tuning.
-  fine_tune_from: str = ''
-  fine_tune_epochs: int = 0
-  fine_tune_learning_rate: float = 1e-5
-
-
-@dataclasses.dataclass
 class EvaluationConfig:
   """Blessing thresholds. The `min_accuracy`/`max_accuracy_drop` pair applies to the
   overall eval accuracy only; the optional `*_class_*` pair applies to each true-class
@@ -113,45 +61,6 @@ class EvaluationConfig:
   max_class_accuracy_drop: Optional[float] = None
   # How many of the most confidently misclassified eval images the report shows.
   report_misclassified: int = 16
-
-
-@dataclasses.dataclass
-class ServingConfig:
-  """Per-request limits baked into the exported signatures (see README, serving)."""
-  # Largest encoded image a signature accepts (a larger one is refused unread).
-  max_image_bytes: int = 10 * 2 ** 20
-  # Most pixels an image header may declare (GIF: all frames together); checked
-  # before decoding (a 25M-pixel JPEG took ~110 MiB to decode and resize here).
-  max_image_pixels: int = 25_000_000
-  # Most images (or tf.Examples) in one request; the Evaluator batches within it.
-  max_batch: int = 32
-
-
-@dataclasses.dataclass
-class TuningConfig:
-  """Hyperparameter search for the head with TFX's Tuner (off by default). Trials train
-  the head on cached backbone features (so `training.augment` must be false); the
-  Trainer then trains with the best trial's values."""
-  enabled: bool = False
-  trials: int = 10
-  algorithm: str = 'random'  # 'random' or 'bayesian' (keras-tuner's oracles)
-  epochs: int = 0  # epochs per trial; 0 = training.epochs
-  # The space: choices, or [min, max] ranges (learning rate sampled on a log scale).
-  dense_units: List[int] = dataclasses.field(default_factory=lambda: [256, 512, 1024])
-  dropout: List[float] = dataclasses.field(default_factory=lambda: [0.0, 0.5])
-  learning_rate: List[float] = dataclasses.field(default_factory=lambda: [1e-5, 1e-3])
-  pooling: List[str] = dataclasses.field(default_factory=lambda: list(POOLINGS))
-
-
-@dataclasses.dataclass
-class ExportConfig:
-  """Extra formats written beside each exported SavedModel (off by default)."""
-  # Also write model.tflite (pixels in, probabilities out) for devices.
-  tflite: bool = False
-  # 'float32', 'dynamic_range' (int8 weights) or 'int8' (weights and activations,
-  # uint8 pixels in; calibrated on `tflite_representative_images` train images).
-  tflite_quantization: str = 'float32'
-  tflite_representative_images: int = 100
 
 
 @dataclasses.dataclass

@@ -13,11 +13,10 @@ from components.evaluation_report import EvaluationReport
 from components.image_folder_example_gen import ImageFolderExampleGen
 from components.inference_table import InferenceTable
 from components.unlabeled_images import UnlabeledImageExampleGen
+from contract.features import CLASS_NAME_KEY, EXAMPLES_NUMERIC_SIGNATURE, LABEL_KEY
+from contract.settings import trainer_custom_config
 from pipeline import beam
 from pipeline.configs import EvaluationConfig, PipelineConfig
-from trainer.export import EXAMPLES_NUMERIC_SIGNATURE
-from trainer.features import CLASS_NAME_KEY, LABEL_KEY
-from trainer.task import trainer_custom_config
 
 PREPROCESSING_FN = 'trainer.preprocessing.preprocessing_fn'
 EVALUATOR_MODULE = 'components.evaluator_module'
@@ -125,8 +124,8 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
       # Pre-transform statistics repeat StatisticsGen's; post-transform ones would only
       # describe opaque pixel strings. Skipping both saves ~20% of Transform's time.
       disable_statistics=True)
-  custom_config = trainer_custom_config(config.model, config.training,
-                                        dataclasses.asdict(config.serving), config.export)
+  custom_config = trainer_custom_config(config.model, config.training, config.serving,
+                                        config.export)
   tuner = (tfx.components.Tuner(
       tuner_fn=TUNER_FN, examples=transform.outputs['transformed_examples'],
       transform_graph=transform.outputs['transform_graph'], schema=schema_gen.outputs['schema'],

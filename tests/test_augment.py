@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from pipeline.configs import TrainingConfig
 from trainer import augment, task
-from trainer.features import IMAGE_KEY
+from contract.features import IMAGE_KEY
 from trainer.preprocessing import pixels_to_bytes
 
 SEED = 7

@@ -1,6 +1,5 @@
 """Phase two: unfreezing from a layer changes exactly those layers; BatchNorm stays put."""
 
-import dataclasses
 import json
 
 import numpy as np
@@ -12,6 +11,7 @@ from tfx import v1 as tfx
 from tools import preflight
 from pipeline.configs import ConfigError, ModelConfig, ServingConfig, TrainingConfig, load_config
 from trainer import eval_predictions, model as model_lib
+from contract.settings import ExportConfig, trainer_custom_config
 from trainer import task
 
 MODEL = ModelConfig(image_size=75, cut_layer='mixed1', dense_units=8)
@@ -56,8 +56,7 @@ def run_both_phases(tmp_path_factory):
     patch.setattr(task.preprocessing, 'class_names', lambda tft_output: ['a', 'b'])
     patch.setattr(task.export, 'export_serving_model', lambda m, *a: seen.update(exported=m))
     task.run_fn(tfx.components.FnArgs(
-        custom_config=task.trainer_custom_config(MODEL, TRAINING,
-                                                 dataclasses.asdict(ServingConfig())),
+        custom_config=trainer_custom_config(MODEL, TRAINING, ServingConfig(), ExportConfig()),
         model_run_dir=str(tmp_path / 'model_run'), serving_model_dir=str(tmp_path / 'serving'),
         transform_output='unused', train_files=[], eval_files=[], train_steps=None,
         eval_steps=None))

@@ -1,7 +1,6 @@
 """Head hyperparameter search (TFX Tuner's tuner_fn) on cached features: tiny data, a
 small cut layer, the real keras-tuner search and TFX's result writer."""
 
-import dataclasses
 import json
 import os
 
@@ -16,6 +15,7 @@ from components import evaluation_report, report_html
 from pipeline.configs import (ConfigError, ModelConfig, ServingConfig, TrainingConfig, TuningConfig,
                               load_config)
 from pipeline.definition import create_pipeline
+from contract.settings import ExportConfig, trainer_custom_config
 from trainer import task, tuning
 
 MODEL = ModelConfig(image_size=75, cut_layer='mixed0', dense_units=8)
@@ -54,7 +54,7 @@ def searched(tmp_path_factory):
     patch.setattr(tuning.tft, 'TFTransformOutput', lambda path: path.replace('graph', ''))
     patch.setattr(tuning.preprocessing, 'class_names', lambda tft_output: ['dark', 'bright'])
     fn_args = tfx.components.FnArgs(
-        custom_config={**task.trainer_custom_config(MODEL, TRAINING, dataclasses.asdict(ServingConfig())),
+        custom_config={**trainer_custom_config(MODEL, TRAINING, ServingConfig(), ExportConfig()),
                        'tuning': TUNING.__dict__},
         working_dir=str(tmp / 'work'), transform_graph_path='transform/graph', train_files=['train'],
         eval_files=['eval'], data_accessor=None)

@@ -2,7 +2,6 @@
 a real Transform graph from tf.Transform on a few in-memory examples), with a tiny
 backbone in place of InceptionV3 (the signatures do not depend on it): fast to build."""
 
-import dataclasses
 import functools
 import os
 from typing import Sequence
@@ -18,7 +17,6 @@ from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, sche
 from pipeline.configs import ModelConfig, ServingConfig
 from tests.conftest import encode_image, random_pixels
 from trainer import export, model as model_lib
-from trainer.image_limits import ServingLimits
 from trainer.preprocessing import preprocessing_fn
 
 IMAGE_SIZE = 75
@@ -62,5 +60,5 @@ def export_tiny_model(folder: str, class_names: Sequence[str] = CLASS_NAMES,
   export_dir = os.path.join(folder, 'model')
   export.export_serving_model(tiny_model(len(class_names), image_size),
                               transform_output(folder, image_size), list(class_names),
-                              image_size, export_dir, ServingLimits(**dataclasses.asdict(serving)))
+                              image_size, export_dir, serving)
   return export_dir

@@ -35,7 +35,7 @@ class SavedModelClassifier:
     self.source = model_dir
     self._signature = predict.load_signature(model_dir)
     num_classes = int(self._signature.structured_outputs['probabilities'].shape[-1])
-    self.class_names = prediction_table.fallback_class_names(
+    self.class_names = export.fallback_class_names(
         num_classes, export.read_class_names(model_dir))
 
   def __call__(self, images: Sequence[bytes]) -> np.ndarray:

@@ -4,38 +4,34 @@
   serving_image_bytes  encoded image bytes (`image_bytes`), for TF Serving's
                        REST API: {"instances": [{"b64": "..."}]}      -> outputs
   examples_numeric     serialized tf.Example -> `probabilities`, `class_id` (BulkInferrer)
-  transform_features   serialized tf.Example -> transformed features (for TFMA)
 
 outputs: `probabilities` float [B, num_classes], `class_id` int64 [B],
 `class_name` string [B]. Both serving paths run the same Transform layer.
 
-TF Serving exposes every signature, so all three check the request against
-`ServingLimits` (batch size, bytes per image, pixels its header declares) before the
+TF Serving exposes every signature, so each checks the request against the
+`ServingConfig` limits (batch size, bytes per image, pixels its header declares) before the
 Transform layer decodes anything, and decode one image at a time.
 """
 
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional, Sequence
 
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from trainer.features import IMAGE_KEY, LABEL_KEY
-from trainer.image_limits import ServingLimits, checked_images
+from contract.features import EXAMPLES_NUMERIC_SIGNATURE, IMAGE_BYTES_SIGNATURE, IMAGE_KEY
+from contract.settings import ServingConfig
+from trainer.image_limits import checked_images
 from trainer.preprocessing import bytes_to_pixels
 
-IMAGE_BYTES_SIGNATURE = 'serving_image_bytes'
-# serving_default without the string output, for TFX's BulkInferrer: tfx_bsl 1.16's
-# RunInference cannot split string outputs of a predict signature.
-EXAMPLES_NUMERIC_SIGNATURE = 'examples_numeric'
 # Class names in class-id order, one a line: TF Serving ignores `assets.extra/`.
 CLASS_NAMES_FILE = os.path.join('assets.extra', 'class_names.txt')
 
 
 def _serving_functions(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
                        class_names: List[str], image_size: int,
-                       limits: ServingLimits) -> Dict[str, tf.types.experimental.ConcreteFunction]:
+                       limits: ServingConfig) -> Dict[str, tf.types.experimental.ConcreteFunction]:
   model.tft_layer = tf_transform_output.transform_features_layer()
   names = tf.constant(class_names)
   raw_spec = tf_transform_output.raw_feature_spec()
@@ -68,22 +64,16 @@ def _serving_functions(model: keras.Model, tf_transform_output: tft.TFTransformO
     outputs = serve_examples(serialized)
     return {'probabilities': outputs['probabilities'], 'class_id': outputs['class_id']}
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
-  def transform_features(serialized):
-    spec = {k: v for k, v in raw_spec.items() if k in (IMAGE_KEY, LABEL_KEY)}
-    return transform(tf.io.parse_example(serialized, spec))
-
   return {
       'serving_default': serve_examples.get_concrete_function(),
       IMAGE_BYTES_SIGNATURE: serve_image_bytes.get_concrete_function(),
       EXAMPLES_NUMERIC_SIGNATURE: examples_numeric.get_concrete_function(),
-      'transform_features': transform_features.get_concrete_function(),
   }
 
 
 def export_serving_model(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
                          class_names: List[str], image_size: int, export_dir: str,
-                         limits: ServingLimits) -> None:
+                         limits: ServingConfig) -> None:
   """Saves a SavedModel (without optimizer state) that TF Serving and TFMA load, its
   signatures bounded by `limits`."""
   signatures = _serving_functions(model, tf_transform_output, class_names, image_size, limits)
@@ -96,6 +86,13 @@ def export_serving_model(model: keras.Model, tf_transform_output: tft.TFTransfor
   tf.io.gfile.makedirs(os.path.join(export_dir, os.path.dirname(CLASS_NAMES_FILE)))
   with tf.io.gfile.GFile(os.path.join(export_dir, CLASS_NAMES_FILE), 'w') as f:
     f.write(''.join(f'{name}\n' for name in class_names))
+
+
+def fallback_class_names(num_classes: int, known: Optional[Sequence[str]] = None) -> List[str]:
+  """`known` if it fits the model's output, else class_0, class_1, ..."""
+  if known and len(known) == num_classes:
+    return list(known)
+  return [f'class_{i}' for i in range(num_classes)]
 
 
 def read_class_names(model_dir: str) -> List[str]:

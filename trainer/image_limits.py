@@ -7,9 +7,9 @@ GIF in memory, whatever TensorFlow returns). `checked_images` refuses a request 
 limit with `InvalidArgumentError` naming the limit, before a single pixel is decoded.
 """
 
-from typing import NamedTuple
-
 import tensorflow as tf
+
+from contract.settings import ServingConfig
 
 _PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 _GIF_MAGIC = b'GIF8'
@@ -21,13 +21,6 @@ _GIF_IMAGE, _GIF_EXTENSION = 0x2C, 0x21
 # full 255-byte data sub-blocks): a 1,000-frame animation takes about 6,000. A GIF cut
 # into more pieces is refused, which bounds the walk's time (~1 s per image here).
 MAX_GIF_BLOCKS = 20_000
-
-
-class ServingLimits(NamedTuple):
-  """Per-request limits baked into the exported signatures (values: `serving:` config)."""
-  max_image_bytes: int
-  max_image_pixels: int
-  max_batch: int
 
 
 def _uint(data: tf.Tensor, start: int, size: int, big_endian: bool) -> tf.Tensor:
@@ -124,7 +117,7 @@ def _refuse_unless(condition: tf.Tensor, message: str) -> tf.Operation:
   return tf.debugging.Assert(condition, [f'Refused: {message}'])
 
 
-def checked_images(images: tf.Tensor, limits: ServingLimits) -> tf.Tensor:
+def checked_images(images: tf.Tensor, limits: ServingConfig) -> tf.Tensor:
   """`images` (encoded, any shape) unchanged once every limit holds; otherwise the graph
   fails with InvalidArgumentError naming the limit. Checks the batch size first, then
   each image's byte size, then the pixels its header declares; decoding that depends on

@@ -12,7 +12,7 @@ import h5py
 import tensorflow as tf
 import tf_keras as keras
 
-from pipeline.configs import ModelConfig
+from contract.settings import ModelConfig
 
 
 class ModelConfigError(ValueError):

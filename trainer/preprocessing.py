@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from trainer.features import CLASS_NAME_KEY, CLASS_VOCABULARY, IMAGE_KEY, LABEL_KEY
+from contract.features import CLASS_NAME_KEY, CLASS_VOCABULARY, IMAGE_KEY, LABEL_KEY
 
 DEFAULT_IMAGE_SIZE = 150
 

@@ -1,11 +1,10 @@
 """Trainer entry point: `run_fn` (referenced by dotted path from the pipeline)."""
 
-import dataclasses
 import json
 import logging
 import os
 import shutil
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -14,25 +13,12 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 import console
-from pipeline.configs import ExportConfig, ModelConfig, TrainingConfig
+from contract.features import IMAGE_KEY, LABEL_KEY
+from contract.settings import ExportConfig, ModelConfig, ServingConfig, TrainingConfig
 from trainer import augment as augment_lib, eval_predictions, export, model as model_lib, plots
-from trainer import view_cache
+from trainer import preprocessing, view_cache
 from trainer.epoch_lines import EpochLines
-from trainer.image_limits import ServingLimits
-from trainer.features import IMAGE_KEY, LABEL_KEY
-from trainer import preprocessing
 from trainer.preprocessing import bytes_to_pixels
-
-
-def trainer_custom_config(model: ModelConfig, training: TrainingConfig,
-                          serving: Mapping[str, int],
-                          export_config: Optional[ExportConfig] = None) -> Dict[str, Any]:
-  """What the pipeline passes to `run_fn` through the Trainer's custom_config (no class
-  names: they come with the data, as Transform's class vocabulary); `serving`: the
-  config's `serving` section as plain values (ServingLimits fields)."""
-  return {'model': dataclasses.asdict(model), 'training': dataclasses.asdict(training),
-          'serving': dict(ServingLimits(**serving)._asdict()),
-          'export': dataclasses.asdict(export_config or ExportConfig())}
 
 
 def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor,
@@ -278,7 +264,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   _save_history(history, fn_args.model_run_dir, fine_tune_start)
   export.export_serving_model(model, tf_transform_output, class_names,
                               model_config.image_size, fn_args.serving_model_dir,
-                              ServingLimits(**settings['serving']))
+                              ServingConfig(**settings['serving']))
   export_config = ExportConfig(**settings.get('export', {}))
   if export_config.tflite:
     _export_tflite(model, datasets, class_names, model_config.image_size, export_config,

@@ -23,8 +23,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from components import prediction_table
-from pipeline.configs import TFLITE_QUANTIZATIONS
+from contract.settings import TFLITE_QUANTIZATIONS
 from trainer import export
 from trainer.preprocessing import decode_and_resize
 
@@ -76,7 +75,7 @@ class TFLiteClassifier:
     self._output = self.interpreter.get_output_details()[0]
     self.image_size = int(self._input['shape'][1])
     num_classes = int(self._output['shape'][-1])
-    self.class_names = prediction_table.fallback_class_names(
+    self.class_names = export.fallback_class_names(
         num_classes, export.read_class_names(os.path.dirname(os.path.abspath(path))))
 
   def predict_pixels(self, pixels: np.ndarray) -> np.ndarray:

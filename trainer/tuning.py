@@ -18,7 +18,7 @@ import tensorflow_transform as tft
 import tf_keras as keras
 from tfx import v1 as tfx
 
-from pipeline.configs import ModelConfig, TrainingConfig, TuningConfig
+from contract.settings import ModelConfig, TrainingConfig, TuningConfig
 from trainer import model as model_lib, preprocessing, task
 
 OBJECTIVE = 'val_accuracy'

@@ -7,3 +7,9 @@ FILENAME_KEY = 'filename'      # source path relative to the data folder (raw on
 # Transform vocabulary of '<label id> <class name>' entries: the class names travel with
 # the data from ExampleGen to the Trainer (see trainer.preprocessing).
 CLASS_VOCABULARY = 'class_names'
+
+# Serving signatures beside `serving_default` (tf.Example in): encoded image bytes in, for
+# TF Serving's REST API; and serving_default without its string output, for TFX's
+# BulkInferrer (tfx_bsl 1.16's RunInference cannot split string outputs).
+IMAGE_BYTES_SIGNATURE = 'serving_image_bytes'
+EXAMPLES_NUMERIC_SIGNATURE = 'examples_numeric'
