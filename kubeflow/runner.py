@@ -23,8 +23,7 @@ Then the JSON lands in $TRANSFER_PIPELINE_OUTPUT_DIR (default kubeflow/build).
 
 import os
 
-# TFX 1.16 needs Keras 2; this must happen before TensorFlow is imported.
-os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+import contract  # pylint: disable=unused-import  # first: selects Keras 2 for TensorFlow
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

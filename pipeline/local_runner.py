@@ -13,8 +13,7 @@ Without TRANSFER_PIPELINE_CONFIG it runs the built-in demo data set
 import os
 from typing import Optional
 
-# TFX 1.16 needs Keras 2; this must happen before TensorFlow is imported.
-os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+import contract  # pylint: disable=unused-import  # first: selects Keras 2 for TensorFlow
 if __name__ == '__main__':  # the TFX CLI: drop known-harmless messages before TFX loads
   from console import known_noise  # pylint: disable=g-import-not-at-top
   known_noise.install()

@@ -2,8 +2,8 @@
 
 Only light modules (standard library, YAML, the typed config) are imported at module
 level: arguments, config and paths are checked before TensorFlow is imported, so a
-mistake answers at once in one line (exit code 2), and TF_USE_LEGACY_KERAS=1 is set in
-`main` before anything imports TensorFlow.
+mistake answers at once in one line (exit code 2); `contract` (imported first) selects
+Keras 2 before anything imports TensorFlow.
 """
 
 import argparse
@@ -12,11 +12,12 @@ import os
 import sys
 from typing import Callable, List, Optional
 
+import contract  # pylint: disable=unused-import  # first: selects Keras 2 for TensorFlow
 import console
-from tools import preflight, run_log
 from console import known_noise
 from pipeline.configs import ConfigError
 from pipeline.output_lock import OutputLockedError, output_lock
+from tools import preflight, run_log
 
 # User errors that need no TensorFlow to raise (tools.errors has the full list).
 FAST_USER_ERRORS = (ConfigError, OutputLockedError)
@@ -276,9 +277,6 @@ def _is_user_error(error: BaseException) -> bool:
 
 def main(argv: Optional[List[str]] = None) -> int:
   """Runs one command; user errors -> one line and 2, an unexpected run failure -> 1."""
-  # TFX 1.16 needs Keras 2. Nothing has imported TensorFlow yet (this module imports
-  # only light modules), so setting the switch here is early enough; no re-exec.
-  os.environ['TF_USE_LEGACY_KERAS'] = '1'
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')  # C++ INFO lines off; warnings stay
   known_noise.install()
   try:
