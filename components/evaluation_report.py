@@ -23,7 +23,7 @@ from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
 from components import report_html
-from components.ingest_pipeline import VOCABULARY_FILE
+from components.ingest_summary import VOCABULARY_FILE
 from components.report_html import Decision, Prediction
 from trainer import augment, eval_predictions, plots, tflite_export
 from contract.features import CLASS_NAME_KEY, FILENAME_KEY, IMAGE_KEY, LABEL_KEY

@@ -34,57 +34,16 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from components import image_ingest, image_listing
 from components.image_ingest import Refused
+from components.ingest_summary import (QUARANTINE_FILE, SUMMARY_FILE, UNKNOWN_LABEL,
+                                       VOCABULARY_FILE, IngestError, IngestSummary,
+                                       check_trainable, load_summary, warnings_of)
 from contract.settings import IngestOptions
 from components.image_listing import ROOT_CLASS, SPLITS, Candidate, Listing
 from contract.features import FILENAME_KEY, IMAGE_KEY, LABEL_KEY
 
-VOCABULARY_FILE = 'label_vocabulary.txt'
-QUARANTINE_FILE = 'quarantine.jsonl'
-SUMMARY_FILE = 'ingest_summary.json'
-UNKNOWN_LABEL = '(label outside data.class_names)'
 # More shards than configured when the data is large, so that work spreads evenly.
 FILES_PER_SHARD = 1000
 _PROGRESS_EVERY = 500
-
-
-@dataclasses.dataclass
-class IngestSummary:
-  class_names: List[str]
-  written: Dict[str, Dict[str, int]]   # split -> class -> count
-  skipped: Dict[str, int]              # class -> count
-  found: Dict[str, int]                # class -> count
-  skipped_files: List[Dict[str, str]]
-  split_folders: Dict[str, str] = dataclasses.field(default_factory=dict)  # pre-split only
-  warnings: List[str] = dataclasses.field(default_factory=list)
-
-  @property
-  def total_found(self) -> int:
-    return sum(self.found.values())
-
-  @property
-  def total_skipped(self) -> int:
-    return sum(self.skipped.values())
-
-  def to_json(self) -> Dict[str, Any]:
-    return {'class_names': self.class_names, 'written': self.written,
-            'skipped': self.skipped, 'found': self.found, 'total_found': self.total_found,
-            'total_skipped': self.total_skipped, 'split_folders': self.split_folders,
-            'warnings': self.warnings}
-
-
-def load_summary(output_dir: str) -> IngestSummary:
-  """The summary and quarantine that the pipeline wrote into `output_dir`."""
-  with tf.io.gfile.GFile(os.path.join(output_dir, SUMMARY_FILE)) as f:
-    report = json.load(f)
-  with tf.io.gfile.GFile(os.path.join(output_dir, QUARANTINE_FILE)) as f:
-    skipped_files = [json.loads(line) for line in f if line.strip()]
-  return IngestSummary(report['class_names'], report['written'], report['skipped'],
-                       report['found'], skipped_files, report['split_folders'],
-                       report['warnings'])
-
-
-class IngestError(ValueError):
-  """What is left after skipping bad files cannot train a model."""
 
 
 # Shards -------------------------------------------------------------------------------
@@ -289,62 +248,6 @@ def IngestToTFRecords(pipeline: beam.Pipeline, listing: Listing, output_dir: str
 
 # After the pipeline ---------------------------------------------------------------------
 
-def _warnings(listing: Listing, summary: IngestSummary) -> List[str]:
-  """Problems that do not stop training: unread folders, classes absent from the eval split."""
-  if listing.unread_folders:
-    return [f'Folders {listing.unread_folders} were not read: a pre-split data folder uses '
-            f'only {sorted(listing.split_folders.values())}.']
-  return [f"Class '{name}' has no eval example ({summary.written['train'][name]} train): "
-          'its eval metrics will be missing.'
-          for name in summary.class_names
-          if summary.written['train'][name] and not summary.written['eval'][name]
-          and not listing.split_folders]
-
-
-def check_trainable(summary: IngestSummary, max_skipped_fraction: float,
-                    from_tfrecords: bool = False) -> None:
-  """Fails when what is left cannot train a model; the message says what to fix."""
-  names = summary.class_names
-  if from_tfrecords and summary.found.get(UNKNOWN_LABEL):
-    raise IngestError(
-        f'{summary.found[UNKNOWN_LABEL]} examples have a label outside data.class_names '
-        f'{names} (label ids 0..{len(names) - 1}): declare every class, in label order.')
-  if len(names) < 2:
-    hint = ''
-    if summary.found.get(ROOT_CLASS):
-      hint = (f' {summary.found[ROOT_CLASS]} files lie directly in the data folder: put the '
-              'images of each class in their own subfolder.')
-    if set(names) & {n for group in image_listing.PRESPLIT_DIRS.values() for n in group}:
-      hint += ' A pre-split folder needs both train/ and validation/.'
-    raise IngestError(f'Need at least two classes (one subfolder each), found '
-                      f'{names or "none"}.{hint}')
-  if summary.total_found and summary.total_skipped / summary.total_found > max_skipped_fraction:
-    raise IngestError(f'{summary.total_skipped} of {summary.total_found} files could not be '
-                      f'used (limit data.max_skipped_fraction={max_skipped_fraction}); '
-                      f'reasons in {QUARANTINE_FILE}.')
-  empty = [c for c in names if not sum(summary.written[s][c] for s in SPLITS)]
-  if empty:
-    what = 'Declared classes' if from_tfrecords else 'Class folders'
-    skipped = sum(summary.skipped.get(c, 0) for c in empty)
-    raise IngestError(
-        f'{what} {empty} have no usable images ({skipped} skipped, see {QUARANTINE_FILE}): '
-        'add images or remove them (every class is a model output).')
-  folders = summary.split_folders
-  gaps = [f"'{c}' in {folders[s]}/" for s in folders for c in names if not summary.written[s][c]]
-  if gaps:
-    raise IngestError(
-        f'No usable images for class {", ".join(gaps)}: every class needs images in both '
-        f'{folders["train"]}/ and {folders["eval"]}/ (check the class folder names\' spelling).')
-  for s in SPLITS:
-    if not sum(summary.written[s].values()):
-      change = 'raise' if s == 'eval' else 'lower'
-      raise IngestError(f'The {s} split is empty: add images or {change} data.eval_percent.')
-  untrained = [c for c in names if not summary.written['train'][c]]
-  if untrained:
-    raise IngestError(f'Classes {untrained} have no train image (the model cannot learn '
-                      'them): add images or lower data.eval_percent.')
-
-
 def list_data(root: str, options: IngestOptions) -> Listing:
   """The listing, with listing problems as IngestError (one line)."""
   try:
@@ -359,7 +262,7 @@ def list_data(root: str, options: IngestOptions) -> Listing:
 def finish(listing: Listing, output_dir: str, options: IngestOptions) -> IngestSummary:
   """Reads back what the pipeline wrote, logs and records warnings, checks it can train."""
   summary = load_summary(output_dir)
-  summary.warnings = _warnings(listing, summary)
+  summary.warnings = warnings_of(listing, summary)
   if summary.warnings:
     with tf.io.gfile.GFile(os.path.join(output_dir, SUMMARY_FILE), 'w') as f:
       json.dump(summary.to_json(), f, indent=2)

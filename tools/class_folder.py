@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from components import image_ingest, image_listing
-from components.ingest_pipeline import IngestError
+from components.ingest_summary import IngestError
 from pipeline.configs import DataConfig
 
 
