@@ -143,3 +143,23 @@ def test_local_push_reaches_the_disk_before_the_rename(tmp_path, monkeypatch):
   assert expected <= synced_before
   assert events[rename_at + 1:] == [('fsync', base)]
   assert _files(final) == sorted(MODEL_FILES)
+
+
+def test_private_pusher_api_it_relies_on_is_still_there():
+  """AtomicPushExecutor calls TFX's private `_MarkPushed` / `_MarkNotPushed` (and
+  `_log_startup`): pinned here, so that a TFX upgrade that drops or renames them fails
+  this test instead of a run. The properties are the ones the stock Pusher writes."""
+  from tfx.components.pusher import executor as stock  # pylint: disable=g-import-not-at-top
+  from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top
+  executor = atomic_pusher.AtomicPushExecutor()
+  for name in ('_MarkPushed', '_MarkNotPushed', '_log_startup', 'CheckBlessing',
+               'GetModelPath'):
+    assert callable(getattr(executor, name, None)), name
+  pushed = standard_artifacts.PushedModel()
+  executor._MarkPushed(pushed, pushed_destination='/srv/m/7', pushed_version='7')  # pylint: disable=protected-access
+  assert pushed.get_int_custom_property(stock._PUSHED_KEY) == 1  # pylint: disable=protected-access
+  assert pushed.get_string_custom_property('pushed_destination') == '/srv/m/7'
+  assert pushed.get_string_custom_property('pushed_version') == '7'
+  not_pushed = standard_artifacts.PushedModel()
+  executor._MarkNotPushed(not_pushed)  # pylint: disable=protected-access
+  assert not_pushed.get_int_custom_property('pushed') == 0
