@@ -6,6 +6,8 @@ from typing import Dict, List, Optional
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from tools import run_summary
+
 
 def open_store(metadata_path: str) -> metadata_store.MetadataStore:
   config = metadata_store_pb2.ConnectionConfig()
@@ -17,10 +19,7 @@ def open_store(metadata_path: str) -> metadata_store.MetadataStore:
 def latest_run_executions(
     store: metadata_store.MetadataStore) -> List[metadata_store_pb2.Execution]:
   """Executions of the newest `pipeline_run` context, oldest first."""
-  runs = store.get_contexts_by_type('pipeline_run')
-  if not runs:
-    raise RuntimeError('No pipeline run recorded in the metadata store.')
-  latest = max(runs, key=lambda c: c.create_time_since_epoch)
+  latest = run_summary.latest_run(store)
   return sorted(store.get_executions_by_context(latest.id), key=lambda e: e.id)
 
 

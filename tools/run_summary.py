@@ -35,11 +35,16 @@ def _store(config: PipelineConfig) -> metadata_store.MetadataStore:
           os.path.abspath(config.metadata_path)))
 
 
-def _latest_run_artifacts(store):
-  runs = [c for c in store.get_contexts_by_type('pipeline_run')]
+def latest_run(store: metadata_store.MetadataStore) -> metadata_store_pb2.Context:
+  """The newest `pipeline_run` context of a local run's ML Metadata."""
+  runs = store.get_contexts_by_type('pipeline_run')
   if not runs:
     raise RuntimeError('No pipeline run recorded in the metadata store.')
-  latest = max(runs, key=lambda c: c.create_time_since_epoch)
+  return max(runs, key=lambda c: c.create_time_since_epoch)
+
+
+def _latest_run_artifacts(store):
+  latest = latest_run(store)
   type_names = {t.id: t.name for t in store.get_artifact_types()}
   by_type = {}
   for artifact in store.get_artifacts_by_context(latest.id):
