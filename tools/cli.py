@@ -14,6 +14,7 @@ from typing import Callable, List, Optional
 
 import contract  # pylint: disable=unused-import  # first: selects Keras 2 for TensorFlow
 import console
+from contract.settings import MIN_IMAGE_SIZE, ModelConfig
 from console import known_noise
 from pipeline.configs import ConfigError
 from pipeline.output_lock import OutputLockedError, output_lock
@@ -206,7 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument('--weights', help="'imagenet', 'none' or path/to/inception_v3_..._notop.h5")
   run.add_argument('--config', help='YAML file with the settings of pipeline/configs.py')
   run.add_argument('--epochs', type=int, help='training epochs (overrides the config)')
-  run.add_argument('--image-size', type=int, help='square input size (default 150, >= 75)')
+  run.add_argument('--image-size', type=int,
+                   help=f'square input size (default {ModelConfig.image_size}, '
+                   f'>= {MIN_IMAGE_SIZE})')
   run.add_argument('--no-augment', action='store_true', help='turn data augmentation off')
   run.add_argument('--verbose', action='store_true',
                    help="also show the libraries' log live (always in <output>/logs/run.log)")
@@ -242,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
       'BatchNorm statistics from your images (no labels used)')
   calibrate.add_argument('--data', required=True, help='folder of class subfolders')
   calibrate.add_argument('--output', required=True, help='path of the _notop.h5 file to write')
-  calibrate.add_argument('--image-size', type=int, default=150)
+  calibrate.add_argument('--image-size', type=int, default=ModelConfig.image_size)
   calibrate.add_argument('--per-class', type=int, default=32)
   calibrate.set_defaults(func=_cmd_calibrate_weights)
 

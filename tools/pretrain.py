@@ -56,8 +56,7 @@ def build_classifier(image_size: int, num_classes: int):
   base = keras.applications.InceptionV3(include_top=False, weights=None,
                                         input_shape=(image_size, image_size, 3))
   images = keras.Input(shape=(image_size, image_size, 3), name='image')
-  x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name='inception_preprocess')(images)
-  x = keras.layers.GlobalAveragePooling2D()(base(x))
+  x = keras.layers.GlobalAveragePooling2D()(base(model_lib.inception_preprocess()(images)))
   outputs = keras.layers.Dense(num_classes, activation='softmax', name='source_head')(x)
   return base, keras.Model(images, outputs, name='pretrain_classifier')
 

@@ -19,6 +19,11 @@ class ModelConfigError(ValueError):
   """The weights file or cut layer cannot be used; raised before training."""
 
 
+def inception_preprocess() -> keras.layers.Layer:
+  """Pixels 0..255 -> InceptionV3's input range -1..1 (keras' inception_v3.preprocess_input)."""
+  return keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name='inception_preprocess')
+
+
 def _inception_v3(image_size: int, weights: str) -> keras.Model:
   """Top-less InceptionV3 with 'imagenet', no ('none') or local `.h5` weights."""
   local_file = weights not in ('imagenet', 'none')
@@ -139,8 +144,8 @@ def feature_extractor(backbone: keras.Model, precision: str = 'float32') -> kera
   if precision == 'bfloat16':
     backbone = reduced_precision_copy(backbone, 'mixed_bfloat16')
   images = keras.Input(shape=(size, size, 3), name='image')
-  x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name='inception_preprocess')(images)
-  return keras.Model(images, backbone(x, training=False), name='feature_extractor')
+  return keras.Model(images, backbone(inception_preprocess()(images), training=False),
+                     name='feature_extractor')
 
 
 def reduced_precision_copy(backbone: keras.Model, policy: str) -> keras.Model:
@@ -242,6 +247,7 @@ def calibrate_batchnorm(base: keras.Model, images, batch_size: int = 64) -> None
   for i, start in enumerate(range(0, len(images), batch_size), 1):
     for layer in layers:
       layer.momentum = (i - 1) / i
-    base(images[start:start + batch_size].astype('float32') / 127.5 - 1.0, training=True)
+    base(inception_preprocess()(images[start:start + batch_size].astype('float32')),
+         training=True)
   for layer, momentum in zip(layers, saved):
     layer.momentum = momentum

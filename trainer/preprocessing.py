@@ -11,8 +11,8 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from contract.features import CLASS_NAME_KEY, CLASS_VOCABULARY, IMAGE_KEY, LABEL_KEY
+from contract.settings import ModelConfig
 
-DEFAULT_IMAGE_SIZE = 150
 
 
 def decode_and_resize(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
@@ -50,7 +50,7 @@ def bytes_to_pixels(data: tf.Tensor, image_size: int) -> tf.Tensor:
 def preprocessing_fn(inputs: Dict[str, tf.Tensor],
                      custom_config: Optional[Dict[str, Any]] = None) -> Dict[str, tf.Tensor]:
   """tf.Transform entry point (referenced by dotted path from the pipeline)."""
-  image_size = int((custom_config or {}).get('image_size', DEFAULT_IMAGE_SIZE))
+  image_size = int((custom_config or {}).get('image_size', ModelConfig.image_size))
   outputs = {IMAGE_KEY: pixels_to_bytes(decode_and_resize(inputs[IMAGE_KEY], image_size))}
   if LABEL_KEY in inputs:
     outputs[LABEL_KEY] = tf.reshape(inputs[LABEL_KEY], [-1])
