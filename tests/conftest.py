@@ -47,3 +47,13 @@ def class_folder(tmp_path):
           encode_image(random_pixels((20, 24, 3), seed=i), fmt))
   return root
 
+
+
+def compiled_classifier(num_classes: int, config, learning_rate: float = 1e-4):
+  """The model `run_fn` assembles (frozen backbone + a fresh head), compiled."""
+  from trainer import model as model_lib  # pylint: disable=g-import-not-at-top
+  backbone = model_lib.build_backbone(config)
+  head = model_lib.build_head(tuple(backbone.output.shape[1:]), num_classes, config)
+  model = model_lib.assemble(backbone, head)
+  model_lib.compile_model(model, num_classes, learning_rate)
+  return model

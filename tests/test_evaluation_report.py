@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components import evaluation_report, report_html
+from components import evaluation_report, report_html, tfma_results
 from components.report_html import Decision, Prediction
 from tests.conftest import encode_image, random_pixels
 from trainer import augment, eval_predictions, plots
@@ -130,12 +130,11 @@ def test_grid_survives_unreadable_images():
 # pylint: disable=g-import-not-at-top,protected-access
 def test_threshold_and_failure_texts():
   """TFMA's thresholds and failures in words (imports TFX and TFMA: slower)."""
-  from components import evaluation_report
   from pipeline.configs import load_config
   from pipeline.definition import eval_config
   from tensorflow_model_analysis.proto import validation_result_pb2
   config = load_config(overrides={'data.path': 'unused', 'evaluation.min_accuracy': 0.8})
-  texts = evaluation_report.checked_thresholds(eval_config(config))
+  texts = tfma_results.checked_thresholds(eval_config(config))
   assert texts[0] == 'SparseCategoricalAccuracy, overall: must be >= 0.8'
   assert texts[1] == ('SparseCategoricalAccuracy, overall: must not drop by more than 0 '
                       'vs the baseline')
@@ -144,14 +143,14 @@ def test_threshold_and_failure_texts():
   failure.metric_value.double_value.value = 0.75
   failure.metric_threshold.value_threshold.lower_bound.value = 0.8
   slice_key = validation_result_pb2.MetricsValidationForSlice().slice_key
-  assert evaluation_report._failure_text(slice_key, failure) == (
+  assert tfma_results._failure_text(slice_key, failure) == (
       'Overall: sparse_categorical_accuracy = 0.7500, but must be >= 0.8 '
       '(evaluation.min_accuracy)')
   failure.metric_key.is_diff = True
   failure.metric_value.double_value.value = -0.05
   failure.metric_threshold.Clear()
   failure.metric_threshold.change_threshold.absolute.value = -1e-10
-  assert 'changed by -0.0500 vs the baseline' in evaluation_report._failure_text(
+  assert 'changed by -0.0500 vs the baseline' in tfma_results._failure_text(
       slice_key, failure)
 
 
@@ -194,7 +193,7 @@ def test_confusion_matrix_from_tfma_plot_entries():
   # TFMA's JSON omits zero-valued ids; a class with no example still gets a row.
   entries = [{'numWeightedExamples': 3.0}, {'predictedClassId': 1, 'numWeightedExamples': 2.0},
              {'actualClassId': 1, 'predictedClassId': 1, 'numWeightedExamples': 4.0}]
-  np.testing.assert_array_equal(evaluation_report._matrix_from_entries(entries, 3),
+  np.testing.assert_array_equal(tfma_results._matrix_from_entries(entries, 3),
                                 [[3, 2, 0], [0, 4, 0], [0, 0, 0]])
 
 

@@ -5,6 +5,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from pipeline.configs import ModelConfig
+from tests.conftest import compiled_classifier
 from trainer import model as model_lib
 from trainer.task import cached_features
 
@@ -35,7 +36,7 @@ def test_assembled_model_is_the_uncached_model_and_predicts_like_backbone_plus_h
   backbone = model_lib.build_backbone(CONFIG)
   head = model_lib.build_head(tuple(backbone.output_shape[1:]), 2, CONFIG)
   assembled = model_lib.assemble(backbone, head)
-  uncached = model_lib.build_model(2, CONFIG, learning_rate=1e-4)
+  uncached = compiled_classifier(2, CONFIG, learning_rate=1e-4)
   assert [type(l).__name__ for l in assembled.layers] == [type(l).__name__ for l in uncached.layers]
   assert assembled.output_shape == uncached.output_shape
   assert assembled.count_params() == uncached.count_params()

@@ -3,12 +3,13 @@ import pytest
 import tf_keras as keras
 
 from pipeline.configs import ModelConfig
+from tests.conftest import compiled_classifier
 from trainer import model as model_lib
 
 
 @pytest.fixture(scope='module')
 def binary_model():
-  return model_lib.build_model(2, ModelConfig(), learning_rate=1e-4)
+  return compiled_classifier(2, ModelConfig(), learning_rate=1e-4)
 
 
 def _backbone(model):
@@ -60,7 +61,7 @@ def test_average_pooling_head_reads_the_channel_means():
 
 
 def test_more_classes_use_softmax():
-  model = model_lib.build_model(5, ModelConfig(image_size=75), learning_rate=1e-4)
+  model = compiled_classifier(5, ModelConfig(image_size=75), learning_rate=1e-4)
   output = model.get_layer('head').layers[-1]
   assert (output.units, output.activation.__name__) == (5, 'softmax')
   assert model.loss == 'sparse_categorical_crossentropy'

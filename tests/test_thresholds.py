@@ -6,7 +6,7 @@ import pytest
 from tensorflow_model_analysis.evaluators import metrics_validator
 from tensorflow_model_analysis.metrics import metric_types
 
-from components import evaluation_report
+from components import tfma_results
 from pipeline.configs import ConfigError, load_config
 from pipeline.definition import eval_config
 
@@ -25,7 +25,7 @@ def _failures(evaluation: dict, slice_key, accuracy: float, change: float = 0.0)
                                   **{f'evaluation.{k}': v for k, v in evaluation.items()}})
   result = metrics_validator.validate_metrics(
       (slice_key, {ACCURACY: accuracy, CHANGE: change}), eval_config(config.validate()))
-  texts = [evaluation_report._failure_text(s.slice_key, f)
+  texts = [tfma_results._failure_text(s.slice_key, f)
            for s in result.metric_validations_per_slice for f in s.failures]
   assert result.validation_ok == (not texts)
   return texts
@@ -66,7 +66,7 @@ def test_change_thresholds_split_the_same_way():
 def test_checked_thresholds_say_which_slices():
   config = load_config(overrides={'data.path': 'unused', 'evaluation.min_accuracy': 0.8,
                                   'evaluation.min_class_accuracy': 0.5})
-  assert evaluation_report.checked_thresholds(eval_config(config)) == [
+  assert tfma_results.checked_thresholds(eval_config(config)) == [
       'SparseCategoricalAccuracy, overall: must be >= 0.8',
       'SparseCategoricalAccuracy, overall: must not drop by more than 0 vs the baseline',
       'SparseCategoricalAccuracy, each class (class_name:<name>): must be >= 0.5']

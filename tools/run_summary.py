@@ -8,7 +8,7 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
-from components import evaluation_report
+from components import evaluation_report, tfma_results
 from components.evaluation_report import HTML_FILE, ModelReport
 from components.inference_table import CSV_FILE, PredictionTable
 from pipeline.configs import PipelineConfig
@@ -73,8 +73,8 @@ def latest_run_summary(config: PipelineConfig) -> RunSummary:
   evaluation = _newest(by_type.get('ModelEvaluation', []))
   if evaluation:
     # The same wording as the HTML report, from the same functions.
-    metrics = evaluation_report.load_metrics(evaluation.uri)
-    decision = evaluation_report.load_decision(evaluation.uri, None, None)
+    metrics = tfma_results.load_metrics(evaluation.uri)
+    decision = tfma_results.load_decision(evaluation.uri, None, None)
     blessed, failures = decision.blessed, decision.failures
   pushed = _newest(by_type.get('PushedModel', []))
   pushed_path = None

@@ -207,17 +207,6 @@ def compile_model(model: keras.Model, num_classes: int, learning_rate: float,
                 loss=loss, metrics=['accuracy'], jit_compile=jit_compile)
 
 
-def build_model(num_classes: int, config: ModelConfig, learning_rate: float) -> keras.Model:
-  """The whole compiled model: frozen backbone plus a fresh head."""
-  if num_classes < 2:
-    raise ModelConfigError(f'Need at least two classes, got {num_classes}.')
-  backbone = build_backbone(config)
-  head = build_head(tuple(backbone.output.shape[1:]), num_classes, config)
-  model = assemble(backbone, head)
-  compile_model(model, num_classes, learning_rate)
-  return model
-
-
 def write_calibrated_weights(path: str, images, seed: int = 0) -> None:
   """Writes a top-less InceptionV3 `.h5` whose BatchNorm statistics fit `images`.
 
