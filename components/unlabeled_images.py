@@ -7,14 +7,21 @@ in one split, `unlabeled`. Skipped files go to `skipped.jsonl` with their reason
 """
 
 import json
+import logging
 import os
-from typing import Tuple
+from typing import Any, Dict, List, Tuple
 
 import tensorflow as tf
-from tfx import v1 as tfx
+from google.protobuf import wrappers_pb2
+from tfx import types
+from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.components.util import examples_utils
+from tfx.dsl.components.base import base_beam_executor, executor_spec
 from tfx.proto import example_gen_pb2
-from tfx.types import artifact_utils
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import proto_utils
+
+from components.image_folder_example_gen import ImageFolderDriver
 
 from components.image_walk import walk_images
 from components.prediction_table import display_path
@@ -62,24 +69,44 @@ def read_skipped(examples_uri: str):
     return [(row['path'], row['reason']) for row in map(json.loads, f) if row]
 
 
-@tfx.dsl.components.component
-def UnlabeledImageExampleGen(
-    examples: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.Examples],
-    data_root: tfx.dsl.components.Parameter[str],
-    max_image_pixels: tfx.dsl.components.Parameter[int] = 40_000_000,
-    data_fingerprint: tfx.dsl.components.Parameter[str] = '',
-) -> None:
-  """tf.Examples (`image`, `filename`) of every readable image below `data_root`.
+class Executor(base_beam_executor.BaseBeamExecutor):
+  """Writes the unlabeled examples of `input_base` (one process: a folder to predict on)."""
 
-  `data_fingerprint` is not read: it changes with the folder's files, so that the
-  pipeline cache never reuses the examples of an older folder.
-  """
-  del data_fingerprint
-  written, skipped = write_unlabeled_examples(data_root, examples.uri, max_image_pixels)
-  examples.split_names = artifact_utils.encode_split_names([SPLIT])
-  examples_utils.set_payload_format(examples, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
-  examples_utils.set_file_format(examples, 'tfrecords_gzip')
-  examples.set_int_custom_property('num_examples', written)
-  examples.set_int_custom_property('num_skipped', skipped)
-  print(f'UnlabeledImageExampleGen: {written} images from {data_root}, {skipped} skipped '
-        f'(see {os.path.join(examples.uri, SKIPPED_FILE)})')
+  def Do(self, input_dict: Dict[str, List[types.Artifact]],
+         output_dict: Dict[str, List[types.Artifact]],
+         exec_properties: Dict[str, Any]) -> None:
+    self._log_startup(input_dict, output_dict, exec_properties)
+    examples = artifact_utils.get_single_instance(
+        output_dict[standard_component_specs.EXAMPLES_KEY])
+    data_root = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+    config = example_gen_pb2.CustomConfig()
+    proto_utils.json_to_proto(exec_properties[standard_component_specs.CUSTOM_CONFIG_KEY],
+                              config)
+    max_pixels = wrappers_pb2.Int64Value()
+    config.custom_config.Unpack(max_pixels)
+    written, skipped = write_unlabeled_examples(data_root, examples.uri, max_pixels.value)
+    examples.split_names = artifact_utils.encode_split_names([SPLIT])
+    examples_utils.set_payload_format(examples, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
+    examples_utils.set_file_format(examples, 'tfrecords_gzip')
+    examples.set_int_custom_property('num_examples', written)
+    examples.set_int_custom_property('num_skipped', skipped)
+    logging.info('UnlabeledImageExampleGen: %d images from %s, %d skipped (see %s).', written,
+                 data_root, skipped, os.path.join(examples.uri, SKIPPED_FILE))
+
+
+class UnlabeledImageExampleGen(FileBasedExampleGen):
+  """tf.Examples (`image`, `filename`) of every readable image below `input_base`, in one
+  split, `unlabeled`. Like ImageFolderExampleGen, its driver fingerprints the folder when
+  the component runs, so a changed folder is never served from an older run's cache."""
+
+  EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
+  DRIVER_CLASS = ImageFolderDriver
+
+  def __init__(self, input_base: str, max_image_pixels: int):
+    custom_config = example_gen_pb2.CustomConfig()
+    custom_config.custom_config.Pack(wrappers_pb2.Int64Value(value=max_image_pixels))
+    super().__init__(
+        input_base=input_base, custom_config=custom_config,
+        input_config=example_gen_pb2.Input(splits=[
+            example_gen_pb2.Input.Split(name=SPLIT, pattern='*')]),
+        output_config=example_gen_pb2.Output())  # one split, as found

@@ -7,7 +7,6 @@ from typing import List, Optional
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
-from components import image_listing
 from components.atomic_pusher import AtomicPusher
 from components.evaluation_report import EvaluationReport
 from components.image_folder_example_gen import ImageFolderExampleGen
@@ -94,9 +93,8 @@ def batch_inference(config: PipelineConfig, model, blessing) -> list:
   """Unlabeled images of `inference.data` -> BulkInferrer (only if `blessing` says
   blessed) -> InferenceTable (predictions.csv, the format of `transfer-pipeline predict`)."""
   data = config.inference.data
-  examples = UnlabeledImageExampleGen(
-      data_root=_absolute(data), max_image_pixels=config.data.max_image_pixels,
-      data_fingerprint='' if '://' in data else image_listing.fingerprint(data))
+  examples = UnlabeledImageExampleGen(input_base=_absolute(data),
+                                      max_image_pixels=config.data.max_image_pixels)
   bulk_inferrer = tfx.components.BulkInferrer(
       examples=examples.outputs['examples'], model=model, model_blessing=blessing,
       data_spec=tfx.proto.DataSpec(),
