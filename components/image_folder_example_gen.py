@@ -19,10 +19,14 @@ shards written per unit of work keep a fixed, class-mixed order and flat memory.
 
 import dataclasses
 import json
+import logging
+import os
 from typing import Any, Dict, List, Optional, Sequence
 
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
+from google.protobuf import wrappers_pb2
+from google.protobuf.message import Message
 from tfx import types
 from tfx.components.example_gen import driver, input_processor
 from tfx.components.example_gen.component import FileBasedExampleGen
@@ -31,11 +35,10 @@ from tfx.dsl.components.base import base_beam_executor, executor_spec
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
-from google.protobuf import wrappers_pb2
 
 from components import image_listing, ingest_pipeline
-from contract.settings import IngestOptions
 from components.image_listing import SPLITS
+from contract.settings import IngestOptions
 
 
 class _FolderInputProcessor(input_processor.FileBasedInputProcessor):
@@ -56,12 +59,23 @@ class ImageFolderDriver(driver.FileBasedDriver):
     return _FolderInputProcessor(input_base_uri, splits, range_config)
 
 
-def _options(exec_properties: Dict[str, Any]) -> IngestOptions:
+def unpack_custom_config(exec_properties: Dict[str, Any], message: Message) -> Message:
+  """The ExampleGen's `custom_config` (a CustomConfig proto), unpacked into `message`."""
   config = example_gen_pb2.CustomConfig()
   proto_utils.json_to_proto(exec_properties[standard_component_specs.CUSTOM_CONFIG_KEY], config)
-  packed = wrappers_pb2.StringValue()
-  config.custom_config.Unpack(packed)
-  values = json.loads(packed.value)
+  config.custom_config.Unpack(message)
+  return message
+
+
+def describe_examples(examples: types.Artifact, split_names: List[str]) -> None:
+  """Marks `examples` as splits of gzipped tf.Example TFRecords, as TFX's ExampleGens do."""
+  examples.split_names = artifact_utils.encode_split_names(list(split_names))
+  examples_utils.set_payload_format(examples, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
+  examples_utils.set_file_format(examples, 'tfrecords_gzip')
+
+
+def _options(exec_properties: Dict[str, Any]) -> IngestOptions:
+  values = json.loads(unpack_custom_config(exec_properties, wrappers_pb2.StringValue()).value)
   values['class_names'] = tuple(values.get('class_names', ()))
   return IngestOptions(**values)
 
@@ -81,17 +95,15 @@ class Executor(base_beam_executor.BaseBeamExecutor):
           exec_properties[standard_component_specs.INPUT_BASE_KEY], options)
       _ = pipeline | ingest_pipeline.IngestToTFRecords(listing, examples.uri, options)  # pylint: disable=no-value-for-parameter
     summary = ingest_pipeline.finish(listing, examples.uri, options)
-    examples.split_names = artifact_utils.encode_split_names(list(SPLITS))
-    examples_utils.set_payload_format(examples, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
-    examples_utils.set_file_format(examples, 'tfrecords_gzip')
+    describe_examples(examples, SPLITS)
     examples.set_string_custom_property('label_vocabulary', ','.join(summary.class_names))
     examples.set_int_custom_property('num_skipped', summary.total_skipped)
     for split in SPLITS:
       examples.set_int_custom_property(f'num_{split}', sum(summary.written[split].values()))
-    print(f'ImageFolderExampleGen: {summary.class_names}, '
-          f'{sum(summary.written["train"].values())} train, '
-          f'{sum(summary.written["eval"].values())} eval examples, '
-          f'{summary.total_skipped} skipped (see {examples.uri}/{ingest_pipeline.QUARANTINE_FILE})')
+    logging.info('ImageFolderExampleGen: %s, %d train, %d eval examples, %d skipped (see %s).',
+                 summary.class_names, sum(summary.written['train'].values()),
+                 sum(summary.written['eval'].values()), summary.total_skipped,
+                 os.path.join(examples.uri, ingest_pipeline.QUARANTINE_FILE))
 
 
 class ImageFolderExampleGen(FileBasedExampleGen):

@@ -15,13 +15,12 @@ import tensorflow as tf
 from google.protobuf import wrappers_pb2
 from tfx import types
 from tfx.components.example_gen.component import FileBasedExampleGen
-from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_beam_executor, executor_spec
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
-from tfx.utils import proto_utils
 
-from components.image_folder_example_gen import ImageFolderDriver
+from components.image_folder_example_gen import (ImageFolderDriver, describe_examples,
+                                                 unpack_custom_config)
 
 from components.image_walk import walk_images
 from components.prediction_table import display_path
@@ -79,15 +78,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     examples = artifact_utils.get_single_instance(
         output_dict[standard_component_specs.EXAMPLES_KEY])
     data_root = exec_properties[standard_component_specs.INPUT_BASE_KEY]
-    config = example_gen_pb2.CustomConfig()
-    proto_utils.json_to_proto(exec_properties[standard_component_specs.CUSTOM_CONFIG_KEY],
-                              config)
-    max_pixels = wrappers_pb2.Int64Value()
-    config.custom_config.Unpack(max_pixels)
-    written, skipped = write_unlabeled_examples(data_root, examples.uri, max_pixels.value)
-    examples.split_names = artifact_utils.encode_split_names([SPLIT])
-    examples_utils.set_payload_format(examples, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
-    examples_utils.set_file_format(examples, 'tfrecords_gzip')
+    max_pixels = unpack_custom_config(exec_properties, wrappers_pb2.Int64Value()).value
+    written, skipped = write_unlabeled_examples(data_root, examples.uri, max_pixels)
+    describe_examples(examples, [SPLIT])
     examples.set_int_custom_property('num_examples', written)
     examples.set_int_custom_property('num_skipped', skipped)
     logging.info('UnlabeledImageExampleGen: %d images from %s, %d skipped (see %s).', written,
