@@ -128,11 +128,15 @@ def _read_remote(path: str, max_bytes: int) -> bytes:
   return data
 
 
-def read_file(path: str, real_root: str, max_bytes: int = IngestOptions.max_image_bytes) -> bytes:
-  """The file's bytes (at most `max_bytes`), or Refused: hidden, not a regular file,
-  a symlink that is broken or leaves the root, unreadable, too large."""
+def refuse_hidden(path: str) -> None:
+  """Refused('hidden file') for a name starting with '.' (.DS_Store, ._x.jpg, ...)."""
   if os.path.basename(path.rstrip('/')).startswith('.'):
     raise Refused('hidden file')
+
+
+def _read_file(path: str, real_root: str, max_bytes: int) -> bytes:
+  """The file's bytes (at most `max_bytes`), or Refused: not a regular file, a symlink
+  that is broken or leaves the root, unreadable, too large."""
   if not is_local(path):
     return _read_remote(path, max_bytes)
   return _read_local(path, real_root, max_bytes)
@@ -225,13 +229,12 @@ def check_image(data: bytes, max_pixels: int) -> bytes:
 def read_image(path: str, real_root: str, max_pixels: int,
                max_bytes: int = IngestOptions.max_image_bytes) -> bytes:
   """Returns image bytes that tf.io.decode_image reads upright, or raises Refused(reason)."""
-  if os.path.basename(path.rstrip('/')).startswith('.'):
-    raise Refused('hidden file')
+  refuse_hidden(path)
   if is_local(path) and os.path.islink(path):  # why a symlink is refused comes first
     _symlink_target(path, real_root)
   if not path.lower().endswith(IMAGE_EXTENSIONS):
     raise Refused('not an image file extension')
-  data = read_file(path, real_root, max_bytes)
+  data = _read_file(path, real_root, max_bytes)
   if not data:
     raise Refused('empty file')
   return check_image(data, max_pixels)

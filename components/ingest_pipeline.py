@@ -128,8 +128,7 @@ class WriteImageShard(beam.DoFn):
     if cand.problem:
       raise Refused(cand.problem)
     if cand.class_name == ROOT_CLASS:  # not read
-      if os.path.basename(cand.path).startswith('.'):
-        raise Refused('hidden file')
+      image_ingest.refuse_hidden(cand.path)
       raise Refused('not inside a class folder')
     return image_ingest.read_image(cand.path, real_root, self._options.max_image_pixels,
                                    self._options.max_image_bytes)
