@@ -188,7 +188,7 @@ def feature_pass_stage(config: PipelineConfig, args: argparse.Namespace) -> Resu
   images/s and the bfloat16 features' errors against float32."""
   import numpy as np
   import tensorflow as tf
-  from pipeline.class_folder import load_class_folder
+  from tools.class_folder import load_class_folder
   from trainer import model as model_lib
   images = load_class_folder(args.images, config.model.image_size, per_class=256).images
   images = images.astype(np.float32)

@@ -8,6 +8,7 @@ import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
 from components.atomic_pusher import AtomicPusher
+from components.bulk_inferrer import BoundedBulkInferrer
 from components.evaluation_report import EvaluationReport
 from components.image_folder_example_gen import ImageFolderExampleGen
 from components.inference_table import InferenceTable
@@ -95,10 +96,10 @@ def batch_inference(config: PipelineConfig, model, blessing) -> list:
   data = config.inference.data
   examples = UnlabeledImageExampleGen(input_base=_absolute(data),
                                       max_image_pixels=config.data.max_image_pixels)
-  bulk_inferrer = tfx.components.BulkInferrer(
+  bulk_inferrer = BoundedBulkInferrer(
       examples=examples.outputs['examples'], model=model, model_blessing=blessing,
-      data_spec=tfx.proto.DataSpec(),
-      model_spec=tfx.proto.ModelSpec(model_signature_name=[EXAMPLES_NUMERIC_SIGNATURE]))
+      model_spec=tfx.proto.ModelSpec(model_signature_name=[EXAMPLES_NUMERIC_SIGNATURE]),
+      max_batch_size=config.serving.max_batch).with_id('BulkInferrer')
   table = InferenceTable(inference_result=bulk_inferrer.outputs['inference_result'],
                          examples=examples.outputs['examples'], model=model, blessing=blessing)
   return [examples, bulk_inferrer, table]

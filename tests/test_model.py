@@ -134,3 +134,26 @@ def test_missing_or_non_hdf5_weights_file(tmp_path):
   text.write_text('not weights')
   with pytest.raises(model_lib.ModelConfigError, match='not an HDF5'):
     model_lib.build_backbone(ModelConfig(weights=str(text), image_size=75))
+
+
+def _digit_pixels(digits=(3, 8), size: int = 75) -> np.ndarray:
+  """scikit-learn digits as [N, size, size, 3] pixels 0..255 (as the demo writes them)."""
+  from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
+  data = load_digits()
+  images = data.images[np.isin(data.target, digits)][:64] * (255.0 / 16.0)
+  return np.repeat(np.kron(images, np.ones((10, 10)))[:, :size, :size, None], 3, axis=-1)
+
+
+@pytest.mark.parametrize('offset, steady', [(1.0, True), (0.0, False)])
+def test_calibrated_features_are_steady_with_the_batchnorm_offset(tmp_path, offset, steady):
+  """The offline stand-in's mixed7 features under a 1-pixel input change: ~8% with
+  BatchNorm beta 1.0 (the default), ~77% with 0 (a chaotic random network)."""
+  pixels = _digit_pixels().astype(np.float32)
+  path = str(tmp_path / 'calibrated_notop.h5')
+  model_lib.write_calibrated_weights(path, pixels, batchnorm_offset=offset)
+  extractor = model_lib.feature_extractor(
+      model_lib.build_backbone(ModelConfig(weights=path, image_size=75)))
+  noise = np.random.default_rng(0).normal(0, 1.0, pixels.shape).astype(np.float32)
+  clean = extractor.predict(pixels, verbose=0)
+  moved = np.abs(extractor.predict(pixels + noise, verbose=0) - clean).mean()
+  assert (moved / np.abs(clean).mean() < 0.2) == steady
