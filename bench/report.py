@@ -45,7 +45,9 @@ def _training(raw: Dict[str, Any]) -> Figures:
 
 # Batch inference over the validation images runs in the same pipeline; the training
 # pipeline's figures leave these components out.
-INFERENCE_COMPONENTS = ('UnlabeledImageExampleGen', 'BulkInferrer', 'InferenceTable')
+# (MLMD execution type names: the BulkInferrer runs as components.bulk_inferrer's class.)
+BULK_INFERRER = 'BoundedBulkInferrer'
+INFERENCE_COMPONENTS = ('UnlabeledImageExampleGen', BULK_INFERRER, 'InferenceTable')
 
 
 def _feature_pass(raw: Dict[str, Any]) -> Figures:
@@ -173,7 +175,7 @@ def _inference(raw: Dict[str, Any]) -> Figures:
         bare_decoded_images_per_second_batch32=predict['bare_images_per_second'],
         predict_over_bare_batch32=_ratio(predict['bare_images_per_second'],
                                          predict['predict_images_per_second']))
-  bulk = raw['pipeline']['components'].get('BulkInferrer')
+  bulk = raw['pipeline']['components'].get(BULK_INFERRER)
   if bulk and 'predict' in raw:
     figures['bulk_inferrer_seconds'] = bulk['seconds']
     figures['bulk_inferrer_images_per_second'] = raw['predict']['images'] / bulk['seconds']

@@ -182,8 +182,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
   raw['pipeline']['components'] = pipeline_components(config, child)
   raw['transform'] = bench.stage('transform', 'transform', config)[0]
   for name, cache in (('trainer_cached', True), ('trainer_uncached', False)):
-    raw[name] = bench.stage(name, 'trainer', bench.config(full, 'full', feature_cache=cache),
-                            '--output', os.path.join(work, name))[0]
+    raw[name] = bench.trainer(name, full, 'full', feature_cache=cache, precision='float32')
   raw['trainer_cached_bfloat16'] = bench.trainer('trainer_cached_bfloat16', full, 'full',
                                                  precision='bfloat16')
   raw['feature_pass'] = bench.stage('feature_pass', 'feature_pass', config, '--images',
