@@ -43,7 +43,7 @@ from contract.features import FILENAME_KEY, IMAGE_KEY, LABEL_KEY
 
 # More shards than configured when the data is large, so that work spreads evenly.
 FILES_PER_SHARD = 1000
-_PROGRESS_EVERY = 500
+PROGRESS_EVERY = 500
 
 
 # Shards -------------------------------------------------------------------------------
@@ -132,7 +132,7 @@ class WriteImageShard(beam.DoFn):
         label = self._labels[cand.class_name]
         writer.write(split, image_ingest.make_example(image, label, cand.class_name, cand.relpath))
         yield beam.pvalue.TaggedOutput('written', (split, cand.class_name))
-        if n % _PROGRESS_EVERY == 0:
+        if n % PROGRESS_EVERY == 0:
           logging.info('Shard %d/%d: %d/%d files.', shard.index + 1, shard.count, n,
                        len(shard.items))
     finally:

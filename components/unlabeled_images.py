@@ -37,7 +37,6 @@ from contract.settings import IngestOptions
 
 SPLIT = 'unlabeled'
 SKIPPED_FILE = 'skipped.jsonl'
-_PROGRESS_EVERY = 500
 
 
 def unlabeled_example(image: bytes, path: str) -> tf.train.Example:
@@ -68,7 +67,7 @@ class WriteUnlabeledShard(beam.DoFn):
                  'detail': refusal.detail}
           continue
         writer.write(SPLIT, unlabeled_example(image, cand.path))
-        if n % _PROGRESS_EVERY == 0:
+        if n % ingest_pipeline.PROGRESS_EVERY == 0:
           logging.info('Shard %d/%d: %d/%d files.', shard.index + 1, shard.count, n,
                        len(shard.items))
     finally:
