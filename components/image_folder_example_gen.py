@@ -74,7 +74,16 @@ def describe_examples(examples: types.Artifact, split_names: List[str]) -> None:
   examples_utils.set_file_format(examples, 'tfrecords_gzip')
 
 
-def _options(exec_properties: Dict[str, Any]) -> IngestOptions:
+def pack_ingest_options(options: IngestOptions) -> example_gen_pb2.CustomConfig:
+  """`options` as an ExampleGen's `custom_config` (JSON in a StringValue)."""
+  custom_config = example_gen_pb2.CustomConfig()
+  custom_config.custom_config.Pack(
+      wrappers_pb2.StringValue(value=json.dumps(dataclasses.asdict(options))))
+  return custom_config
+
+
+def unpack_ingest_options(exec_properties: Dict[str, Any]) -> IngestOptions:
+  """The IngestOptions that `pack_ingest_options` put in the `custom_config`."""
   values = json.loads(unpack_custom_config(exec_properties, wrappers_pb2.StringValue()).value)
   values['class_names'] = tuple(values.get('class_names', ()))
   return IngestOptions(**values)
@@ -89,7 +98,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     self._log_startup(input_dict, output_dict, exec_properties)
     examples = artifact_utils.get_single_instance(
         output_dict[standard_component_specs.EXAMPLES_KEY])
-    options = _options(exec_properties)
+    options = unpack_ingest_options(exec_properties)
     with self._make_beam_pipeline() as pipeline:  # sets the filesystems' options first
       listing = ingest_pipeline.list_data(
           exec_properties[standard_component_specs.INPUT_BASE_KEY], options)
@@ -124,9 +133,6 @@ class ImageFolderExampleGen(FileBasedExampleGen):
         eval_percent=eval_percent, num_shards=num_shards,
         max_skipped_fraction=max_skipped_fraction, max_image_pixels=max_image_pixels,
         max_image_bytes=max_image_bytes, class_names=tuple(class_names or ()))
-    custom_config = example_gen_pb2.CustomConfig()
-    custom_config.custom_config.Pack(
-        wrappers_pb2.StringValue(value=json.dumps(dataclasses.asdict(options))))
     super().__init__(
         input_base=input_base,
         # One input "split": the whole folder (TFX's Kubeflow driver fingerprints the files
@@ -136,4 +142,4 @@ class ImageFolderExampleGen(FileBasedExampleGen):
         output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
             example_gen_pb2.SplitConfig.Split(name='train', hash_buckets=100 - eval_percent),
             example_gen_pb2.SplitConfig.Split(name='eval', hash_buckets=eval_percent)])),
-        custom_config=custom_config)
+        custom_config=pack_ingest_options(options))

@@ -39,7 +39,7 @@ class ListingError(ValueError):
 class Candidate:
   path: str                # full path or URI as found (may be a symlink)
   relpath: str             # relative to the data root, '/'-separated: split hash, reports
-  class_name: str          # printable class folder name, or ROOT_CLASS
+  class_name: str          # printable class folder name, ROOT_CLASS, or '' (`list_files`)
   split: Optional[str]     # None: decided by hash
   problem: Optional[str] = None  # known before reading (hidden or unreadable folder)
 
@@ -198,6 +198,11 @@ def _remote_objects(root: str) -> List[Tuple[str, int, float]]:
   return sorted(objects)
 
 
+def _hidden_folder_at(parts: List[str]) -> Optional[int]:
+  """Index of the first hidden folder among an object's folder names, or None."""
+  return next((i for i, p in enumerate(parts[:-1]) if p.startswith('.')), None)
+
+
 def _list_remote(root: str) -> Listing:
   objects = _remote_objects(root)
   if not objects:
@@ -217,7 +222,7 @@ def _list_remote(root: str) -> Listing:
     if presplit and split is None and len(parts) > 1:
       continue  # a top-level folder the pre-split layout does not read
     inner = parts[1:] if split else parts
-    hidden_at = next((i for i, p in enumerate(inner[:-1]) if p.startswith('.')), None)
+    hidden_at = _hidden_folder_at(inner)
     if hidden_at is not None:  # one entry per hidden folder, as on a local disk
       folder = '/'.join(([parts[0]] if split else []) + inner[:hidden_at + 1])
       if folder not in hidden:
@@ -270,6 +275,31 @@ def list_folder(root: str) -> Listing:
   if records:
     return Listing(root, [], [], {}, [], tfrecord_files=records)
   return _list_local(root) if is_local(root) else _list_remote(root)
+
+
+def list_files(root: str) -> List[Candidate]:
+  """Every file below `root` (a local folder or a URI), at any depth, with no class or
+  split: a folder of unlabeled images. Hidden, symlinked and unreadable folders are
+  listed as one entry each, as `walk_files` lists them; nothing is read."""
+  if is_local(root):
+    if not os.path.isdir(root):
+      raise ListingError(f'Data folder {root} does not exist or is not a folder.')
+    return [Candidate(path, os.path.relpath(path, root).replace(os.sep, '/'), '', None, problem)
+            for path, problem in walk_files(root)]
+  candidates, hidden = [], set()
+  for relpath, _, _ in _remote_objects(root):
+    parts = relpath.split('/')
+    hidden_at = _hidden_folder_at(parts)
+    if hidden_at is None:
+      candidates.append(Candidate(join(root, relpath), relpath, '', None))
+      continue
+    folder = '/'.join(parts[:hidden_at + 1])
+    if folder not in hidden:  # one entry per hidden folder, as on a local disk
+      hidden.add(folder)
+      candidates.append(Candidate(join(root, folder), folder, '', None, HIDDEN_FOLDER))
+  if not candidates:
+    raise ListingError(f'Data folder {root} does not exist or holds no files.')
+  return candidates
 
 
 def fingerprint(root: str) -> str:

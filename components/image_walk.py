@@ -1,8 +1,9 @@
 """Walks files and folders of unlabeled images with ingestion's safe reader.
 
-Used by `transfer-pipeline predict` and the unlabeled ExampleGen of batch inference:
-every file named or found below a named folder comes out once, either with its image
-bytes or with the reason it was skipped (the same reasons as ingestion's quarantine).
+Used by `transfer-pipeline predict`: every file named or found below a named folder
+comes out once, either with its image bytes or with the reason it was skipped (the same
+reasons as ingestion's quarantine). The unlabeled ExampleGen lists the same files
+(`image_listing.list_files`) and reads them with the same reader, on Beam.
 Lazy: memory does not grow with the number of files.
 """
 

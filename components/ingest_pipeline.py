@@ -43,7 +43,7 @@ from contract.features import FILENAME_KEY, IMAGE_KEY, LABEL_KEY
 
 # More shards than configured when the data is large, so that work spreads evenly.
 FILES_PER_SHARD = 1000
-_PROGRESS_EVERY = 500
+PROGRESS_EVERY = 500
 
 
 # Shards -------------------------------------------------------------------------------
@@ -66,12 +66,12 @@ def plan_shards(candidates: Sequence[Candidate], num_shards: int) -> List[Shard]
   return [Shard(i, count, tuple(ordered[i::count])) for i in range(count)]
 
 
-class _ShardWriter:
+class ShardWriter:
   """One gzipped TFRecord file per split for one shard (any filesystem TF can write)."""
 
-  def __init__(self, output_dir: str, shard: Shard):
+  def __init__(self, output_dir: str, shard: Shard, splits: Sequence[str] = SPLITS):
     self._writers = {}
-    for split in SPLITS:
+    for split in splits:
       folder = os.path.join(output_dir, f'Split-{split}')
       tf.io.gfile.makedirs(folder)
       name = f'data_tfrecord-{shard.index:05d}-of-{shard.count:05d}.gz'
@@ -83,6 +83,20 @@ class _ShardWriter:
   def close(self) -> None:
     for writer in self._writers.values():
       writer.close()
+
+
+def real_root_of(root: str) -> str:
+  """The real path of a local data root (files are opened beneath it); '' for a URI."""
+  return os.path.realpath(root) if image_listing.is_local(root) else ''
+
+
+def read_candidate(cand: Candidate, real_root: str, options: IngestOptions) -> bytes:
+  """A listed file's checked image bytes, or Refused (a problem found while listing
+  comes first)."""
+  if cand.problem:
+    raise Refused(cand.problem)
+  return image_ingest.read_image(cand.path, real_root, options.max_image_pixels,
+                                 options.max_image_bytes)
 
 
 def _skipped(relpath: str, class_name: str, refusal: Refused) -> beam.pvalue.TaggedOutput:
@@ -104,8 +118,8 @@ class WriteImageShard(beam.DoFn):
     self._options = options
 
   def process(self, shard: Shard) -> Iterator[Any]:
-    real_root = os.path.realpath(self._root) if image_listing.is_local(self._root) else ''
-    writer = _ShardWriter(self._output_dir, shard)
+    real_root = real_root_of(self._root)
+    writer = ShardWriter(self._output_dir, shard)
     try:
       for n, cand in enumerate(shard.items, 1):
         yield beam.pvalue.TaggedOutput('found', cand.class_name)
@@ -118,20 +132,17 @@ class WriteImageShard(beam.DoFn):
         label = self._labels[cand.class_name]
         writer.write(split, image_ingest.make_example(image, label, cand.class_name, cand.relpath))
         yield beam.pvalue.TaggedOutput('written', (split, cand.class_name))
-        if n % _PROGRESS_EVERY == 0:
+        if n % PROGRESS_EVERY == 0:
           logging.info('Shard %d/%d: %d/%d files.', shard.index + 1, shard.count, n,
                        len(shard.items))
     finally:
       writer.close()
 
   def _read(self, cand: Candidate, real_root: str) -> bytes:
-    if cand.problem:
-      raise Refused(cand.problem)
-    if cand.class_name == ROOT_CLASS:  # not read
+    if cand.class_name == ROOT_CLASS and not cand.problem:  # not read
       image_ingest.refuse_hidden(cand.path)
       raise Refused('not inside a class folder')
-    return image_ingest.read_image(cand.path, real_root, self._options.max_image_pixels,
-                                   self._options.max_image_bytes)
+    return read_candidate(cand, real_root, self._options)
 
 
 # TFRecord input -------------------------------------------------------------------------
@@ -163,7 +174,7 @@ class WriteRecordShard(beam.DoFn):
 
   def process(self, shard: Shard) -> Iterator[Any]:
     names = self._options.class_names
-    writer = _ShardWriter(self._output_dir, shard)
+    writer = ShardWriter(self._output_dir, shard)
     try:
       for split, path in shard.items:
         base = os.path.relpath(path, self._root) if image_listing.is_local(path) else \

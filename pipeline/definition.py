@@ -95,7 +95,9 @@ def batch_inference(config: PipelineConfig, model, blessing) -> list:
   blessed) -> InferenceTable (predictions.csv, the format of `transfer-pipeline predict`)."""
   data = config.inference.data
   examples = UnlabeledImageExampleGen(input_base=_absolute(data),
-                                      max_image_pixels=config.data.max_image_pixels)
+                                      max_image_pixels=config.data.max_image_pixels,
+                                      max_image_bytes=config.data.max_image_bytes,
+                                      num_shards=config.data.num_shards)
   bulk_inferrer = BoundedBulkInferrer(
       examples=examples.outputs['examples'], model=model, model_blessing=blessing,
       model_spec=tfx.proto.ModelSpec(model_signature_name=[EXAMPLES_NUMERIC_SIGNATURE]),

@@ -8,7 +8,7 @@ import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.orchestration.pipeline import RunOptions
 
-from components import ingest_pipeline
+from components import ingest_pipeline, unlabeled_images
 from pipeline import beam
 from pipeline import definition as pipeline_lib
 from tools import cli
@@ -99,3 +99,23 @@ def test_multi_processing_example_gen_writes_the_same_files(class_folder, tmp_pa
   assert len(records['in_memory']) == 8
   assert sum(map(len, records['in_memory'].values())) == 21
   assert records['multi_processing'] == records['in_memory']
+
+
+def test_multi_processing_unlabeled_example_gen_writes_the_same_files(class_folder, tmp_path):
+  """The unlabeled ExampleGen (batch inference) too: shards and skipped.jsonl are
+  byte-identical whether one process or two worker processes write them."""
+  (class_folder / 'dogs' / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\n truncated')
+  written = {}
+  for mode, beam_args in (('in_memory', beam.in_memory()),
+                          ('multi_processing', beam.multi_processing(num_workers=2))):
+    out = str(tmp_path / mode)
+    counts = unlabeled_images.write_unlabeled_examples(
+        str(class_folder), out, 10**6, num_shards=4, beam_args=beam_args)
+    files = sorted(glob.glob(os.path.join(out, 'Split-unlabeled', '*.gz')))
+    written[mode] = (counts, {
+        os.path.basename(path): [r.numpy() for r in tf.data.TFRecordDataset(path, 'GZIP')]
+        for path in files}, (tmp_path / mode / unlabeled_images.SKIPPED_FILE).read_bytes())
+  (counts, shards, skipped) = written['in_memory']
+  assert counts == (21, 1) and len(shards) == 4 and all(shards.values())
+  assert sum(map(len, shards.values())) == 21 and b'broken.png' in skipped
+  assert written['multi_processing'] == written['in_memory']

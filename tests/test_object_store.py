@@ -18,7 +18,7 @@ from tfx import v1 as tfx
 from moto import server as moto_server
 from tfx.orchestration.pipeline import RunOptions
 
-from components import ingest_pipeline
+from components import ingest_pipeline, unlabeled_images
 from pipeline import definition as pipeline_lib
 from tools import run_summary as report
 from pipeline.configs import load_config
@@ -81,16 +81,17 @@ def _records(folder):
   return out
 
 
-def _run_example_gen(data: str, output: str):
-  """A TFX partial run of the real pipeline definition: ExampleGen only."""
-  config = load_config(overrides={'data.path': data, 'output': output, 'data.num_shards': 2})
+def _run_example_gen(data: str, output: str, node: str = 'ImageFolderExampleGen', **overrides):
+  """A TFX partial run of the real pipeline definition: one ExampleGen only."""
+  config = load_config(overrides={'data.path': data, 'output': output, 'data.num_shards': 2,
+                                  **overrides})
   metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
   tfx.orchestration.LocalDagRunner().run(
       pipeline_lib.create_pipeline(config, metadata_connection_config=metadata),
-      run_options=RunOptions(to_nodes=['ImageFolderExampleGen']))
-  uri = max(glob.glob(os.path.join(config.pipeline_root, 'ImageFolderExampleGen', 'examples',
-                                   '*')), key=lambda p: int(os.path.basename(p)))
-  state = report.latest_executions(config)['ImageFolderExampleGen']
+      run_options=RunOptions(to_nodes=[node]))
+  uri = max(glob.glob(os.path.join(config.pipeline_root, node, 'examples', '*')),
+            key=lambda p: int(os.path.basename(p)))
+  state = report.latest_executions(config)[node]
   return uri, state
 
 
@@ -125,3 +126,36 @@ def test_a_changed_object_reruns_example_gen(s3, local_folder, tmp_path):
   changed, state = _run_example_gen(f's3://{BUCKET}/{PREFIX}', output)
   assert state == 'COMPLETE' and changed != first
   assert _records(changed) != _records(first)
+
+
+def _unlabeled(folder, root):
+  """Shard file name -> [(path below `root`, image bytes)] in written order, and
+  {path below `root`: reason} of the skipped files."""
+  shards = {os.path.basename(path): [
+      (e.features.feature['filename'].bytes_list.value[0].decode()[len(root) + 1:],
+       e.features.feature['image'].bytes_list.value[0])
+      for e in map(tf.train.Example.FromString,
+                   (r.numpy() for r in tf.data.TFRecordDataset(path, 'GZIP')))]
+      for path in sorted(glob.glob(os.path.join(folder, 'Split-unlabeled', '*.gz')))}
+  skipped = {path[len(root) + 1:]: reason
+             for path, reason in unlabeled_images.read_skipped(folder)}
+  return shards, skipped
+
+
+def test_unlabeled_example_gen_reads_an_s3_folder_as_the_local_one(s3, local_folder, tmp_path):
+  """Batch inference's ExampleGen on s3://: the same images, shards and skips as on disk."""
+  root, files = local_folder
+  _upload(s3, files)
+  remote = f's3://{BUCKET}/{PREFIX}'
+  uri, state = _run_example_gen(str(root), str(tmp_path / 'remote'), 'UnlabeledImageExampleGen',
+                                **{'inference.data': remote})
+  assert state == 'COMPLETE'
+  local = str(tmp_path / 'local')
+  assert unlabeled_images.write_unlabeled_examples(str(root), local, 10**6, num_shards=2) == (
+      16, 3)
+  shards, skipped = _unlabeled(uri, remote)
+  assert (shards, skipped) == _unlabeled(local, str(root))
+  assert sum(map(len, shards.values())) == 16 and len(shards) == 2
+  assert skipped == {'cats/.cache': 'hidden folder (not read)',
+                     'cats/broken.png': 'corrupt image data',
+                     'dogs/notes.txt': 'not an image file extension'}

@@ -122,3 +122,10 @@ def test_cli_run_stops_before_the_pipeline_with_one_line(data, tmp_path, monkeyp
 def test_missing_inference_folder_fails_before_any_work(data, tmp_path):
   with pytest.raises(ConfigError, match='inference.data: .* is not a folder'):
     _preflight(data__path=data, inference__data=str(tmp_path / 'missing'))
+
+
+def test_remote_inference_folder_is_left_to_its_example_gen(data):
+  """A URI is listed when the unlabeled ExampleGen runs (it raised here before)."""
+  config = load_config(overrides={'data.path': data,
+                                  'inference.data': 's3://bucket/unlabeled'}).validate()
+  preflight.check_files(config)

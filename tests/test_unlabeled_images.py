@@ -3,9 +3,10 @@
 import json
 import os
 
+import pytest
 import tensorflow as tf
 
-from components import image_walk, inference_table, prediction_table, unlabeled_images
+from components import image_listing, image_walk, inference_table, prediction_table, unlabeled_images
 from tests.conftest import encode_image, random_pixels
 
 SPEC = {'image': tf.io.FixedLenFeature([], tf.string),
@@ -37,6 +38,44 @@ def test_examples_carry_image_and_path_and_skips_are_listed(tmp_path):
   assert {(os.path.relpath(s['path'], tmp_path / 'in'), s['reason']) for s in skipped} == {
       ('a/.hidden', 'hidden folder (not read)'), ('b/empty.png', 'empty file')}
   assert unlabeled_images.read_skipped(str(out)) == [(s['path'], s['reason']) for s in skipped]
+
+
+def _examples(folder):
+  files = tf.io.gfile.glob(os.path.join(folder, 'Split-unlabeled', '*.gz'))
+  return [tf.io.parse_single_example(r, SPEC)
+          for r in tf.data.TFRecordDataset(files, compression_type='GZIP')]
+
+
+def test_nested_and_bad_files_match_what_predict_walks(tmp_path):
+  """Every file at any depth, in several shards: written or skipped exactly as
+  `transfer-pipeline predict` reads the same folder (the CSV rows must agree)."""
+  root = tmp_path / 'in'
+  _folder(root)
+  (root / 'b' / 'c' / 'd').mkdir(parents=True)
+  (root / 'b' / 'c' / 'd' / 'deep.png').write_bytes(encode_image(random_pixels((8, 9, 3), 4)))
+  (root / 'b' / 'c' / 'notes.txt').write_text('not an image')
+  (root / 'b' / 'c' / 'fake.jpg').write_bytes(b'GIF89a not really')
+  (root / 'b' / '.DS_Store').write_bytes(b'\0')
+  (root / 'linked').symlink_to(root / 'a')
+  out = tmp_path / 'out'
+  assert unlabeled_images.write_unlabeled_examples(str(root), str(out), 10**6,
+                                                   num_shards=3) == (3, 6)
+  assert len(tf.io.gfile.glob(str(out / 'Split-unlabeled' / '*-of-00003.gz'))) == 3
+  walked = list(image_walk.walk_images([str(root)], 10**6))
+  assert sorted(p['filename'].numpy().decode() for p in _examples(str(out))) == sorted(
+      prediction_table.display_path(w.path) for w in walked if w.image is not None)
+  assert sorted(unlabeled_images.read_skipped(str(out))) == sorted(
+      (prediction_table.display_path(w.path), w.reason) for w in walked if w.image is None)
+  assert {os.path.relpath(p, root): r for p, r in unlabeled_images.read_skipped(str(out))} == {
+      'a/.hidden': 'hidden folder (not read)', 'b/empty.png': 'empty file',
+      'b/.DS_Store': 'hidden file', 'b/c/notes.txt': 'not an image file extension',
+      'b/c/fake.jpg': 'corrupt image data', 'linked': 'symlink to a folder'}
+
+
+def test_a_missing_folder_fails_in_one_line(tmp_path):
+  with pytest.raises(image_listing.ListingError, match='does not exist or is not a folder'):
+    unlabeled_images.write_unlabeled_examples(str(tmp_path / 'missing'), str(tmp_path / 'o'),
+                                              10**6)
 
 
 def test_walk_reports_a_symlink_leaving_the_folder(tmp_path):

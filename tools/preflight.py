@@ -20,11 +20,12 @@ def describe_weights(weights: str) -> str:
 
 
 def check_files(config: PipelineConfig) -> None:
-  """A local data folder and a local weights file exist (what the folder holds, classes
-  and files, is checked by ExampleGen when it runs, as for a remote folder)."""
+  """Local data and inference folders and a local weights file exist (what a folder
+  holds is checked by its ExampleGen when it runs, as for a remote folder)."""
   if '://' not in config.data.path and not os.path.isdir(config.data.path):
     raise ConfigError(f'data.path: {config.data.path} is not a folder.')
-  if config.inference.data and not os.path.isdir(config.inference.data):
+  inference = config.inference.data
+  if inference and '://' not in inference and not os.path.isdir(inference):
     raise ConfigError(f'inference.data: {config.inference.data} is not a folder.')
   weights = config.model.weights
   if weights.endswith('.h5') and not os.path.isfile(weights):
