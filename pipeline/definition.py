@@ -101,7 +101,7 @@ def batch_inference(config: PipelineConfig, model, blessing) -> list:
   bulk_inferrer = BoundedBulkInferrer(
       examples=examples.outputs['examples'], model=model, model_blessing=blessing,
       model_spec=tfx.proto.ModelSpec(model_signature_name=[EXAMPLES_NUMERIC_SIGNATURE]),
-      max_batch_size=config.serving.max_batch).with_id('BulkInferrer')
+      max_batch_size=config.serving.max_batch)
   table = InferenceTable(inference_result=bulk_inferrer.outputs['inference_result'],
                          examples=examples.outputs['examples'], model=model, blessing=blessing)
   return [examples, bulk_inferrer, table]

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 IMAGE_SIZE = 75
 COMPONENTS = ('ImageFolderExampleGen', 'StatisticsGen', 'SchemaGen', 'Transform', 'Trainer',
               'Evaluator', 'EvaluationReport', 'AtomicPusher', 'UnlabeledImageExampleGen',
-              'BulkInferrer', 'InferenceTable')
+              'BoundedBulkInferrer', 'InferenceTable')
 
 
 def _versions(serving_dir):
