@@ -411,5 +411,5 @@ def test_opt_in_components_compile(tmp_path):
                             'export.tflite': True, 'inference.data': f'{BUCKET}/unlabeled'})
   out = runner.compile_pipeline(config.validate(), str(tmp_path / 'p.json'), IMAGE)
   tasks = _tasks(json.loads(open(out).read()))
-  for name in ('tuner', 'bulkinferrer', 'inferencetable', 'unlabeledimageexamplegen'):
+  for name in ('tuner', 'boundedbulkinferrer', 'inferencetable', 'unlabeledimageexamplegen'):
     assert any(t.lower() == name for t in tasks), sorted(tasks)
