@@ -12,7 +12,7 @@ from trainer.model import write_calibrated_weights
 # bfloat16 keeps 8 significant bits (relative rounding 2^-9 per operation) and the errors
 # grow with depth. Stated tolerance at mixed2 (75 px, calibrated random weights): max
 # |error| <= 15% and mean |error| <= 2% of the largest float32 feature (measured here:
-# 9% and 0.5%). At mixed7 `make bench` reports the errors and the accuracy cost.
+# 3.4% and 0.5%). At mixed7 `make bench` reports the errors and the accuracy cost.
 MAX_ERROR, MEAN_ERROR = 0.15, 0.02
 
 
