@@ -287,14 +287,19 @@ def finish(listing: Listing, output_dir: str, options: IngestOptions) -> IngestS
   return summary
 
 
+def local_pipeline(beam_args: Optional[List[str]] = None) -> beam.Pipeline:
+  """A pipeline outside TFX (tools, tests): Beam's FnApiRunner unless `beam_args` say
+  otherwise."""
+  return beam.Pipeline(options=PipelineOptions(beam_args or ['--runner=FnApiRunner']))
+
+
 def ingest(root: str, output_dir: str, beam_args: Optional[List[str]] = None,
            **options: Any) -> IngestSummary:
   """Lists `root`, runs the ingestion pipeline (Beam's FnApiRunner unless `beam_args`
   say otherwise) and returns the summary; IngestError when it cannot train a model."""
   opts = IngestOptions(**options)
   root = os.path.abspath(root) if image_listing.is_local(root) else root
-  args = beam_args or ['--runner=FnApiRunner']
-  with beam.Pipeline(options=PipelineOptions(args)) as pipeline:  # sets filesystem options
+  with local_pipeline(beam_args) as pipeline:  # sets filesystem options
     listing = list_data(root, opts)
     _ = pipeline | IngestToTFRecords(listing, output_dir, opts)  # pylint: disable=no-value-for-parameter
   return finish(listing, output_dir, opts)

@@ -19,7 +19,6 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import tensorflow as tf
-from apache_beam.options.pipeline_options import PipelineOptions
 from tfx import types
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import base_beam_executor, executor_spec
@@ -117,8 +116,7 @@ def write_unlabeled_examples(data_root: str, output_dir: str, max_pixels: int,
                              beam_args: Optional[List[str]] = None) -> Tuple[int, int]:
   """The ExampleGen's output, in this process (Beam's FnApiRunner unless `beam_args` say
   otherwise); returns (examples written, files skipped)."""
-  pipeline = beam.Pipeline(options=PipelineOptions(beam_args or ['--runner=FnApiRunner']))
-  return _run(pipeline, data_root, output_dir,
+  return _run(ingest_pipeline.local_pipeline(beam_args), data_root, output_dir,
               IngestOptions(num_shards=num_shards, max_image_pixels=max_pixels))
 
 
