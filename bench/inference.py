@@ -9,7 +9,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from bench.data import image_files
-from components import prediction_table
+from components.inference import prediction_table
 from tools import batch_predict
 from trainer.preprocessing import decode_and_resize
 

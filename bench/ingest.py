@@ -34,7 +34,7 @@ UPSCALE = 80
 def _loop(root: str, output_dir: str) -> int:
   """The former ingestion loop: one process, files in listing order, round-robin shards."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from components import image_ingest, image_listing  # pylint: disable=g-import-not-at-top
+  from components.example_gen import image_ingest, image_listing  # pylint: disable=g-import-not-at-top
   listing = image_listing.list_folder(root)
   labels = {name: i for i, name in enumerate(listing.class_names)}
   real_root = os.path.realpath(root)
@@ -64,7 +64,7 @@ def _loop(root: str, output_dir: str) -> int:
 
 def child(mode: str, data: str, json_path: str) -> None:
   """One mode, timed from the first listing to the last file written."""
-  from components import ingest_pipeline  # pylint: disable=g-import-not-at-top
+  from components.example_gen import ingest_pipeline  # pylint: disable=g-import-not-at-top
   output_dir = json_path + '.examples'
   shutil.rmtree(output_dir, ignore_errors=True)
   start = time.time()

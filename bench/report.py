@@ -45,7 +45,7 @@ def _training(raw: Dict[str, Any]) -> Figures:
 
 # Batch inference over the validation images runs in the same pipeline; the training
 # pipeline's figures leave these components out.
-# (MLMD execution type names: the BulkInferrer runs as components.bulk_inferrer's class.)
+# (MLMD execution type names: the BulkInferrer runs as components.inference.bulk_inferrer's class.)
 BULK_INFERRER = 'BoundedBulkInferrer'
 INFERENCE_COMPONENTS = ('UnlabeledImageExampleGen', BULK_INFERRER, 'InferenceTable')
 

@@ -7,19 +7,19 @@ from typing import List, Optional
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
-from components.atomic_pusher import AtomicPusher
-from components.bulk_inferrer import BoundedBulkInferrer
-from components.evaluation_report import EvaluationReport
-from components.image_folder_example_gen import ImageFolderExampleGen
-from components.inference_table import InferenceTable
-from components.unlabeled_images import UnlabeledImageExampleGen
+from components.pusher.atomic_pusher import AtomicPusher
+from components.inference.bulk_inferrer import BoundedBulkInferrer
+from components.report.evaluation_report import EvaluationReport
+from components.example_gen.image_folder_example_gen import ImageFolderExampleGen
+from components.inference.inference_table import InferenceTable
+from components.example_gen.unlabeled_images import UnlabeledImageExampleGen
 from contract.features import CLASS_NAME_KEY, EXAMPLES_NUMERIC_SIGNATURE, LABEL_KEY
 from contract.settings import trainer_custom_config
 from pipeline import beam
 from pipeline.configs import EvaluationConfig, PipelineConfig
 
 PREPROCESSING_FN = 'trainer.preprocessing.preprocessing_fn'
-EVALUATOR_MODULE = 'components.evaluator_module'
+EVALUATOR_MODULE = 'components.evaluator.evaluator_module'
 RUN_FN = 'trainer.task.run_fn'
 TUNER_FN = 'trainer.tuning.tuner_fn'
 
@@ -75,7 +75,7 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
   accuracy = tfma.MetricConfig(class_name='SparseCategoricalAccuracy',
                                per_slice_thresholds=accuracy_thresholds(config.evaluation))
   return tfma.EvalConfig(
-      # Batches within the signature's serving.max_batch (components/evaluator_module.py).
+      # Batches within the signature's serving.max_batch (components/evaluator/evaluator_module.py).
       model_specs=[tfma.ModelSpec(signature_name='serving_default', label_key=LABEL_KEY,
                                   prediction_key='probabilities', model_type='tf_generic',
                                   inference_batch_size=config.serving.max_batch)],

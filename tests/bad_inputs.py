@@ -376,7 +376,7 @@ def train_without_validation(root: str) -> str:
 
 def empty_eval_split(root: str) -> str:
   """Two classes, every file name hashing into train at the default eval_percent (20)."""
-  from components.image_listing import hash_split  # pylint: disable=import-outside-toplevel
+  from components.example_gen.image_listing import hash_split  # pylint: disable=import-outside-toplevel
   for name in ('cats', 'dogs'):
     os.makedirs(os.path.join(root, name))
     names = (f'{i}.png' for i in range(1000) if hash_split(f'{name}/{i}.png', 20) == 'train')

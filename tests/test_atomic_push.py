@@ -12,7 +12,7 @@ import time
 import pytest
 from tfx.dsl.io import fileio
 
-from components import atomic_pusher
+from components.pusher import atomic_pusher
 
 MODEL_FILES = ('saved_model.pb', 'fingerprint.pb', 'variables/variables.index',
                'variables/variables.data-00000-of-00001')

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import image_ingest, image_listing, ingest_pipeline
+from components.example_gen import image_ingest, image_listing, ingest_pipeline
 from tests import bad_inputs
 
 ENTRIES = bad_inputs.entries()
@@ -33,7 +33,7 @@ def _examples(output_dir: str) -> Dict[str, Tuple[str, tf.train.Example]]:
 
 _INGEST = '''
 import json, sys
-from components import ingest_pipeline
+from components.example_gen import ingest_pipeline
 ingest_pipeline.ingest(sys.argv[1], sys.argv[2], **json.loads(sys.argv[3]))
 '''
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import prediction_table
+from components.inference import prediction_table
 from tools import batch_predict, cli, predict
 from tests.conftest import encode_image, random_pixels
 from tests.tiny_model import CLASS_NAMES, export_tiny_model
@@ -113,7 +113,7 @@ class _FailsOnMarker:
 
 
 def test_a_failing_batch_is_retried_image_by_image(monkeypatch):
-  from components import image_walk  # pylint: disable=g-import-not-at-top
+  from components.example_gen import image_walk  # pylint: disable=g-import-not-at-top
   files = [image_walk.ImageFile(f'{i}.png', image=b'bad' if i == 2 else b'ok') for i in range(4)]
   monkeypatch.setattr(batch_predict, 'walk_images', lambda inputs, max_pixels: iter(files))
   out, classifier = io.StringIO(), _FailsOnMarker()

@@ -8,7 +8,7 @@ import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.orchestration.pipeline import RunOptions
 
-from components import ingest_pipeline, unlabeled_images
+from components.example_gen import ingest_pipeline, unlabeled_images
 from pipeline import beam
 from pipeline import definition as pipeline_lib
 from tools import cli

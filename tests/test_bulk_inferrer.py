@@ -5,8 +5,8 @@ import os
 import tensorflow as tf
 from tfx.types import artifact_utils, standard_artifacts
 
-from components import inference_table
-from components.bulk_inferrer import BoundedExecutor
+from components.inference import inference_table
+from components.inference.bulk_inferrer import BoundedExecutor
 from contract.features import EXAMPLES_NUMERIC_SIGNATURE, FILENAME_KEY, IMAGE_KEY
 from pipeline import beam
 from pipeline.configs import ServingConfig

@@ -4,7 +4,7 @@ import h5py
 import numpy as np
 import pytest
 
-from components.ingest_summary import IngestError
+from components.example_gen.ingest_summary import IngestError
 from tools import cli
 from tools.class_folder import load_class_folder
 from tests.conftest import encode_image

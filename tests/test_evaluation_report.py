@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components import evaluation_report, report_html, tfma_results
-from components.report_html import Decision, Prediction
+from components.report import evaluation_report, report_html, tfma_results
+from components.report.report_html import Decision, Prediction
 from tests.conftest import encode_image, random_pixels
 from trainer import augment, eval_predictions, plots
 from trainer.preprocessing import decode_and_resize, pixels_to_bytes
@@ -155,7 +155,7 @@ def test_threshold_and_failure_texts():
 
 
 def test_only_the_most_confident_mistakes_keep_their_image():
-  from components import evaluation_report
+  from components.report import evaluation_report
   kept, mistakes = [], [Prediction(f'{i}.png', 0, 1, c) for i, c in
                         enumerate([0.6, 0.9, 0.7, 0.95, 0.65])]
   for p in mistakes:
@@ -167,7 +167,7 @@ def test_only_the_most_confident_mistakes_keep_their_image():
 
 def test_ties_keep_the_images_of_the_grid_order():
   """Saturated probabilities tie often: the kept images are those the grid shows."""
-  from components import evaluation_report
+  from components.report import evaluation_report
   kept, mistakes = [], [Prediction(f'{name}.png', 0, 1, 1.0) for name in 'dbeac']
   for p in mistakes:
     evaluation_report._keep_image(kept, p, b'img', 3)

@@ -6,7 +6,7 @@ import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from components import evaluator_module
+from components.evaluator import evaluator_module
 from pipeline import beam
 from pipeline import definition as pipeline_lib
 from pipeline.configs import ServingConfig, load_config

@@ -10,7 +10,7 @@ import time
 import pytest
 from tfx.dsl.io import fileio
 
-from components import atomic_pusher
+from components.pusher import atomic_pusher
 from pipeline import local_runner
 from pipeline.configs import ConfigError, load_config
 from pipeline.output_lock import OutputLockedError, output_lock

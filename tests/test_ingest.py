@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import image_listing, ingest_pipeline
+from components.example_gen import image_listing, ingest_pipeline
 from tests.conftest import encode_image, random_pixels
 
 

@@ -276,7 +276,7 @@ def test_dockerfile_sets_legacy_keras_and_installs_lock():
   assert lock_install and project_install and lock_install[0] <= project_install[0]
   # Every package the project installs (pyproject.toml) is copied into the image.
   with open(os.path.join(PROJECT_ROOT, 'pyproject.toml')) as f:
-    packages = re.findall(r'"(\w+)"', re.search(r'^packages = \[(.*)\]', f.read(), re.M).group(1))
+    packages = re.findall(r'"(\w+)\*"', re.search(r'^include = \[(.*)\]', f.read(), re.M).group(1))
   assert 'pipeline' in packages and 'console' in packages
   for package in packages:
     assert re.search(rf'\b{package}\b', copies), package

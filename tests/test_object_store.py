@@ -18,7 +18,7 @@ from tfx import v1 as tfx
 from moto import server as moto_server
 from tfx.orchestration.pipeline import RunOptions
 
-from components import ingest_pipeline, unlabeled_images
+from components.example_gen import ingest_pipeline, unlabeled_images
 from pipeline import definition as pipeline_lib
 from tools import run_summary as report
 from pipeline.configs import load_config

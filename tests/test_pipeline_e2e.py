@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from components import prediction_table
+from components.inference import prediction_table
 from pipeline import local_runner
 from tools import batch_predict, demo_data, predict, run_summary as report
 from tools.model_dir import resolve_model_dir

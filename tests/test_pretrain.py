@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tf_keras as keras
 
-from components.ingest_summary import IngestError
+from components.example_gen.ingest_summary import IngestError
 from tools import cli, pretrain
 from pipeline.configs import ModelConfig
 from tests.conftest import encode_image

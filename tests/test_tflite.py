@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import prediction_table
+from components.inference import prediction_table
 from tools import batch_predict
 from tests.conftest import encode_image, random_pixels
 from tests.tiny_model import IMAGE_SIZE, export_tiny_model, tiny_model

@@ -6,7 +6,7 @@ import pytest
 from tensorflow_model_analysis.evaluators import metrics_validator
 from tensorflow_model_analysis.metrics import metric_types
 
-from components import tfma_results
+from components.report import tfma_results
 from pipeline.configs import ConfigError, load_config
 from pipeline.definition import eval_config
 

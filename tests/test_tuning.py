@@ -11,7 +11,7 @@ from tfx import v1 as tfx
 from tfx.components.tuner import executor as tuner_executor
 from tfx.types import standard_artifacts
 
-from components import evaluation_report, report_html
+from components.report import evaluation_report, report_html
 from pipeline.configs import (ConfigError, ModelConfig, ServingConfig, TrainingConfig, TuningConfig,
                               load_config)
 from pipeline.definition import create_pipeline

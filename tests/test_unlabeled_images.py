@@ -6,7 +6,8 @@ import os
 import pytest
 import tensorflow as tf
 
-from components import image_listing, image_walk, inference_table, prediction_table, unlabeled_images
+from components.example_gen import image_listing, image_walk, unlabeled_images
+from components.inference import inference_table, prediction_table
 from tests.conftest import encode_image, random_pixels
 
 SPEC = {'image': tf.io.FixedLenFeature([], tf.string),

@@ -1,7 +1,7 @@
 """Batch prediction over files and folders: `transfer-pipeline predict`.
 
-Files are read with ingestion's safe reader (`components.image_walk`), classified in
-batches and written row by row (`components.prediction_table`) as they come, so
+Files are read with ingestion's safe reader (`components.example_gen.image_walk`), classified in
+batches and written row by row (`components.inference.prediction_table`) as they come, so
 memory stays flat however many images there are. Models: a SavedModel version folder
 (its `serving_image_bytes` signature, as TF Serving runs it) or a `.tflite` file.
 """
@@ -18,8 +18,8 @@ import numpy as np
 import tensorflow as tf
 
 import console
-from components import prediction_table
-from components.image_walk import ImageFile, count_files, walk_images
+from components.inference import prediction_table
+from components.example_gen.image_walk import ImageFile, count_files, walk_images
 from tools import predict
 from pipeline.configs import ConfigError, DataConfig
 from tools.model_dir import resolve_model_dir

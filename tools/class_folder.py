@@ -1,6 +1,6 @@
 """Class-folder images in memory, for the tools that need arrays rather than a pipeline
 (`calibrate-weights`, `pretrain`). Files are found and checked by the same code as the
-pipeline's ingestion (components.image_listing, components.image_ingest), so stray files are skipped, not fatal."""
+pipeline's ingestion (components.example_gen.image_listing, components.example_gen.image_ingest), so stray files are skipped, not fatal."""
 
 import dataclasses
 import io
@@ -10,8 +10,8 @@ from typing import List
 import numpy as np
 from PIL import Image
 
-from components import image_ingest, image_listing
-from components.ingest_summary import IngestError
+from components.example_gen import image_ingest, image_listing
+from components.example_gen.ingest_summary import IngestError
 from pipeline.configs import DataConfig
 
 

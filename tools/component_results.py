@@ -83,7 +83,7 @@ def _trained(outputs: Artifacts) -> str:
 
 
 def _blessing(outputs: Artifacts) -> str:
-  from components.evaluation_report import load_decision  # pylint: disable=g-import-not-at-top
+  from components.report.evaluation_report import load_decision  # pylint: disable=g-import-not-at-top
   [blessing] = outputs['blessing']
   [evaluation] = outputs['evaluation']
   decision = load_decision(evaluation.uri, bool(_int(blessing, 'blessed')), None)

@@ -1,6 +1,6 @@
 """Errors that are the user's to fix: the CLI prints them in one line, no traceback."""
 
-from components.ingest_summary import IngestError
+from components.example_gen.ingest_summary import IngestError
 from pipeline.configs import ConfigError
 from pipeline.output_lock import OutputLockedError
 from trainer.model import ModelConfigError

@@ -8,9 +8,9 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
-from components import evaluation_report, tfma_results
-from components.evaluation_report import HTML_FILE, ModelReport
-from components.inference_table import CSV_FILE, PredictionTable
+from components.report import evaluation_report, tfma_results
+from components.report.evaluation_report import HTML_FILE, ModelReport
+from components.inference.inference_table import CSV_FILE, PredictionTable
 from pipeline.configs import PipelineConfig
 from trainer import tflite_export
 

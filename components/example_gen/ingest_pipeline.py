@@ -11,7 +11,7 @@ data. Files are assigned to shards, and ordered inside a shard, by a hash of the
 path: shards are class-mixed and byte-identical whichever runner writes them.
 
 `ingest()` runs the whole thing in-process (tests, tools); the ExampleGen executor
-(components/image_folder_example_gen.py) builds the same graph in its own pipeline.
+(components/example_gen/image_folder_example_gen.py) builds the same graph in its own pipeline.
 """
 
 from __future__ import annotations
@@ -32,13 +32,13 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from components import image_ingest, image_listing
-from components.image_ingest import Refused
-from components.ingest_summary import (QUARANTINE_FILE, SUMMARY_FILE, UNKNOWN_LABEL,
+from components.example_gen import image_ingest, image_listing
+from components.example_gen.image_ingest import Refused
+from components.example_gen.ingest_summary import (QUARANTINE_FILE, SUMMARY_FILE, UNKNOWN_LABEL,
                                        VOCABULARY_FILE, IngestError, IngestSummary,
                                        check_trainable, load_summary, warnings_of)
 from contract.settings import IngestOptions
-from components.image_listing import ROOT_CLASS, SPLITS, Candidate, Listing
+from components.example_gen.image_listing import ROOT_CLASS, SPLITS, Candidate, Listing
 from contract.features import FILENAME_KEY, IMAGE_KEY, LABEL_KEY
 
 # More shards than configured when the data is large, so that work spreads evenly.

@@ -7,7 +7,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import tensorflow_model_analysis as tfma
 
-from components.report_html import Decision
+from components.report.report_html import Decision
 from contract.features import CLASS_NAME_KEY
 
 _CONFUSION_PLOT = 'multiClassConfusionMatrixAtThresholds'

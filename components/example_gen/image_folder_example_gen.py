@@ -36,8 +36,8 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from components import image_listing, ingest_pipeline
-from components.image_listing import SPLITS
+from components.example_gen import image_listing, ingest_pipeline
+from components.example_gen.image_listing import SPLITS
 from contract.settings import IngestOptions
 
 

@@ -15,8 +15,8 @@ from tfx import v1 as tfx
 from tfx.utils import path_utils
 from tensorflow_serving.apis import prediction_log_pb2
 
-from components import prediction_table
-from components.unlabeled_images import read_skipped
+from components.inference import prediction_table
+from components.example_gen.unlabeled_images import read_skipped
 from trainer import export
 from contract.features import FILENAME_KEY
 

@@ -2,7 +2,7 @@
 
 Pure Python (no Beam, no TFX): `read_image` decides, for one listed file, the image
 bytes an example holds or the fixed reason it is refused (`Refused.reason`); the
-Beam ExampleGen (components/ingest_pipeline.py) calls it for every file.
+Beam ExampleGen (components/example_gen/ingest_pipeline.py) calls it for every file.
 
 On a local disk nothing is checked and then opened by name: each path is opened
 beneath the data root one component at a time with O_NOFOLLOW, the open descriptor
@@ -33,7 +33,7 @@ import tensorflow as tf
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image, ImageOps
 
-from components.image_listing import display, is_local
+from components.example_gen.image_listing import display, is_local
 from contract.settings import IngestOptions
 from contract.features import CLASS_NAME_KEY, FILENAME_KEY, IMAGE_KEY, LABEL_KEY
 

@@ -1,7 +1,7 @@
 """Pure rendering for the evaluation report: confusion matrix, misclassified ranking,
 PNG figures and the self-contained HTML page (no TFX, no TensorFlow).
 
-`components.evaluation_report` gathers the inputs from the pipeline's artifacts and
+`components.report.evaluation_report` gathers the inputs from the pipeline's artifacts and
 calls these functions; the unit tests call them with synthetic data.
 """
 

@@ -11,7 +11,7 @@ import dataclasses
 import os
 from typing import Iterable, Iterator, Optional
 
-from components import image_ingest, image_listing
+from components.example_gen import image_ingest, image_listing
 
 
 @dataclasses.dataclass

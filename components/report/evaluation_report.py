@@ -20,10 +20,10 @@ from tfx import v1 as tfx
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
-from components import report_html
-from components.tfma_results import load_confusion_matrix, load_decision, load_metrics
-from components.ingest_summary import VOCABULARY_FILE
-from components.report_html import Prediction
+from components.report import report_html
+from components.report.tfma_results import load_confusion_matrix, load_decision, load_metrics
+from components.example_gen.ingest_summary import VOCABULARY_FILE
+from components.report.report_html import Prediction
 from contract.features import FILENAME_KEY, IMAGE_KEY, LABEL_KEY
 from trainer import augment, eval_predictions, plots, tflite_export
 from trainer.preprocessing import decode_and_resize, pixels_to_bytes

@@ -25,12 +25,12 @@ from tfx.dsl.components.base import base_beam_executor, executor_spec
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 
-from components import image_listing, ingest_pipeline
-from components.image_folder_example_gen import (ImageFolderDriver, describe_examples,
+from components.example_gen import image_listing, ingest_pipeline
+from components.example_gen.image_folder_example_gen import (ImageFolderDriver, describe_examples,
                                                  pack_ingest_options, unpack_ingest_options)
-from components.image_ingest import Refused
-from components.image_listing import Candidate
-from components.prediction_table import display_path
+from components.example_gen.image_ingest import Refused
+from components.example_gen.image_listing import Candidate
+from components.inference.prediction_table import display_path
 from contract.features import FILENAME_KEY, IMAGE_KEY
 from contract.settings import IngestOptions
 

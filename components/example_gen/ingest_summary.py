@@ -8,7 +8,7 @@ from typing import Any, Dict, List
 
 import tensorflow as tf
 
-from components.image_listing import PRESPLIT_DIRS, ROOT_CLASS, SPLITS, Listing
+from components.example_gen.image_listing import PRESPLIT_DIRS, ROOT_CLASS, SPLITS, Listing
 
 VOCABULARY_FILE = 'label_vocabulary.txt'
 QUARANTINE_FILE = 'quarantine.jsonl'

@@ -1,0 +1,1 @@
+"""The Evaluator's module: TFMA batches within the serving limits."""

@@ -1,0 +1,1 @@
+"""ExampleGens over image folders, TFRecords and unlabeled folders, and their ingestion."""

@@ -1,0 +1,1 @@
+"""Batch inference: the bounded BulkInferrer and its prediction tables."""
