@@ -34,7 +34,7 @@ UPSCALE = 80
 def _loop(root: str, output_dir: str) -> int:
   """The former ingestion loop: one process, files in listing order, round-robin shards."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from components.example_gen import image_ingest, image_listing  # pylint: disable=g-import-not-at-top
+  from components.example_gen import content_split, image_ingest, image_listing  # pylint: disable=g-import-not-at-top
   listing = image_listing.list_folder(root)
   labels = {name: i for i, name in enumerate(listing.class_names)}
   real_root = os.path.realpath(root)
@@ -51,7 +51,8 @@ def _loop(root: str, output_dir: str) -> int:
       image = image_ingest.read_image(cand.path, real_root, 40_000_000)
     except image_ingest.Refused:
       continue
-    split = cand.split or image_listing.hash_split(cand.relpath, 20)
+    digest = content_split.content_digest(image)  # the cost of the content split's hash
+    split = cand.split or ('eval' if int(digest[:8], 16) % 100 < 20 else 'train')
     example = image_ingest.make_example(image, labels[cand.class_name], cand.class_name,
                                         cand.relpath)
     writers[split][written % OPTIONS['num_shards']].write(example.SerializeToString())

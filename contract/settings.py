@@ -28,8 +28,17 @@ class IngestOptions:
   max_image_pixels: int = 40_000_000
   # Largest file read whole: a photo of 40 MP is well under it as JPEG or PNG.
   max_image_bytes: int = 50 * 2**20
+  # Images longer than this on their long side are stored downscaled to it (0: kept as
+  # they are); the pipeline sets it to data.max_side_multiple x model.image_size.
+  max_image_side: int = 0
   # TFRecord input only: class names in label order (image folders: the folder names).
   class_names: Tuple[str, ...] = ()
+
+
+def max_stored_bytes(max_side: int) -> int:
+  """The most bytes an image stored at `max_side` may take: raw RGB plus headers (a PNG or
+  JPEG re-encoded at that size stays below it; a larger file is re-encoded)."""
+  return 3 * max_side * max_side + 2 ** 16
 
 
 @dataclasses.dataclass

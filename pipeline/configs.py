@@ -17,7 +17,8 @@ import yaml
 
 from contract.settings import (FEATURE_PRECISIONS, MIN_IMAGE_SIZE, POOLINGS, TFLITE_QUANTIZATIONS,
                                TUNING_ALGORITHMS, WEIGHTS_CHOICES, ExportConfig, IngestOptions,
-                               ModelConfig, ServingConfig, TrainingConfig, TuningConfig)
+                               ModelConfig, ServingConfig, TrainingConfig, TuningConfig,
+                               max_stored_bytes)
 from pipeline import beam
 
 class ConfigError(ValueError):
@@ -44,6 +45,12 @@ class DataConfig:
   max_image_bytes: int = IngestOptions.max_image_bytes
   # At least this many output shards per split (more for large folders).
   num_shards: int = IngestOptions.num_shards
+  # Images are stored with their long side at most this multiple of model.image_size
+  # (larger ones downscaled and re-encoded once, at ingestion), so that Transform, the
+  # Evaluator and the report decode small images and every stored image is within the
+  # serving limits. 0 keeps every image as it is (then data.max_image_pixels and
+  # data.max_image_bytes must be within the serving limits).
+  max_side_multiple: int = 2
 
 
 @dataclasses.dataclass
@@ -103,6 +110,11 @@ class PipelineConfig:
   def serving_model_dir(self) -> str:
     return os.path.join(self.output, 'serving_model', self.model_name)
 
+  @property
+  def max_stored_side(self) -> int:
+    """The long side images are stored at, at most (0: as they come)."""
+    return self.data.max_side_multiple * self.model.image_size
+
   def to_dict(self) -> Dict[str, Any]:
     return dataclasses.asdict(self)
 
@@ -117,6 +129,8 @@ class PipelineConfig:
     _check(self.data.max_image_pixels > 0, 'data.max_image_pixels',
            'a positive integer')
     _check(self.data.max_image_bytes > 0, 'data.max_image_bytes', 'a positive integer')
+    _check(self.data.max_side_multiple >= 0, 'data.max_side_multiple',
+           'an integer >= 0 (0 keeps images as they come)')
     _check(self.model.image_size >= MIN_IMAGE_SIZE, 'model.image_size',
            f'an integer >= {MIN_IMAGE_SIZE} (InceptionV3 needs at least '
            f'{MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE})')
@@ -147,6 +161,7 @@ class PipelineConfig:
            'evaluation.report_misclassified', 'an integer >= 0')
     for name in ('max_image_bytes', 'max_image_pixels', 'max_batch'):
       _check(getattr(self.serving, name) >= 1, f'serving.{name}', 'an integer >= 1')
+    self._validate_stored_size()
     _check(self.export.tflite_quantization in TFLITE_QUANTIZATIONS, 'export.tflite_quantization',
            ' or '.join(map(repr, TFLITE_QUANTIZATIONS)))
     _check(self.export.tflite_representative_images >= 1,
@@ -156,6 +171,27 @@ class PipelineConfig:
            'pipeline_name', 'letters, digits, - and _')
     return self
 
+
+  def _validate_stored_size(self) -> None:
+    """Every stored image must pass the serving signatures' limits: the Evaluator and the
+    BulkInferrer send stored images to them."""
+    side, serving = self.max_stored_side, self.serving
+    if side:
+      _check(side * side <= serving.max_image_pixels, 'data.max_side_multiple',
+             f'a multiple whose stored images ({side}x{side} = {side * side:,} pixels at '
+             f'model.image_size {self.model.image_size}) fit serving.max_image_pixels='
+             f'{serving.max_image_pixels:,}')
+      _check(max_stored_bytes(side) <= serving.max_image_bytes, 'data.max_side_multiple',
+             f'a multiple whose stored images (up to {max_stored_bytes(side):,} bytes at '
+             f'{side} px) fit serving.max_image_bytes={serving.max_image_bytes:,}')
+      return
+    _check(self.data.max_image_pixels <= serving.max_image_pixels, 'data.max_image_pixels',
+           f'at most serving.max_image_pixels={serving.max_image_pixels:,} when '
+           'data.max_side_multiple is 0 (images kept as they come must pass the serving '
+           'limits), or a data.max_side_multiple > 0')
+    _check(self.data.max_image_bytes <= serving.max_image_bytes, 'data.max_image_bytes',
+           f'at most serving.max_image_bytes={serving.max_image_bytes:,} when '
+           'data.max_side_multiple is 0, or a data.max_side_multiple > 0')
 
   def _validate_tuning(self) -> None:
     """The search space is well formed; trials need the feature cache's conditions."""

@@ -36,7 +36,7 @@ def _example_gen(config: PipelineConfig) -> ImageFolderExampleGen:
       input_base=_absolute(data.path), eval_percent=data.eval_percent,
       num_shards=data.num_shards, max_skipped_fraction=data.max_skipped_fraction,
       max_image_pixels=data.max_image_pixels, max_image_bytes=data.max_image_bytes,
-      class_names=data.class_names)
+      class_names=data.class_names, max_image_side=config.max_stored_side)
 
 
 def _accuracy_threshold(min_value: Optional[float],
@@ -97,7 +97,8 @@ def batch_inference(config: PipelineConfig, model, blessing) -> list:
   examples = UnlabeledImageExampleGen(input_base=_absolute(data),
                                       max_image_pixels=config.data.max_image_pixels,
                                       max_image_bytes=config.data.max_image_bytes,
-                                      num_shards=config.data.num_shards)
+                                      num_shards=config.data.num_shards,
+                                      max_image_side=config.max_stored_side)
   bulk_inferrer = BoundedBulkInferrer(
       examples=examples.outputs['examples'], model=model, model_blessing=blessing,
       model_spec=tfx.proto.ModelSpec(model_signature_name=[EXAMPLES_NUMERIC_SIGNATURE]),

@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from components.example_gen import image_ingest, image_listing, ingest_pipeline
 from tests import bad_inputs
+from trainer import orientation
 
 ENTRIES = bad_inputs.entries()
 
@@ -80,8 +81,10 @@ def test_each_entry_is_written_or_quarantined_with_its_reason(ingested, entry):
   _, example = examples[entry.key]
   features = example.features.feature
   assert features['label'].int64_list.value[0] == summary.class_names.index(entry.class_name)
-  decoded = tf.io.decode_image(features['image'].bytes_list.value[0], channels=3,
-                               expand_animations=False).numpy()
+  stored = features['image'].bytes_list.value[0]
+  decoded = tf.io.decode_image(stored, channels=3, expand_animations=False)
+  # As the model decodes it: a JPEG's EXIF orientation applied (trainer/orientation.py).
+  decoded = orientation.upright(decoded, orientation.jpeg_orientation(stored)).numpy()
   assert decoded.dtype == np.uint8 and decoded.ndim == 3 and decoded.shape[2] == 3
   if entry.pixels is not None:
     assert decoded.shape == entry.pixels.shape  # e.g. EXIF-rotated: width and height swapped

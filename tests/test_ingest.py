@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.example_gen import image_listing, ingest_pipeline
+from components.example_gen import content_split, image_listing, ingest_pipeline
 from tests.conftest import encode_image, random_pixels
 
 
@@ -37,16 +37,10 @@ def test_counts_labels_and_vocabulary(class_folder, tmp_path):
       filename = feature(example, 'filename').decode()
       assert filename.split('/')[0] == summary.class_names[feature(example, 'label')]
       assert feature(example, 'image') == (class_folder / filename).read_bytes()
-      assert image_listing.hash_split(filename, 30) == split
+  for name in summary.class_names:  # stratified: each class sends its share to eval
+    assert summary.written['eval'][name] == content_split.eval_count(summary.found[name], 30)
   with open(os.path.join(out, ingest_pipeline.SUMMARY_FILE)) as f:
     assert json.load(f)['written'] == summary.written
-
-
-def test_split_is_deterministic_and_near_requested_share(tmp_path):
-  names = [f'cls/{i}.jpg' for i in range(2000)]
-  splits = [image_listing.hash_split(n, 20) for n in names]
-  assert splits == [image_listing.hash_split(n, 20) for n in names]
-  assert 0.17 < splits.count('eval') / len(splits) < 0.23
 
 
 def test_presplit_folder_keeps_its_split(tmp_path):

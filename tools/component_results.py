@@ -43,7 +43,11 @@ def _examples(outputs: Artifacts) -> str:
   counts = [_int(examples, k) for k in ('num_train', 'num_eval', 'num_skipped')]
   if None in counts:
     return f'splits {", ".join(json.loads(_string(examples, "split_names") or "[]"))}'
-  return f'{counts[0]:,} train, {counts[1]:,} eval examples, {counts[2]:,} skipped'
+  line = f'{counts[0]:,} train, {counts[1]:,} eval examples, {counts[2]:,} skipped'
+  extras = [(_int(examples, key), label) for key, label in (
+      ('num_ignored', 'ignored (OS/tool files)'), ('num_downscaled', 'downscaled'),
+      ('num_duplicate_groups', 'groups of identical files'))]
+  return line + ''.join(f', {n:,} {label}' for n, label in extras if n)
 
 
 def _statistics(outputs: Artifacts) -> str:

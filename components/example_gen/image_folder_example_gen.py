@@ -107,11 +107,16 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     describe_examples(examples, SPLITS)
     examples.set_string_custom_property('label_vocabulary', ','.join(summary.class_names))
     examples.set_int_custom_property('num_skipped', summary.total_skipped)
+    examples.set_int_custom_property('num_ignored', summary.total_ignored)
+    examples.set_int_custom_property('num_downscaled', summary.downscaled)
+    examples.set_int_custom_property('num_duplicate_groups', len(summary.duplicates))
     for split in SPLITS:
       examples.set_int_custom_property(f'num_{split}', sum(summary.written[split].values()))
-    logging.info('ImageFolderExampleGen: %s, %d train, %d eval examples, %d skipped (see %s).',
+    logging.info('ImageFolderExampleGen: %s, %d train, %d eval examples, %d skipped, '
+                 '%d ignored, %d downscaled (see %s).',
                  summary.class_names, sum(summary.written['train'].values()),
                  sum(summary.written['eval'].values()), summary.total_skipped,
+                 summary.total_ignored, summary.downscaled,
                  os.path.join(examples.uri, ingest_pipeline.QUARANTINE_FILE))
 
 
@@ -128,11 +133,13 @@ class ImageFolderExampleGen(FileBasedExampleGen):
 
   def __init__(self, input_base: str, eval_percent: int, num_shards: int,
                max_skipped_fraction: float, max_image_pixels: int, max_image_bytes: int,
-               class_names: Optional[Sequence[str]] = None):
+               class_names: Optional[Sequence[str]] = None,
+               max_image_side: int = IngestOptions.max_image_side):
     options = IngestOptions(
         eval_percent=eval_percent, num_shards=num_shards,
         max_skipped_fraction=max_skipped_fraction, max_image_pixels=max_image_pixels,
-        max_image_bytes=max_image_bytes, class_names=tuple(class_names or ()))
+        max_image_bytes=max_image_bytes, max_image_side=max_image_side,
+        class_names=tuple(class_names or ()))
     super().__init__(
         input_base=input_base,
         # One input "split": the whole folder (TFX's Kubeflow driver fingerprints the files

@@ -13,13 +13,21 @@ same byte limit.
 
 Content decides the format: only JPEG, PNG, GIF and BMP bytes are accepted, whatever
 the extension, and Pillow is only ever asked to open those four formats. Every written
-image decodes with `tf.io.decode_image(..., channels=3, expand_animations=False)` to
-the upright image: files TensorFlow cannot read as they are (CMYK, EXIF-rotated,
-animated, 1-bit, ...) are re-encoded as PNG.
+image decodes with the model's own decoder (`trainer.preprocessing.decode_and_resize`,
+which honours a JPEG's EXIF orientation, as every serving signature does) to the upright
+image: files TensorFlow cannot read as they are (CMYK, animated, 1-bit, PNG with an EXIF
+orientation, ...) are re-encoded as upright PNG, and images larger than `max_side`
+pixels on their long side are stored downscaled (`store_image`), so that every later
+step decodes a small image and every stored image passes the serving limits.
+
+OS and tool sidecar files (hidden files such as `._x.jpg` and `.DS_Store`, hidden
+folders, `Thumbs.db`, `.json`/`.xmp` sidecars: anything hidden or without an image
+extension) are refused as *ignored* (`Refused.ignored`): listed, never counted as bad.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import io
 import os
@@ -33,8 +41,8 @@ import tensorflow as tf
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image, ImageOps
 
-from components.example_gen.image_listing import display, is_local
-from contract.settings import IngestOptions
+from components.example_gen.image_listing import HIDDEN_FOLDER, display, is_local
+from contract.settings import IngestOptions, max_stored_bytes
 from contract.features import CLASS_NAME_KEY, FILENAME_KEY, IMAGE_KEY, LABEL_KEY
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.gif', '.bmp')
@@ -43,6 +51,14 @@ IMAGE_FORMATS = ('JPEG', 'PNG', 'GIF', 'BMP')
 _SIGNATURES = (b'\xff\xd8\xff', b'\x89PNG\r\n\x1a\n', b'GIF87a', b'GIF89a', b'BM')
 _PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 _EXIF_ORIENTATION = 0x0112
+# What the quarantine says about common sidecar files (all of them are ignored).
+_SIDECARS = {'.ds_store': 'macOS folder metadata', 'thumbs.db': 'Windows thumbnail cache',
+             'desktop.ini': 'Windows folder settings', '.json': 'metadata sidecar (e.g. Google Takeout)',
+             '.xmp': 'metadata sidecar (XMP)', '.aae': 'iOS edit sidecar', '.thm': 'camera thumbnail'}
+# Reasons that mark an OS or tool file rather than a bad image: never counted as skipped.
+IGNORED_REASONS = ('hidden file', HIDDEN_FOLDER, 'not an image file extension')
+# A JPEG re-encoded at this quality when it is downscaled (other formats: PNG).
+_JPEG_QUALITY = 95
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, 'O_CLOEXEC', 0)
 
 
@@ -53,6 +69,26 @@ class Refused(ValueError):
     super().__init__(reason)
     self.reason = reason
     self.detail = detail
+
+  @property
+  def ignored(self) -> bool:
+    """An OS or tool file (sidecar, hidden), not a bad image."""
+    return self.reason in IGNORED_REASONS
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredImage:
+  """The bytes an example holds, and whether they were downscaled from the file's."""
+  data: bytes
+  downscaled: bool = False
+
+
+def sidecar_detail(path: str) -> str:
+  """What kind of OS or tool file `path` is, for the quarantine ('' when unknown)."""
+  name = os.path.basename(path.rstrip('/')).lower()
+  if name.startswith('._'):
+    return 'macOS AppleDouble sidecar'
+  return _SIDECARS.get(name) or _SIDECARS.get(os.path.splitext(name)[1], '')
 
 
 # Reading bytes ------------------------------------------------------------------------
@@ -86,8 +122,9 @@ def _symlink_target(path: str, real_root: str) -> str:
   return os.path.relpath(target, real_root).replace(os.sep, '/')
 
 
-def _read_local(path: str, real_root: str, max_bytes: int) -> bytes:
-  relpath = os.path.relpath(os.path.abspath(path), real_root).replace(os.sep, '/')
+def _read_local(path: str, real_root: str, max_bytes: int, relpath: Optional[str]) -> bytes:
+  if relpath is None:
+    relpath = os.path.relpath(os.path.abspath(path), real_root).replace(os.sep, '/')
   if relpath.startswith('../'):
     raise Refused('symlink points outside the data folder')
   try:
@@ -131,15 +168,24 @@ def _read_remote(path: str, max_bytes: int) -> bytes:
 def refuse_hidden(path: str) -> None:
   """Refused('hidden file') for a name starting with '.' (.DS_Store, ._x.jpg, ...)."""
   if os.path.basename(path.rstrip('/')).startswith('.'):
-    raise Refused('hidden file')
+    raise Refused('hidden file', sidecar_detail(path))
 
 
-def _read_file(path: str, real_root: str, max_bytes: int) -> bytes:
+def refuse_ignored(path: str) -> None:
+  """Refuses, as ignored, a hidden file or one without an image extension."""
+  refuse_hidden(path)
+  if not path.lower().endswith(IMAGE_EXTENSIONS):
+    raise Refused('not an image file extension', sidecar_detail(path))
+
+
+def read_bytes(path: str, real_root: str, max_bytes: int, relpath: Optional[str] = None) -> bytes:
   """The file's bytes (at most `max_bytes`), or Refused: not a regular file, a symlink
-  that is broken or leaves the root, unreadable, too large."""
+  that is broken or leaves the root, unreadable, too large. A local file is opened
+  beneath `real_root` at `relpath` (default: its path relative to `real_root`; give it
+  when the data root was reached through a symlink)."""
   if not is_local(path):
     return _read_remote(path, max_bytes)
-  return _read_local(path, real_root, max_bytes)
+  return _read_local(path, real_root, max_bytes, relpath)
 
 
 # Checking images ----------------------------------------------------------------------
@@ -171,21 +217,49 @@ def _tf_decodes(data: bytes, width: int, height: int) -> bool:
   return tuple(image.shape[:2]) == (height, width)
 
 
-def _to_png(image: Image.Image) -> bytes:
-  """Upright 8-bit RGB PNG (EXIF orientation applied, 16-bit scaled, alpha dropped)."""
+def _upright_rgb(image: Image.Image) -> Image.Image:
+  """8-bit RGB, EXIF orientation applied, 16-bit samples scaled, alpha dropped."""
   image = ImageOps.exif_transpose(image)
   if image.mode.startswith('I') or image.mode == 'F':
     pixels = np.asarray(image)
     if image.mode != 'F':
       pixels = pixels.astype(np.int64) >> 8  # 16-bit samples
     image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), 'L')
+  return image.convert('RGB')
+
+
+def _encode(image: Image.Image, jpeg: bool) -> bytes:
   out = io.BytesIO()
-  image.convert('RGB').save(out, format='PNG')
+  if jpeg:
+    image.save(out, format='JPEG', quality=_JPEG_QUALITY)
+  else:
+    image.save(out, format='PNG')
   return out.getvalue()
 
 
-def check_image(data: bytes, max_pixels: int) -> bytes:
-  """Image bytes that tf.io.decode_image reads upright (maybe re-encoded), or Refused."""
+def _downscaled(probe: Image.Image, max_side: int) -> bytes:
+  """The image upright, its long side at most `max_side`, re-encoded (JPEG stays JPEG)."""
+  jpeg = probe.format == 'JPEG'
+  if jpeg:  # decode at 1/2, 1/4 or 1/8 scale where that still covers max_side
+    probe.draft('RGB', (max_side, max_side))
+  image = _upright_rgb(probe)
+  image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+  data = _encode(image, jpeg)
+  if len(data) > max_stored_bytes(max_side):  # noise-like content: JPEG can outgrow PNG
+    data = _encode(image, False)
+  return data
+
+
+def _needs_downscale(width: int, height: int, size: int, max_side: int) -> bool:
+  return bool(max_side) and (max(width, height) > max_side or size > max_stored_bytes(max_side))
+
+
+def store_image(data: bytes, max_pixels: int, max_side: int = 0) -> StoredImage:
+  """The bytes an example stores (the file's own, or re-encoded), or Refused.
+
+  Kept as they are when the model's decoder reads them upright at their size; images
+  over `max_side` on their long side (or over `max_stored_bytes(max_side)`) are stored
+  downscaled and upright (0: never downscaled)."""
   if not data.startswith(_SIGNATURES):
     raise Refused('not a readable image', 'content is not JPEG, PNG, GIF or BMP')
   if data.startswith(_PNG_SIGNATURE):
@@ -203,12 +277,15 @@ def check_image(data: bytes, max_pixels: int) -> bytes:
         orientation = probe.getexif().get(_EXIF_ORIENTATION, 1)
       except Exception:  # pylint: disable=broad-except  # unreadable EXIF: keep as stored
         orientation = 1
+      if _needs_downscale(width, height, len(data), max_side):
+        return StoredImage(_downscaled(probe, max_side), downscaled=True)
       probe.load()  # full decode of the first frame: catches truncated and corrupt files
-      if (probe.format in IMAGE_FORMATS and orientation == 1 and not animated
-          and _tf_decodes(data, width, height)):
-        return data
-      # CMYK, 1-bit, EXIF-rotated, animated (first frame), ...: re-encoded upright.
-      return _to_png(probe)
+      # The model's decoder honours a JPEG's EXIF orientation (trainer/preprocessing.py).
+      upright = orientation == 1 or probe.format == 'JPEG'
+      if upright and not animated and _tf_decodes(data, width, height):
+        return StoredImage(data)
+      # CMYK, 1-bit, animated (first frame), PNG with EXIF orientation...: re-encoded upright.
+      return StoredImage(_encode(_upright_rgb(probe), jpeg=False))
   except Refused:
     raise
   except MemoryError as e:  # never reported as corrupt data: the file may be fine
@@ -226,18 +303,30 @@ def check_image(data: bytes, max_pixels: int) -> bytes:
     raise Refused('corrupt image data', detail) from e
 
 
-def read_image(path: str, real_root: str, max_pixels: int,
-               max_bytes: int = IngestOptions.max_image_bytes) -> bytes:
-  """Returns image bytes that tf.io.decode_image reads upright, or raises Refused(reason)."""
+def check_image(data: bytes, max_pixels: int, max_side: int = 0) -> bytes:
+  """`store_image`'s bytes alone."""
+  return store_image(data, max_pixels, max_side).data
+
+
+def read_stored(path: str, real_root: str, max_pixels: int,
+                max_bytes: int = IngestOptions.max_image_bytes, max_side: int = 0,
+                relpath: Optional[str] = None) -> StoredImage:
+  """The bytes an example stores for one listed file, or raises Refused(reason)."""
   refuse_hidden(path)
   if is_local(path) and os.path.islink(path):  # why a symlink is refused comes first
     _symlink_target(path, real_root)
-  if not path.lower().endswith(IMAGE_EXTENSIONS):
-    raise Refused('not an image file extension')
-  data = _read_file(path, real_root, max_bytes)
+  refuse_ignored(path)
+  data = read_bytes(path, real_root, max_bytes, relpath)
   if not data:
     raise Refused('empty file')
-  return check_image(data, max_pixels)
+  return store_image(data, max_pixels, max_side)
+
+
+def read_image(path: str, real_root: str, max_pixels: int,
+               max_bytes: int = IngestOptions.max_image_bytes, max_side: int = 0,
+               relpath: Optional[str] = None) -> bytes:
+  """`read_stored`'s bytes alone."""
+  return read_stored(path, real_root, max_pixels, max_bytes, max_side, relpath).data
 
 
 def make_example(image: bytes, label: int, class_name: str, relpath: str) -> tf.train.Example:

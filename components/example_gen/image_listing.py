@@ -70,12 +70,6 @@ def display(path: str) -> str:
                  for c in text)
 
 
-def hash_split(relpath: str, eval_percent: int) -> str:
-  """Deterministic split from the file's path relative to the data root."""
-  digest = hashlib.md5(os.fsencode(relpath), usedforsecurity=False).hexdigest()
-  return 'eval' if int(digest[:8], 16) % 100 < eval_percent else 'train'
-
-
 def _class_names(raw_names: List[str]) -> List[str]:
   """Sorted printable names; two folders that print the same would merge: refused."""
   by_display: Dict[str, str] = {}

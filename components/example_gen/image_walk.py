@@ -31,17 +31,18 @@ def _files_below(folder: str) -> Iterator[ImageFile]:
 
 
 def _candidates(inputs: Iterable[str]) -> Iterator[tuple]:
-  """(ImageFile, real root) per file: a folder's files are confined to that folder,
-  a named file to its own folder."""
+  """(ImageFile, real root, path below it) per file: a folder's files are confined to
+  that folder (which may be reached through symlinks), a named file to its own folder."""
   for item in inputs:
     if os.path.isdir(item) and not os.path.islink(item):
       root = os.path.realpath(item)
       for found in _files_below(item):
-        yield found, root
+        yield found, root, os.path.relpath(found.path, item).replace(os.sep, '/')
     elif os.path.lexists(item):
-      yield ImageFile(item), os.path.dirname(os.path.realpath(item))
+      real = os.path.realpath(item)
+      yield ImageFile(item), os.path.dirname(real), os.path.basename(real)
     else:
-      yield ImageFile(item, reason='not found'), ''
+      yield ImageFile(item, reason='not found'), '', ''
 
 
 def count_files(inputs: Iterable[str]) -> int:
@@ -49,12 +50,14 @@ def count_files(inputs: Iterable[str]) -> int:
   return sum(1 for _ in _candidates(inputs))
 
 
-def walk_images(inputs: Iterable[str], max_pixels: int) -> Iterator[ImageFile]:
-  """Files and folders -> ImageFile per file, read by `image_ingest.read_image`."""
-  for found, root in _candidates(inputs):
+def walk_images(inputs: Iterable[str], max_pixels: int, max_side: int = 0) -> Iterator[ImageFile]:
+  """Files and folders -> ImageFile per file, read by `image_ingest.read_image` (images
+  longer than `max_side` downscaled as ingestion stores them)."""
+  for found, root, relpath in _candidates(inputs):
     if found.reason is None:
       try:
-        found.image = image_ingest.read_image(found.path, root, max_pixels)
+        found.image = image_ingest.read_image(found.path, root, max_pixels, max_side=max_side,
+                                              relpath=relpath)
       except image_ingest.Refused as e:
         found.reason, found.detail = e.reason, e.detail
     yield found

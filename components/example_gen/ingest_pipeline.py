@@ -1,9 +1,14 @@
 """The Beam pipeline that turns a listed data folder into sharded, class-mixed TFRecords.
 
     listing (file names, in memory) -> shards (a deterministic shuffled order)
-      -> ParDo per shard: read, check, write Split-{train,eval}/data_tfrecord-i-of-n.gz
-         side outputs: 'written' (split, class), 'found' (class), 'skipped' (quarantine record)
+      -> ParDo per shard: hash each file's bytes (no decoding)
+         -> one SplitPlan: a stratified train/eval split by content (content_split.py)
+      -> ParDo per shard: read, check, downscale, write Split-{train,eval}/data_tfrecord-i-of-n.gz
+         side outputs: 'written' (split, class), 'found' (class), 'skipped' (quarantine
+         record, OS and tool files marked ignored), 'downscaled'
       -> label_vocabulary.txt, quarantine.jsonl, ingest_summary.json
+
+Each file is read twice (once to hash its bytes, once to decode it) and decoded once.
 
 Every shard is one unit of work, so the pipeline spreads over Beam workers and holds
 one image at a time per worker: no GroupByKey of images, memory does not grow with the
@@ -32,7 +37,8 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from components.example_gen import image_ingest, image_listing
+from components.example_gen import content_split, image_ingest, image_listing
+from components.example_gen.content_split import Hashed, SplitPlan
 from components.example_gen.image_ingest import Refused
 from components.example_gen.ingest_summary import (QUARANTINE_FILE, SUMMARY_FILE, UNKNOWN_LABEL,
                                        VOCABULARY_FILE, IngestError, IngestSummary,
@@ -90,13 +96,23 @@ def real_root_of(root: str) -> str:
   return os.path.realpath(root) if image_listing.is_local(root) else ''
 
 
-def read_candidate(cand: Candidate, real_root: str, options: IngestOptions) -> bytes:
-  """A listed file's checked image bytes, or Refused (a problem found while listing
-  comes first)."""
+def _refuse_early(cand: Candidate) -> None:
+  """Refusals known without reading: a listing problem, a file outside any class folder."""
   if cand.problem:
     raise Refused(cand.problem)
-  return image_ingest.read_image(cand.path, real_root, options.max_image_pixels,
-                                 options.max_image_bytes)
+  if cand.class_name == ROOT_CLASS:  # not read
+    image_ingest.refuse_ignored(cand.path)
+    raise Refused('not inside a class folder')
+
+
+def read_candidate(cand: Candidate, real_root: str, options: IngestOptions
+                   ) -> image_ingest.StoredImage:
+  """A listed file's stored image, or Refused (a problem found while listing comes first)."""
+  if cand.problem:
+    raise Refused(cand.problem)
+  return image_ingest.read_stored(cand.path, real_root, options.max_image_pixels,
+                                  options.max_image_bytes, options.max_image_side,
+                                  relpath=cand.relpath)
 
 
 def _skipped(relpath: str, class_name: str, refusal: Refused) -> beam.pvalue.TaggedOutput:
@@ -104,7 +120,29 @@ def _skipped(relpath: str, class_name: str, refusal: Refused) -> beam.pvalue.Tag
             'reason': refusal.reason}
   if refusal.detail:
     record['detail'] = refusal.detail
+  if refusal.ignored:
+    record['ignored'] = True
   return beam.pvalue.TaggedOutput('skipped', record)
+
+
+class HashImageShard(beam.DoFn):
+  """The content hash of every readable file of one shard (bytes only, nothing decoded)."""
+
+  def __init__(self, root: str, options: IngestOptions):
+    self._root = root
+    self._options = options
+
+  def process(self, shard: Shard) -> Iterator[Hashed]:
+    real_root = real_root_of(self._root)
+    for cand in shard.items:
+      try:
+        _refuse_early(cand)
+        image_ingest.refuse_ignored(cand.path)
+        data = image_ingest.read_bytes(cand.path, real_root, self._options.max_image_bytes,
+                                       cand.relpath)
+      except Refused:
+        continue  # refused again, with its reason, when the shard is written
+      yield Hashed(cand.relpath, cand.class_name, cand.split, content_split.content_digest(data))
 
 
 class WriteImageShard(beam.DoFn):
@@ -117,32 +155,30 @@ class WriteImageShard(beam.DoFn):
     self._labels = {name: i for i, name in enumerate(class_names)}
     self._options = options
 
-  def process(self, shard: Shard) -> Iterator[Any]:
+  def process(self, shard: Shard, plan: SplitPlan) -> Iterator[Any]:
     real_root = real_root_of(self._root)
     writer = ShardWriter(self._output_dir, shard)
     try:
       for n, cand in enumerate(shard.items, 1):
         yield beam.pvalue.TaggedOutput('found', cand.class_name)
         try:
-          image = self._read(cand, real_root)
+          _refuse_early(cand)
+          stored = read_candidate(cand, real_root, self._options)
         except Refused as refusal:
           yield _skipped(cand.relpath, cand.class_name, refusal)
           continue
-        split = cand.split or image_listing.hash_split(cand.relpath, self._options.eval_percent)
+        split = plan.split_of(cand.relpath, cand.split)
         label = self._labels[cand.class_name]
-        writer.write(split, image_ingest.make_example(image, label, cand.class_name, cand.relpath))
+        writer.write(split, image_ingest.make_example(stored.data, label, cand.class_name,
+                                                      cand.relpath))
         yield beam.pvalue.TaggedOutput('written', (split, cand.class_name))
+        if stored.downscaled:
+          yield beam.pvalue.TaggedOutput('downscaled', cand.class_name)
         if n % PROGRESS_EVERY == 0:
           logging.info('Shard %d/%d: %d/%d files.', shard.index + 1, shard.count, n,
                        len(shard.items))
     finally:
       writer.close()
-
-  def _read(self, cand: Candidate, real_root: str) -> bytes:
-    if cand.class_name == ROOT_CLASS and not cand.problem:  # not read
-      image_ingest.refuse_hidden(cand.path)
-      raise Refused('not inside a class folder')
-    return read_candidate(cand, real_root, self._options)
 
 
 # TFRecord input -------------------------------------------------------------------------
@@ -163,6 +199,37 @@ def read_records(path: str) -> Iterator[bytes]:
       yield data[:length]
 
 
+def _records_of(shard: Shard, root: str, names: Sequence[str]) -> Iterator[Tuple[Any, ...]]:
+  """(split or None, key, label, class name, image values) of every record of a shard's
+  TFRecord file; the key is the `filename` feature, else '<file>#<index>'."""
+  for split, path in shard.items:
+    base = os.path.relpath(path, root) if image_listing.is_local(path) else \
+        path[len(root.rstrip('/')) + 1:]
+    for index, record in enumerate(read_records(path)):
+      features = tf.train.Example.FromString(record).features.feature
+      labels = features[LABEL_KEY].int64_list.value if LABEL_KEY in features else []
+      label = labels[0] if len(labels) == 1 else -1
+      class_name = names[label] if 0 <= label < len(names) else UNKNOWN_LABEL
+      key = (features[FILENAME_KEY].bytes_list.value[0].decode('utf-8', 'replace')
+             if FILENAME_KEY in features else f'{base}#{index}')
+      images = list(features[IMAGE_KEY].bytes_list.value) if IMAGE_KEY in features else []
+      yield split, key, labels, class_name, images
+
+
+class HashRecordShard(beam.DoFn):
+  """The content hash of every usable example's image in one shard."""
+
+  def __init__(self, root: str, options: IngestOptions):
+    self._root = root
+    self._options = options
+
+  def process(self, shard: Shard) -> Iterator[Hashed]:
+    for split, key, _, class_name, images in _records_of(shard, self._root,
+                                                          self._options.class_names):
+      if class_name != UNKNOWN_LABEL and len(images) == 1:
+        yield Hashed(key, class_name, split, content_split.content_digest(images[0]))
+
+
 class WriteRecordShard(beam.DoFn):
   """Checks and rewrites the examples of TFRecord files: labels against the declared
   class names, images as for a folder; adds `class_name` and `filename`."""
@@ -172,35 +239,27 @@ class WriteRecordShard(beam.DoFn):
     self._output_dir = output_dir
     self._options = options
 
-  def process(self, shard: Shard) -> Iterator[Any]:
+  def process(self, shard: Shard, plan: SplitPlan) -> Iterator[Any]:
     names = self._options.class_names
     writer = ShardWriter(self._output_dir, shard)
     try:
-      for split, path in shard.items:
-        base = os.path.relpath(path, self._root) if image_listing.is_local(path) else \
-            path[len(self._root.rstrip('/')) + 1:]
-        for index, record in enumerate(read_records(path)):
-          example = tf.train.Example.FromString(record)
-          features = example.features.feature
-          labels = features[LABEL_KEY].int64_list.value if LABEL_KEY in features else []
-          label = labels[0] if len(labels) == 1 else -1
-          class_name = names[label] if 0 <= label < len(names) else UNKNOWN_LABEL
-          relpath = (features[FILENAME_KEY].bytes_list.value[0].decode('utf-8', 'replace')
-                     if FILENAME_KEY in features else f'{base}#{index}')
-          yield beam.pvalue.TaggedOutput('found', class_name)
-          try:
-            if class_name == UNKNOWN_LABEL:
-              raise Refused('label outside data.class_names', f'label {list(labels)}')
-            images = features[IMAGE_KEY].bytes_list.value if IMAGE_KEY in features else []
-            if len(images) != 1:
-              raise Refused('no image in the example')
-            image = image_ingest.check_image(images[0], self._options.max_image_pixels)
-          except Refused as refusal:
-            yield _skipped(relpath, class_name, refusal)
-            continue
-          to = split or image_listing.hash_split(relpath, self._options.eval_percent)
-          writer.write(to, image_ingest.make_example(image, label, class_name, relpath))
-          yield beam.pvalue.TaggedOutput('written', (to, class_name))
+      for split, key, labels, class_name, images in _records_of(shard, self._root, names):
+        yield beam.pvalue.TaggedOutput('found', class_name)
+        try:
+          if class_name == UNKNOWN_LABEL:
+            raise Refused('label outside data.class_names', f'label {list(labels)}')
+          if len(images) != 1:
+            raise Refused('no image in the example')
+          stored = image_ingest.store_image(images[0], self._options.max_image_pixels,
+                                            self._options.max_image_side)
+        except Refused as refusal:
+          yield _skipped(key, class_name, refusal)
+          continue
+        to = plan.split_of(key, split)
+        writer.write(to, image_ingest.make_example(stored.data, labels[0], class_name, key))
+        yield beam.pvalue.TaggedOutput('written', (to, class_name))
+        if stored.downscaled:
+          yield beam.pvalue.TaggedOutput('downscaled', class_name)
     finally:
       writer.close()
 
@@ -209,18 +268,25 @@ class WriteRecordShard(beam.DoFn):
 
 def _write_reports(_, output_dir: str, class_names: List[str], split_folders: Dict[str, str],
                    written: Iterable[Tuple[Tuple[str, str], int]],
-                   found: Iterable[Tuple[str, int]], skipped: Iterable[Dict[str, str]]) -> None:
+                   found: Iterable[Tuple[str, int]], skipped: Iterable[Dict[str, str]],
+                   downscaled: Iterable[Tuple[str, int]], plan: SplitPlan) -> None:
   """Vocabulary (UTF-8), quarantine.jsonl and ingest_summary.json (ASCII JSON)."""
   found = dict(found)
   skipped_files = sorted(skipped, key=lambda r: r['path'])
-  skipped_per_class = collections.Counter(r['class'] for r in skipped_files)
+  per_class = {kind: collections.Counter(r['class'] for r in skipped_files
+                                         if r.get('ignored', False) == (kind == 'ignored'))
+               for kind in ('skipped', 'ignored')}
   keys = class_names + sorted(k for k in found if k not in class_names)
   counts = dict(written)
   summary = IngestSummary(
       class_names=class_names,
       written={s: {c: counts.get((s, c), 0) for c in class_names} for s in SPLITS},
-      skipped={c: skipped_per_class[c] for c in keys}, found={c: found.get(c, 0) for c in keys},
-      skipped_files=skipped_files, split_folders=split_folders)
+      skipped={c: per_class['skipped'][c] for c in keys}, found={c: found.get(c, 0) for c in keys},
+      skipped_files=skipped_files, split_folders=split_folders,
+      ignored={c: per_class['ignored'][c] for c in keys if per_class['ignored'][c]},
+      downscaled=sum(n for _, n in downscaled),
+      duplicates=[[image_listing.display(k) for k in g] for g in plan.duplicates],
+      leaks=[[image_listing.display(k) for k in g] for g in plan.leaks])
   with tf.io.gfile.GFile(os.path.join(output_dir, VOCABULARY_FILE), 'w') as f:
     f.write(''.join(name + '\n' for name in class_names))
   with tf.io.gfile.GFile(os.path.join(output_dir, QUARANTINE_FILE), 'w') as f:
@@ -238,14 +304,21 @@ def IngestToTFRecords(pipeline: beam.Pipeline, listing: Listing, output_dir: str
     files = [(split or None, path) for split, paths in listing.tfrecord_files.items()
              for path in paths]
     shards = [Shard(i, len(files), (item,)) for i, item in enumerate(files)]
+    hash_shard = HashRecordShard(listing.root, options)
     write = WriteRecordShard(listing.root, output_dir, options)
   else:
     class_names = listing.class_names
     shards = plan_shards(listing.candidates, options.num_shards)
+    hash_shard = HashImageShard(listing.root, options)
     write = WriteImageShard(listing.root, output_dir, class_names, options)
-  results = (pipeline
-             | 'Shards' >> beam.Create(shards)
-             | 'ReadCheckWrite' >> beam.ParDo(write).with_outputs('written', 'found', 'skipped'))
+  shards = pipeline | 'Shards' >> beam.Create(shards)
+  plan = beam.pvalue.AsSingleton(
+      shards
+      | 'HashContent' >> beam.ParDo(hash_shard)
+      | 'AllHashes' >> beam.combiners.ToList()
+      | 'PlanSplits' >> beam.Map(content_split.plan_splits, options.eval_percent))
+  results = shards | 'ReadCheckWrite' >> beam.ParDo(write, plan).with_outputs(
+      'written', 'found', 'skipped', 'downscaled')
   count = beam.combiners.Count.PerElement
   return (pipeline
           | 'Once' >> beam.Create([None])
@@ -253,7 +326,9 @@ def IngestToTFRecords(pipeline: beam.Pipeline, listing: Listing, output_dir: str
               _write_reports, output_dir, class_names, listing.split_folders,
               written=beam.pvalue.AsList(results.written | 'CountWritten' >> count()),
               found=beam.pvalue.AsList(results.found | 'CountFound' >> count()),
-              skipped=beam.pvalue.AsList(results.skipped)))
+              skipped=beam.pvalue.AsList(results.skipped),
+              downscaled=beam.pvalue.AsList(results.downscaled | 'CountDownscaled' >> count()),
+              plan=plan))
 
 
 # After the pipeline ---------------------------------------------------------------------
@@ -276,11 +351,16 @@ def finish(listing: Listing, output_dir: str, options: IngestOptions) -> IngestS
   if summary.warnings:
     with tf.io.gfile.GFile(os.path.join(output_dir, SUMMARY_FILE), 'w') as f:
       json.dump(summary.to_json(), f, indent=2)
-  for record in summary.skipped_files[:20]:
+  bad = [r for r in summary.skipped_files if not r.get('ignored')]
+  for record in bad[:20]:
     logging.warning('Skipped %s: %s', record['path'], record['reason'])
   if summary.total_skipped:
     logging.warning('Skipped %d of %d files; full list in %s.', summary.total_skipped,
-                    summary.total_found, os.path.join(output_dir, QUARANTINE_FILE))
+                    summary.total_found - summary.total_ignored,
+                    os.path.join(output_dir, QUARANTINE_FILE))
+  if summary.total_ignored:
+    logging.info('Ignored %d OS or tool files (sidecars, hidden files); listed in %s.',
+                 summary.total_ignored, os.path.join(output_dir, QUARANTINE_FILE))
   for warning in summary.warnings:
     logging.warning(warning)
   check_trainable(summary, options.max_skipped_fraction, bool(listing.tfrecord_files))

@@ -25,6 +25,11 @@ class IngestSummary:
   skipped_files: List[Dict[str, str]]
   split_folders: Dict[str, str] = dataclasses.field(default_factory=dict)  # pre-split only
   warnings: List[str] = dataclasses.field(default_factory=list)
+  # OS and tool files (sidecars, hidden files): listed in the quarantine, never bad.
+  ignored: Dict[str, int] = dataclasses.field(default_factory=dict)  # class -> count
+  downscaled: int = 0                  # images stored smaller than their file
+  duplicates: List[List[str]] = dataclasses.field(default_factory=list)  # identical files
+  leaks: List[List[str]] = dataclasses.field(default_factory=list)  # identical, both splits
 
   @property
   def total_found(self) -> int:
@@ -32,13 +37,20 @@ class IngestSummary:
 
   @property
   def total_skipped(self) -> int:
+    """Files that could not be used (bad images), not counting ignored ones."""
     return sum(self.skipped.values())
+
+  @property
+  def total_ignored(self) -> int:
+    return sum(self.ignored.values())
 
   def to_json(self) -> Dict[str, Any]:
     return {'class_names': self.class_names, 'written': self.written,
             'skipped': self.skipped, 'found': self.found, 'total_found': self.total_found,
-            'total_skipped': self.total_skipped, 'split_folders': self.split_folders,
-            'warnings': self.warnings}
+            'total_skipped': self.total_skipped, 'ignored': self.ignored,
+            'total_ignored': self.total_ignored, 'downscaled': self.downscaled,
+            'duplicates': self.duplicates, 'leaks': self.leaks,
+            'split_folders': self.split_folders, 'warnings': self.warnings}
 
 
 def load_summary(output_dir: str) -> IngestSummary:
@@ -49,7 +61,9 @@ def load_summary(output_dir: str) -> IngestSummary:
     skipped_files = [json.loads(line) for line in f if line.strip()]
   return IngestSummary(report['class_names'], report['written'], report['skipped'],
                        report['found'], skipped_files, report['split_folders'],
-                       report['warnings'])
+                       report['warnings'], report.get('ignored', {}),
+                       report.get('downscaled', 0), report.get('duplicates', []),
+                       report.get('leaks', []))
 
 
 class IngestError(ValueError):
@@ -57,11 +71,15 @@ class IngestError(ValueError):
 
 
 def warnings_of(listing: Listing, summary: IngestSummary) -> List[str]:
-  """Problems that do not stop training: unread folders, classes absent from the eval split."""
+  """Problems that do not stop training: unread folders, identical files in both splits
+  of a pre-split folder, classes absent from the eval split."""
+  leaks = [f'Identical files in {listing.split_folders["train"]}/ and '
+           f'{listing.split_folders["eval"]}/: {group} (they inflate eval accuracy: remove one).'
+           for group in summary.leaks]
   if listing.unread_folders:
-    return [f'Folders {listing.unread_folders} were not read: a pre-split data folder uses '
-            f'only {sorted(listing.split_folders.values())}.']
-  return [f"Class '{name}' has no eval example ({summary.written['train'][name]} train): "
+    return leaks + [f'Folders {listing.unread_folders} were not read: a pre-split data folder '
+                    f'uses only {sorted(listing.split_folders.values())}.']
+  return leaks + [f"Class '{name}' has no eval example ({summary.written['train'][name]} train): "
           'its eval metrics will be missing.'
           for name in summary.class_names
           if summary.written['train'][name] and not summary.written['eval'][name]
@@ -85,8 +103,9 @@ def check_trainable(summary: IngestSummary, max_skipped_fraction: float,
       hint += ' A pre-split folder needs both train/ and validation/.'
     raise IngestError(f'Need at least two classes (one subfolder each), found '
                       f'{names or "none"}.{hint}')
-  if summary.total_found and summary.total_skipped / summary.total_found > max_skipped_fraction:
-    raise IngestError(f'{summary.total_skipped} of {summary.total_found} files could not be '
+  candidates = summary.total_found - summary.total_ignored  # sidecars never count
+  if candidates and summary.total_skipped / candidates > max_skipped_fraction:
+    raise IngestError(f'{summary.total_skipped} of {candidates} image files could not be '
                       f'used (limit data.max_skipped_fraction={max_skipped_fraction}); '
                       f'reasons in {QUARANTINE_FILE}.')
   empty = [c for c in names if not sum(summary.written[s][c] for s in SPLITS)]

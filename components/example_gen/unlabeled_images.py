@@ -60,7 +60,7 @@ class WriteUnlabeledShard(beam.DoFn):
     try:
       for n, cand in enumerate(shard.items, 1):
         try:
-          image = ingest_pipeline.read_candidate(cand, real_root, self._options)
+          image = ingest_pipeline.read_candidate(cand, real_root, self._options).data
         except Refused as refusal:
           yield {'path': display_path(cand.path), 'reason': refusal.reason,
                  'detail': refusal.detail}
@@ -150,9 +150,10 @@ class UnlabeledImageExampleGen(FileBasedExampleGen):
 
   def __init__(self, input_base: str, max_image_pixels: int,
                max_image_bytes: int = IngestOptions.max_image_bytes,
-               num_shards: int = IngestOptions.num_shards):
+               num_shards: int = IngestOptions.num_shards,
+               max_image_side: int = IngestOptions.max_image_side):
     options = IngestOptions(num_shards=num_shards, max_image_pixels=max_image_pixels,
-                            max_image_bytes=max_image_bytes)
+                            max_image_bytes=max_image_bytes, max_image_side=max_image_side)
     super().__init__(
         input_base=input_base, custom_config=pack_ingest_options(options),
         input_config=example_gen_pb2.Input(splits=[
