@@ -64,6 +64,7 @@ def _exif_segment(data: tf.Tensor) -> tf.Tensor:
   _, _, start, length, _ = tf.while_loop(
       more, step, (tf.constant(2, tf.int64), zero, zero, zero, tf.logical_not(is_jpeg)),
       parallel_iterations=1)
+  start = tf.minimum(start, tf.cast(tf.strings.length(data), tf.int64))  # a cut file
   return tf.strings.substr(data, start, tf.maximum(length, 0))
 
 
