@@ -244,7 +244,7 @@ def test_served_probabilities_for_sideways_bytes_equal_the_upright_picture(
   untagged = [_jpeg(Image.fromarray(photo).transpose(STORED[o])) for o in STORED]
   served = _served(signatures, name, [upright_jpeg, *sideways, *untagged])
   reference, tagged, as_stored = served[0], served[1:8], served[8:]
-  noise = np.abs(tagged - reference).max()
-  assert noise < 0.01, noise
+  tolerance = 1e-3  # JPEG re-encoding noise (turned pixels compress a little differently)
+  np.testing.assert_allclose(tagged, np.broadcast_to(reference, tagged.shape), atol=tolerance)
   # Without the tag the same pixels give other probabilities: the check can fail.
-  assert np.abs(as_stored - reference).max(axis=1).min() > 3 * noise, (as_stored, reference)
+  assert np.abs(as_stored - reference).max() > 10 * tolerance, (as_stored, reference)
