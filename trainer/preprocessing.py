@@ -12,18 +12,22 @@ import tensorflow_transform as tft
 
 from contract.features import CLASS_NAME_KEY, CLASS_VOCABULARY, IMAGE_KEY, LABEL_KEY
 from contract.settings import ModelConfig
-
+from trainer.orientation import jpeg_orientation, upright
 
 
 def decode_and_resize(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
   """Encoded JPEG/PNG/GIF/BMP strings, shape [B] or [B, 1] -> uint8 [B, size, size, 3].
 
+  A JPEG is turned upright as its EXIF orientation tag says (`trainer.orientation`).
   One image at a time (parallel_iterations=1): in the serving signatures a request's
   peak memory is then one decoded image, however many the request holds."""
 
   def decode_one(data: tf.Tensor) -> tf.Tensor:
     image = tf.io.decode_image(data, channels=3, expand_animations=False)
     image = tf.image.resize(image, [image_size, image_size], antialias=True)
+    # Turned after the resize: resizing to a square scales each axis on its own, so the
+    # pixels are those of turning first, without turning megapixels.
+    image = upright(image, jpeg_orientation(data))
     return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
 
   return tf.map_fn(decode_one, tf.reshape(encoded, [-1]), parallel_iterations=1,
