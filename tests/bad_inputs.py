@@ -282,12 +282,17 @@ class Catalogue:
     return {e.key: e.expected for e in self.entries}
 
   def classes(self) -> Dict[str, Dict[str, int]]:
-    """class -> {'found', 'written', 'skipped'} as ingestion must count them."""
+    """class -> {'found', 'written', 'skipped', 'ignored'} as ingestion must count them
+    (OS and tool files are ignored, not skipped)."""
+    from components.example_gen.image_ingest import IGNORED_REASONS  # pylint: disable=import-outside-toplevel
     counts: Dict[str, Dict[str, int]] = {}
     for e in self.entries:
-      c = counts.setdefault(e.class_name, {'found': 0, 'written': 0, 'skipped': 0})
+      c = counts.setdefault(e.class_name, {'found': 0, 'written': 0, 'skipped': 0, 'ignored': 0})
       c['found'] += 1
-      c['written' if e.expected == ACCEPTED else 'skipped'] += 1
+      if e.expected == ACCEPTED:
+        c['written'] += 1
+      else:
+        c['ignored' if e.expected in IGNORED_REASONS else 'skipped'] += 1
     return counts
 
 

@@ -107,9 +107,10 @@ def test_counts_reconcile_per_class(ingested):
   assert set(summary.found) == set(expected)
   for name, counts in expected.items():
     written = sum(summary.written[s].get(name, 0) for s in image_listing.SPLITS)
-    assert summary.found[name] == written + summary.skipped[name], name
-    assert (summary.found[name], written, summary.skipped[name]) == (
-        counts['found'], counts['written'], counts['skipped']), name
+    ignored = summary.ignored.get(name, 0)
+    assert summary.found[name] == written + summary.skipped[name] + ignored, name
+    assert (summary.found[name], written, summary.skipped[name], ignored) == (
+        counts['found'], counts['written'], counts['skipped'], counts['ignored']), name
   assert summary.total_found == len(catalogue.entries)
 
 
@@ -121,8 +122,10 @@ def test_reports_are_valid_json_for_any_file_name(ingested):
   records = [json.loads(line) for line in raw.decode().splitlines()]
   assert records == summary.skipped_files
   for record in records:
+    assert record.get('ignored', False) == (record['reason'] in image_ingest.IGNORED_REASONS)
     for value in record.values():
-      value.encode('utf-8')  # no lone surrogates from undecodable names
+      if isinstance(value, str):
+        value.encode('utf-8')  # no lone surrogates from undecodable names
   with open(os.path.join(out, ingest_pipeline.SUMMARY_FILE), encoding='ascii') as f:
     report = json.load(f)
   assert report['found'] == summary.found and report['written'] == summary.written
@@ -173,7 +176,7 @@ def test_presplit_folder_reports_stray_files_and_unread_folders(tmp_path):
   summary = ingest_pipeline.ingest(str(root), str(tmp_path / 'out'))
   assert summary.written == {'train': {'cats': 1, 'dogs': 1}, 'eval': {'cats': 1, 'dogs': 1}}
   assert {r['path']: r['reason'] for r in summary.skipped_files} == {
-      'README.txt': 'not inside a class folder', 'train/stray.png': 'not inside a class folder'}
+      'README.txt': 'not an image file extension', 'train/stray.png': 'not inside a class folder'}
   assert summary.found[image_listing.ROOT_CLASS] == summary.skipped[image_listing.ROOT_CLASS] == 2
   assert summary.split_folders == {'train': 'train', 'eval': 'validation'}
   assert any("['test'] were not read" in w for w in summary.warnings), summary.warnings

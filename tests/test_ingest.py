@@ -77,7 +77,8 @@ def test_bad_files_are_quarantined_with_reasons(class_folder, tmp_path):
   assert reasons['cats/text.jpg'].startswith('not a readable image')
   for name, found in summary.found.items():
     written = sum(summary.written[s].get(name, 0) for s in ('train', 'eval'))
-    assert found == written + summary.skipped.get(name, 0)
+    assert found == written + summary.skipped.get(name, 0) + summary.ignored.get(name, 0)
+  assert summary.ignored == {'cats': 1, 'dogs': 1} and summary.total_skipped == 3
   with open(os.path.join(out, ingest_pipeline.QUARANTINE_FILE)) as f:
     assert len(f.readlines()) == 5
 
@@ -115,10 +116,10 @@ def test_shards_are_class_mixed_like_a_random_order(tmp_path):
   """The Trainer reads the shards in order (the cached path does not shuffle files): the
   longest run of one class must stay within what a random order of the same labels gives."""
   root = tmp_path / 'images'
-  for name in ('a', 'b', 'c'):
+  for k, name in enumerate(('a', 'b', 'c')):
     (root / name).mkdir(parents=True)
     for i in range(60):
-      (root / name / f'{i}.png').write_bytes(encode_image(random_pixels((4, 4, 3), i)))
+      (root / name / f'{i}.png').write_bytes(encode_image(random_pixels((4, 4, 3), 100 * k + i)))
   out = str(tmp_path / 'out')
   ingest_pipeline.ingest(str(root), out, num_shards=2, eval_percent=10)
   rng = np.random.default_rng(0)
