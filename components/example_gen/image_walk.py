@@ -34,7 +34,7 @@ def _candidates(inputs: Iterable[str]) -> Iterator[tuple]:
   """(ImageFile, real root, path below it) per file: a folder's files are confined to
   that folder (which may be reached through symlinks), a named file to its own folder."""
   for item in inputs:
-    if os.path.isdir(item) and not os.path.islink(item):
+    if os.path.isdir(item):  # a folder named directly may be reached through symlinks
       root = os.path.realpath(item)
       for found in _files_below(item):
         yield found, root, os.path.relpath(found.path, item).replace(os.sep, '/')
