@@ -59,6 +59,14 @@ def jpeg(image: Image.Image, orientation: int = 1, quality: int = 90) -> bytes:
   return out.getvalue()
 
 
+def strip_exif(data: bytes) -> bytes:
+  """The same JPEG pixels without the EXIF block (APP1): displayed as stored."""
+  pos = 2
+  while data[pos:pos + 2] != b'\xff\xe1':
+    pos += 2 + int.from_bytes(data[pos + 2:pos + 4], 'big')
+  return data[:pos] + data[pos + 2 + int.from_bytes(data[pos + 2:pos + 4], 'big'):]
+
+
 def big_jpeg(photo: np.ndarray, index: int, size=(6000, 5000)) -> bytes:
   """A 30-megapixel JPEG (6000x5000 by default)."""
   return jpeg(crop(photo, index, size), quality=80)

@@ -115,7 +115,7 @@ class _FailsOnMarker:
 def test_a_failing_batch_is_retried_image_by_image(monkeypatch):
   from components.example_gen import image_walk  # pylint: disable=g-import-not-at-top
   files = [image_walk.ImageFile(f'{i}.png', image=b'bad' if i == 2 else b'ok') for i in range(4)]
-  monkeypatch.setattr(batch_predict, 'walk_images', lambda inputs, max_pixels: iter(files))
+  monkeypatch.setattr(batch_predict, 'walk_images', lambda inputs, max_pixels, max_side=0: iter(files))
   out, classifier = io.StringIO(), _FailsOnMarker()
   summary = batch_predict.predict_files(
       classifier, ['unused'], prediction_table.PredictionWriter(out, ['a', 'b']), batch_size=4)

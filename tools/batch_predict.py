@@ -37,6 +37,7 @@ class SavedModelClassifier:
     num_classes = int(self._signature.structured_outputs['probabilities'].shape[-1])
     self.class_names = export.fallback_class_names(
         num_classes, export.read_class_names(model_dir))
+    self.image_size = export.read_image_size(model_dir)
 
   def __call__(self, images: Sequence[bytes]) -> np.ndarray:
     return predict.predict_bytes(self._signature, images)['probabilities'].numpy()
@@ -101,10 +102,13 @@ def predict_files(classifier, inputs: Iterable[str], writer: prediction_table.Pr
                   max_pixels: int = DataConfig.max_image_pixels,
                   progress=None) -> Summary:
   """Classifies every image below `inputs`, writing one row per file to `writer`, in
-  input order, batch by batch."""
+  input order, batch by batch. Images are prepared as ingestion stores them (upright,
+  downscaled to `data.max_side_multiple` times the model's input size)."""
   summary = Summary()
   start = time.perf_counter()
-  for batch in _batches(walk_images(inputs, max_pixels), batch_size):
+  image_size = getattr(classifier, 'image_size', None)
+  max_side = DataConfig.max_side_multiple * image_size if image_size else 0
+  for batch in _batches(walk_images(inputs, max_pixels, max_side), batch_size):
     rows = iter(_classify(classifier, [item.image for item in batch if item.image is not None]))
     for item in batch:
       row = next(rows) if item.image is not None else None

@@ -27,6 +27,8 @@ from trainer.preprocessing import bytes_to_pixels
 
 # Class names in class-id order, one a line: TF Serving ignores `assets.extra/`.
 CLASS_NAMES_FILE = os.path.join('assets.extra', 'class_names.txt')
+# The model's square input size, for clients that prepare images as ingestion stores them.
+IMAGE_SIZE_FILE = os.path.join('assets.extra', 'image_size.txt')
 
 
 def _serving_functions(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
@@ -86,6 +88,17 @@ def export_serving_model(model: keras.Model, tf_transform_output: tft.TFTransfor
   tf.io.gfile.makedirs(os.path.join(export_dir, os.path.dirname(CLASS_NAMES_FILE)))
   with tf.io.gfile.GFile(os.path.join(export_dir, CLASS_NAMES_FILE), 'w') as f:
     f.write(''.join(f'{name}\n' for name in class_names))
+  with tf.io.gfile.GFile(os.path.join(export_dir, IMAGE_SIZE_FILE), 'w') as f:
+    f.write(f'{image_size}\n')
+
+
+def read_image_size(model_dir: str) -> Optional[int]:
+  """The model's input size exported beside it; None for models exported without it."""
+  path = os.path.join(model_dir, IMAGE_SIZE_FILE)
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    return int(f.read().strip())
 
 
 def fallback_class_names(num_classes: int, known: Optional[Sequence[str]] = None) -> List[str]:
