@@ -3,7 +3,7 @@
 import statistics
 from typing import Any, Dict, List, Optional
 
-from bench import ingest
+from bench import ingest, photos
 
 Figures = Dict[str, Any]
 TARGET_EPOCHS = 20
@@ -250,6 +250,8 @@ def figures(raw: Dict[str, Any], settings: Dict[str, Any]) -> Figures:
   result.update(_ceilings(result, raw, settings))
   if 'ingest' in raw:
     result.update(ingest.figures(raw['ingest']))
+  if 'photos' in raw:
+    result.update(photos.figures(raw['photos']))
   result['targets'] = _targets(result, settings)
   return result
 
@@ -429,6 +431,8 @@ def table(f: Figures) -> str:
           + _serving_rows(f) + _inference_rows(f) + _memory_rows(f))
   if 'ingest_images_per_second' in f:
     rows += ingest.rows(f)
+  if 'photos_seconds_per_image' in f:
+    rows += photos.rows(f)
   return '\n'.join(_row(r) for r in [['figure', 'value', 'ratio', 'target'], ['---'] * 4] + rows)
 
 

@@ -20,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[0] = ROOT
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from bench import data as data_lib, ingest, memory, mlmd, report
+from bench import data as data_lib, ingest, memory, mlmd, photos, report
 from pipeline.configs import POOLINGS, PipelineConfig, TrainingConfig, load_config
 
 RESULTS = os.path.join(ROOT, 'bench', 'results')
@@ -200,6 +200,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
   if not args.skip_streaming:
     raw['small'] = streaming(bench, small)
   raw['ingest'] = ingest.measure(bench.process_tree_stage, work, args.images)
+  if args.photos:
+    raw['photos'] = photos.measure(bench, pipeline_components, args.photos)
   return raw
 
 
@@ -238,6 +240,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                       help='skip the K sweep on the harder task')
   parser.add_argument('--skip-streaming', action='store_true',
                       help='skip the small-data run of the streaming check')
+  parser.add_argument('--photos', type=int, default=40,
+                      help='12 MP photos run through the pipeline stored at full size and '
+                           'downscaled (0 skips it)')
   parser.add_argument('--keep', action='store_true',
                       help='keep the images and pipeline runs (logs are always kept)')
   return parser.parse_args(argv)

@@ -9,8 +9,8 @@ import os
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PACKAGES = ('bench', 'components', 'console', 'contract', 'kubeflow', 'pipeline', 'tools',
-            'trainer')
+PACKAGES = ('bench', 'components', 'console', 'contract', 'kubeflow', 'pipeline', 'tests',
+            'tools', 'trainer')
 
 
 def _project_imports():
