@@ -4,6 +4,7 @@ Each case runs the command line in a child process (as the console script does),
 check that TensorFlow was never imported is real. Timings are in bench/cli_errors.py.
 """
 
+import os
 import signal
 import subprocess
 import sys
@@ -22,7 +23,19 @@ def bad_config(tmp_path):
   return str(path)
 
 
+def _fake_run_folder(tmp):
+  """A run's output folder whose serving_model/<name>/1 looks like a SavedModel (checks
+  before TensorFlow only look at the layout); an empty folder and a text file beside."""
+  version = os.path.join(tmp, 'run', 'serving_model', 'image_classifier', '1')
+  os.makedirs(version)
+  open(os.path.join(version, 'saved_model.pb'), 'wb').close()
+  os.makedirs(os.path.join(tmp, 'empty', 'sub'))
+  os.makedirs(os.path.join(tmp, 'unpushed', 'serving_model'))
+  return os.path.join(tmp, 'run')
+
+
 def _cases(data, config, tmp):
+  run = _fake_run_folder(tmp)
   return [
       (['run'], 'run needs --data'),
       (['run', '--data', f'{tmp}/missing'], f'data.path: {tmp}/missing is not a folder'),
@@ -36,6 +49,15 @@ def _cases(data, config, tmp):
       (['predict', f'{tmp}/x.jpg'], 'the following arguments are required: --model'),
       (['predict', '--model', f'{tmp}/missing', 'x.jpg'], f'--model: {tmp}/missing does not exist'),
       (['predict', '--model', tmp, 'x.jpg'], f'--model: No SavedModel versions under {tmp}'),
+      (['predict', '--model', f'{tmp}/unpushed', 'x.jpg'],
+       f'--model: No pushed model under {tmp}/unpushed/serving_model'),
+      (['predict', '--model', run, f'{tmp}/missing.jpg'], f'{tmp}/missing.jpg does not exist'),
+      (['predict', '--model', run, f'{tmp}/empty'], f'No files to classify in {tmp}/empty'),
+      (['predict', '--model', run, data, '--output', f'{tmp}/p.txt'],
+       'expected a .csv or .jsonl file name'),
+      (['predict', '--model', run, data, '--output', f'{tmp}/no/p.csv'],
+       f'--output: folder {tmp}/no does not exist'),
+      (['predict', '--model', run, data, '--batch-size', '0'], '--batch-size: expected'),
       (['frobnicate'], "invalid choice: 'frobnicate'"),
   ]
 

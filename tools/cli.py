@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
 from typing import Callable, List, Optional
 
 import contract  # pylint: disable=unused-import  # first: selects Keras 2 for TensorFlow
@@ -18,10 +19,10 @@ from contract.settings import MIN_IMAGE_SIZE, ModelConfig
 from console import known_noise
 from pipeline.configs import ConfigError
 from pipeline.output_lock import OutputLockedError, output_lock
-from tools import preflight, run_log
+from tools import predict_checks, preflight, run_log
 
 # User errors that need no TensorFlow to raise (tools.errors has the full list).
-FAST_USER_ERRORS = (ConfigError, OutputLockedError)
+FAST_USER_ERRORS = (ConfigError, OutputLockedError, predict_checks.NothingToClassify)
 
 
 class UsageError(Exception):
@@ -137,14 +138,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
   from tools.model_dir import resolve_model_dir  # pylint: disable=g-import-not-at-top
-  if not os.path.exists(args.model):  # before TensorFlow is imported: answers at once
+  # Every check that needs no TensorFlow comes first: a mistake answers at once.
+  if not os.path.exists(args.model):
     raise ConfigError(f'--model: {args.model} does not exist.')
   if not args.model.endswith('.tflite'):
     try:
       resolve_model_dir(args.model)
     except FileNotFoundError as e:
       raise ConfigError(f'--model: {e}') from e
-  from tools import batch_predict  # pylint: disable=g-import-not-at-top
+  predict_checks.check_batch_size(args.batch_size)
+  predict_checks.check_inputs(args.inputs)
+  predict_checks.output_format(args.output)
+  log_file = (_tool_log(args.output, 'predict') if args.output else
+              os.path.join(tempfile.gettempdir(), 'transfer-pipeline-predict.log'))
+  with run_log.stderr_to(log_file):  # TensorFlow's C++ start-up lines, as `run` hides them
+    from tools import batch_predict  # pylint: disable=g-import-not-at-top
   return batch_predict.command(args.model, args.inputs, args.output, args.batch_size,
                                args.max_image_pixels)
 
