@@ -58,6 +58,10 @@ def _cases(data, config, tmp):
       (['predict', '--model', run, data, '--output', f'{tmp}/no/p.csv'],
        f'--output: folder {tmp}/no does not exist'),
       (['predict', '--model', run, data, '--batch-size', '0'], '--batch-size: expected'),
+      (['compile-kubeflow', '--data', f'{tmp}/images', '--pipeline-output', 'gs://b/runs'],
+       f'data.path: {tmp}/images is a path of this machine, but the pipeline root gs://b/runs'),
+      (['compile-kubeflow', '--data', 'gs://b/images', '--epochs', '0'],
+       'training.epochs: expected an integer >= 1'),
       (['frobnicate'], "invalid choice: 'frobnicate'"),
   ]
 
