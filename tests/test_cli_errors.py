@@ -34,9 +34,29 @@ def _fake_run_folder(tmp):
   return os.path.join(tmp, 'run')
 
 
+def _folders(tmp, classes):
+  """A data folder: class name -> number of files (counted before the run, not read)."""
+  root = os.path.join(tmp, '-'.join(classes))
+  for name, count in classes.items():
+    os.makedirs(os.path.join(root, name))
+    for i in range(count):
+      open(os.path.join(root, name, f'{i}.jpg'), 'wb').close()
+  open(os.path.join(root, 'flower' if 'flower' in classes else 'cats', '.hidden.jpg'),
+       'wb').close()
+  return root
+
+
 def _cases(data, config, tmp):
   run = _fake_run_folder(tmp)
+  one_class = _folders(tmp, {'cats': 5})
+  tiny_class = _folders(tmp, {'china': 3, 'flower': 1})
   return [
+      (['run', '--data', data, '--output', f'{data}/run'],
+       f'output: {data}/run is inside data.path {data}: the run would read its own files'),
+      (['run', '--data', one_class], "data.path: need at least two classes (one subfolder "
+       f"each), found ['cats'] in {one_class}."),
+      (['run', '--data', tiny_class], "data.path: class 'flower' has 1 image, too few for both "
+       'splits: every class needs at least 2'),
       (['run'], 'run needs --data'),
       (['run', '--data', f'{tmp}/missing'], f'data.path: {tmp}/missing is not a folder'),
       (['run', '--data', data, '--bogus'], 'unrecognized arguments: --bogus'),
