@@ -19,7 +19,8 @@ CONSOLE_LINES = [
     r"Running pipeline '.*' on .* -> .*", r'Backbone weights: .*', r'Beam: .*',
     r'Log: \S+run\.log( \(\d+ warnings?\))?',
     r'\[\d/8\] \w+ \.\.\.', r'\[\d/8\] \w+ (done|cached) in [\d.]+ s(: .*)?',
-    r'Feature pass \((train|eval)\): \d+ images in [\d.]+ s \(.*images/s\)',
+    r'Feature pass \((train|eval)(, \d+ augmented views?)?\): \d+ images in [\d.]+ s '
+    r'\(.*images/s\)',
     r'  Epoch \d+/\d+ - [\d.]+ s( - \w+ [\d.]+)+',
     r'', r'\|.*\|', r'Blessed: .*', r'Pushed model: .*', r'Training curves: .*',
     r'Evaluation report: .*',

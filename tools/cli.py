@@ -7,6 +7,7 @@ Keras 2 before anything imports TensorFlow.
 """
 
 import argparse
+from importlib import metadata
 import logging
 import os
 import sys
@@ -231,8 +232,21 @@ def _cmd_compile_kubeflow(args: argparse.Namespace) -> int:
   return 0
 
 
+def version() -> str:
+  """This package's version and the pinned stack's, from the installed metadata (nothing
+  imported)."""
+  def of(name: str) -> str:
+    try:
+      return metadata.version(name)
+    except metadata.PackageNotFoundError:
+      return 'not installed'
+  return (f'transfer-pipeline {of("transfer-pipeline")} (TFX {of("tfx")}, TensorFlow '
+          f'{of("tensorflow")}, Python {sys.version.split()[0]})')
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = _Parser(prog='transfer-pipeline', description=__doc__.splitlines()[0])
+  parser.add_argument('--version', action='version', version=version())
   sub = parser.add_subparsers(dest='command', required=True)
 
   run = sub.add_parser('run', help='run the whole pipeline locally')

@@ -32,6 +32,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
+import console
 from components.example_gen import image_ingest, image_listing
 from components.example_gen.image_ingest import Refused
 from components.example_gen.ingest_summary import (QUARANTINE_FILE, SUMMARY_FILE, UNKNOWN_LABEL,
@@ -281,8 +282,8 @@ def finish(listing: Listing, output_dir: str, options: IngestOptions) -> IngestS
   if summary.total_skipped:
     logging.warning('Skipped %d of %d files; full list in %s.', summary.total_skipped,
                     summary.total_found, os.path.join(output_dir, QUARANTINE_FILE))
-  for warning in summary.warnings:
-    logging.warning(warning)
+  for warning in summary.warnings:  # they change what the metrics mean: on the console too
+    console.warn(warning)
   check_trainable(summary, options.max_skipped_fraction, bool(listing.tfrecord_files))
   return summary
 
