@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.writers import eval_config_writer
 
+from components.evaluator import class_coverage
 from components.report.report_html import Decision
 from contract.features import CLASS_NAME_KEY
 
@@ -127,7 +128,11 @@ def load_decision(evaluation_uri: str, blessed: Optional[bool],
   failures = [_failure_text(per_slice.slice_key, f)
               for per_slice in validation.metric_validations_per_slice
               for f in per_slice.failures]
-  return Decision(blessed=bool(validation.validation_ok) if blessed is None else blessed,
+  unevaluated = class_coverage.load_failures(evaluation_uri)
+  failures += unevaluated
+  if blessed is None:
+    blessed = bool(validation.validation_ok) and not unevaluated
+  return Decision(blessed=blessed,
                   thresholds=checked_thresholds(config), failures=failures,
                   baseline=baseline or None)
 
