@@ -5,6 +5,7 @@ check that TensorFlow was never imported is real. Timings are in bench/cli_error
 """
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -132,3 +133,10 @@ def test_a_yaml_module_in_the_current_folder_is_never_imported(tmp_path):
                    cwd=str(untrusted))
   assert not marker.exists(), 'yaml.py from the current folder was imported'
   assert result.returncode == 2 and 'is not a folder' in result.stderr, result.stderr
+
+
+def test_version_names_the_package_and_its_stack_without_tensorflow(tmp_path):
+  result = run_cli(['--version'], str(tmp_path / 'bin'))
+  assert result.returncode == 0, result.stderr
+  assert re.fullmatch(r'transfer-pipeline \S+ \(TFX 1\.16\.0, TensorFlow 2\.16\.2, '
+                      r'Python 3\.10\.\d+\)\n', result.stdout), result.stdout
