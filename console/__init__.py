@@ -4,7 +4,7 @@ Standard library only, and no import from the rest of the project, so that any
 layer (ingestion, Trainer, prediction, the command line) may use it.
 """
 
-from console.output import out, say, writing_to
+from console.output import out, say, warn, writing_to
 from console.progress import Progress, progress
 
-__all__ = ['Progress', 'out', 'progress', 'say', 'writing_to']
+__all__ = ['Progress', 'out', 'progress', 'say', 'warn', 'writing_to']

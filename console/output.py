@@ -6,6 +6,7 @@ the process's standard output.
 """
 
 import contextlib
+import logging
 import sys
 from typing import Iterator, Optional, TextIO
 
@@ -22,6 +23,13 @@ def say(line: str = '') -> None:
   stream = out()
   stream.write(line + '\n')
   stream.flush()
+
+
+def warn(line: str) -> None:
+  """A warning that changes what a result means: on the console as `warning: <line>`, and
+  in the log (and its warning count) as a WARNING record."""
+  say(f'warning: {line}')
+  logging.getLogger('transfer_pipeline').warning(line)
 
 
 @contextlib.contextmanager

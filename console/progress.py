@@ -50,11 +50,16 @@ class Progress:
       self._last_shown = now
       self._show(now)
 
-  def close(self) -> None:
-    """Writes the summary line (once)."""
+  def close(self, summary: bool = True) -> None:
+    """Writes the summary line (once); `summary=False` only clears a drawn bar (for a
+    caller that prints its own summary)."""
     if self._closed:
       return
     self._closed = True
+    if not summary:
+      if self._tty:
+        self._write('\r\x1b[K')
+      return
     seconds = self._clock() - self._start
     line = (f'{self.label}: {_count(self.done)} {self.unit} in {seconds:.1f} s'
             f' ({self._rate(seconds)})')

@@ -31,6 +31,7 @@ PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 from absl import logging
 from tfx import v1 as tfx
 
+from kubeflow import preflight
 from pipeline import definition as pipeline_lib
 from pipeline.configs import PipelineConfig, load_config
 
@@ -44,34 +45,18 @@ DEFAULT_OUTPUT_DIR = os.path.join(PROJECT_ROOT, 'kubeflow', 'build')
 OUTPUT_FILENAME = 'pipeline.json'
 
 
-def is_uri(path: str) -> bool:
-  """gs://, s3://, ... (kept as they are by create_pipeline; local paths are made absolute)."""
-  return '://' in path
-
-
 def _check_image(image: str) -> str:
   if not image or not image.strip() or any(c.isspace() for c in image):
     raise ValueError(f'image must be a container image reference such as '
-                     f'gcr.io/my-project/transfer-pipeline:0.1.0, got {image!r}.')
+                     f'{preflight.EXAMPLE_IMAGE}, got {image!r}.')
   return image.strip()
-
-
-def _warn_local_paths(config: PipelineConfig) -> None:
-  for field, path in (('output', config.output), ('data.path', config.data.path)):
-    if is_uri(path):
-      continue
-    if not os.path.isabs(path):
-      logging.warning('%s=%s is a relative local path: it is compiled as %s, a path of '
-                      'this machine. Use a gs:// / s3:// URI or an absolute path that '
-                      'exists in the cluster (e.g. a PVC mount).', field, path,
-                      os.path.abspath(path))
 
 
 def build_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
   """The same pipeline as the local runner, without a metadata connection (KFP brings its
   own). Offline: the data folder is not read (its classes are found when ExampleGen runs)."""
   config.validate()
-  _warn_local_paths(config)
+  preflight.check_paths(config)
   return pipeline_lib.create_pipeline(config, metadata_connection_config=None)
 
 
@@ -87,7 +72,8 @@ def runner_for(output_path: str, image: str) -> tfx.orchestration.experimental.K
 def compile_pipeline(config: PipelineConfig, output_path: str, image: str) -> str:
   """Writes the KFP v2 PipelineJob JSON of the pipeline to `output_path`; returns it.
 
-  Offline: nothing is uploaded, run or read from the data folder.
+  Offline: nothing is uploaded, run or read from the data folder. Paths the cluster cannot
+  read are refused (ValueError); `preflight.warnings` lists doubtful settings.
   """
   if not output_path or output_path.endswith(('/', os.sep)):
     raise ValueError(f'output_path must name a file, got {output_path!r}.')
@@ -110,5 +96,7 @@ if __name__ == '__main__':
   main_config = load_config(config_path)
   main_image = os.environ.get(IMAGE_ENV, DEFAULT_IMAGE)
   main_output_dir = os.environ.get(OUTPUT_DIR_ENV, DEFAULT_OUTPUT_DIR)
+  for warning in preflight.warnings(main_config, main_image):
+    logging.warning(warning)
   runner_for(os.path.join(main_output_dir, OUTPUT_FILENAME), main_image).run(
       build_pipeline(main_config))

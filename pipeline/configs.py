@@ -53,6 +53,11 @@ class DataConfig:
   max_side_multiple: int = 2
 
 
+# Evaluation settings that are fractions (accuracy bounds): each must lie in [0, 1].
+FRACTION_FIELDS = ('min_accuracy', 'max_accuracy_drop', 'min_class_accuracy',
+                   'max_class_accuracy_drop')
+
+
 @dataclasses.dataclass
 class EvaluationConfig:
   """Blessing thresholds. The `min_accuracy`/`max_accuracy_drop` pair applies to the
@@ -68,6 +73,9 @@ class EvaluationConfig:
   max_class_accuracy_drop: Optional[float] = None
   # How many of the most confidently misclassified eval images the report shows.
   report_misclassified: int = 16
+  # Bless a model although a class of its vocabulary has no eval example (its accuracy
+  # was never measured). Off: such a model is not blessed, and the report says why.
+  allow_classes_without_eval: bool = False
 
 
 @dataclasses.dataclass
@@ -123,8 +131,7 @@ class PipelineConfig:
     _check(self.data.path, 'data.path', 'a folder of images or TFRecords')
     _check(0 < self.data.eval_percent < 100, 'data.eval_percent',
            'an integer between 1 and 99')
-    _check(0.0 <= self.data.max_skipped_fraction <= 1.0,
-           'data.max_skipped_fraction', 'a number between 0 and 1')
+    _check_fraction(self.data.max_skipped_fraction, 'data.max_skipped_fraction')
     _check(self.data.num_shards >= 1, 'data.num_shards', 'an integer >= 1')
     _check(self.data.max_image_pixels > 0, 'data.max_image_pixels',
            'a positive integer')
@@ -148,15 +155,8 @@ class PipelineConfig:
     _check(self.training.learning_rate > 0, 'training.learning_rate',
            'a positive number')
     self._validate_fine_tuning()
-    _check(self.evaluation.min_accuracy >= 0, 'evaluation.min_accuracy',
-           'a number >= 0 (above 1 no model can be blessed)')
-    _check(self.evaluation.max_accuracy_drop >= 0,
-           'evaluation.max_accuracy_drop', 'a number >= 0')
-    _check(self.evaluation.min_class_accuracy is None or self.evaluation.min_class_accuracy >= 0,
-           'evaluation.min_class_accuracy', 'null (not checked) or a number >= 0')
-    _check(self.evaluation.max_class_accuracy_drop is None or
-           self.evaluation.max_class_accuracy_drop >= 0,
-           'evaluation.max_class_accuracy_drop', 'null (not checked) or a number >= 0')
+    for name in FRACTION_FIELDS:
+      _check_fraction(getattr(self.evaluation, name), f'evaluation.{name}')
     _check(self.evaluation.report_misclassified >= 0,
            'evaluation.report_misclassified', 'an integer >= 0')
     for name in ('max_image_bytes', 'max_image_pixels', 'max_batch'):
@@ -232,6 +232,16 @@ class PipelineConfig:
 def _check(ok: Any, field: str, allowed: str) -> None:
   if not ok:
     raise ConfigError(f'Invalid value for {field}: expected {allowed}.')
+
+
+def _check_fraction(value: Optional[float], field: str) -> None:
+  """A fraction or accuracy bound lies in [0, 1] (None: not checked); a value that looks
+  like a percentage says so."""
+  if value is None or 0.0 <= value <= 1.0:
+    return
+  hint = f' ({value:g} looks like a percentage: write {value / 100:g})' if 1 < value <= 100 else ''
+  raise ConfigError(f'Invalid value for {field}: expected a number between 0 and 1, '
+                    f'got {value:g}{hint}.')
 
 
 def _coerce(value: Any, hint: Any, field: str) -> Any:

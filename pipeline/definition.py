@@ -7,6 +7,7 @@ from typing import List, Optional
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
+from components.evaluator import class_coverage
 from components.pusher.atomic_pusher import AtomicPusher
 from components.inference.bulk_inferrer import BoundedBulkInferrer
 from components.report.evaluation_report import EvaluationReport
@@ -148,7 +149,10 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
       model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
   ).with_id('latest_blessed_model_resolver')
-  evaluator = tfx.components.Evaluator(
+  # Not blessed while a class has no eval example, unless the config allows it.
+  evaluator_class = (tfx.components.Evaluator if config.evaluation.allow_classes_without_eval
+                     else class_coverage.Evaluator)
+  evaluator = evaluator_class(
       examples=example_gen.outputs['examples'],
       model=trainer.outputs['model'],
       baseline_model=model_resolver.outputs['model'],

@@ -6,6 +6,7 @@ row is checked against the model's `serving_image_bytes` signature called per im
 
 import io
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ import tensorflow as tf
 
 from components.inference import prediction_table
 from tools import batch_predict, cli, predict
+from tests.cli_process import run_cli
 from tests.conftest import encode_image, random_pixels
 from tests.tiny_model import CLASS_NAMES, export_tiny_model
 
@@ -79,17 +81,58 @@ def test_csv_rows_match_the_model_image_by_image(model_dir, folder, tmp_path):
 def test_cli_writes_jsonl_for_named_files(model_dir, folder, tmp_path, capsys):
   output = tmp_path / 'p.jsonl'
   cat = str(folder / 'cats' / 'cats_0.png')
-  missing = str(folder / 'cats' / 'missing.png')
-  assert cli.main(['predict', '--model', os.path.dirname(model_dir) + '/model', cat, missing,
+  text = str(folder / 'dogs' / 'readme.txt')
+  assert cli.main(['predict', '--model', os.path.dirname(model_dir) + '/model', cat, text,
                    '--output', str(output), '--batch-size', '2']) == 0
   rows = prediction_table.read_rows(str(output))
-  assert [r['path'] for r in rows] == [cat, missing]
-  assert rows[1] == {'path': missing, 'skipped': 'not found'}
+  assert [r['path'] for r in rows] == [cat, text]
+  assert rows[1] == {'path': text, 'skipped': 'not an image file extension'}
   assert set(rows[0]['probabilities']) == set(CLASS_NAMES)
   assert sum(rows[0]['probabilities'].values()) == pytest.approx(1.0, abs=1e-5)
   err = capsys.readouterr().err
-  assert 'Classified 1 images' in err and 'skipped, not found: 1' in err
+  assert 'Classified 1 image, skipped 1 file in ' in err
+  assert 'skipped, not an image file extension: 1' in err
   assert f'Predictions: {output}' in err
+
+
+def test_a_missing_named_file_is_refused_before_anything_is_written(model_dir, folder, tmp_path,
+                                                                      capsys):
+  output = tmp_path / 'p.csv'
+  missing = str(folder / 'cats' / 'missing.png')
+  assert cli.main(['predict', '--model', model_dir, str(folder), missing,
+                   '--output', str(output)]) == 2
+  assert capsys.readouterr().err == f'error: {missing} does not exist.\n'
+  assert not output.exists()
+
+
+def test_nothing_classified_exits_non_zero_after_the_summary(model_dir, tmp_path, capsys):
+  (tmp_path / 'in').mkdir()
+  (tmp_path / 'in' / 'notes.txt').write_text('x')
+  (tmp_path / 'in' / 'empty.jpg').write_bytes(b'')
+  assert cli.main(['predict', '--model', model_dir, str(tmp_path / 'in')]) == 2
+  err = capsys.readouterr().err.splitlines()
+  assert err[1].startswith('Classified 0 images, skipped 2 files in ')
+  assert err[-1] == ('error: No image could be classified (2 files skipped; '
+                     'empty file: 1, not an image file extension: 1).')
+
+
+def test_a_run_folder_as_model_a_quiet_start_and_one_summary(model_dir, folder, tmp_path):
+  """As a script sees it (child process, stdout and stderr apart): the run's output folder
+  stands for its serving_model/<name>, TensorFlow's start-up lines stay off stderr, and
+  the summary is said once."""
+  version = tmp_path / 'run' / 'serving_model' / 'image_classifier' / '3'
+  shutil.copytree(model_dir, version)
+  result = run_cli(['predict', '--model', str(tmp_path / 'run'), str(folder)],
+                   str(tmp_path / 'bin'), TF_USE_LEGACY_KERAS='1')
+  assert result.returncode == 0, result.stderr
+  summary = [line for line in result.stderr.splitlines() if not line.startswith('  ')]
+  assert summary[0] == f'Model: {version} (classes: cats, dogs)'
+  assert len(summary) == 2 and summary[1].startswith(
+      f'Classified 22 images, skipped {len(BAD_FILES)} files in '), result.stderr
+  for noise in ('cuFFT', 'cuDNN', 'TF-TRT', 'FutureWarning', 'predict:'):
+    assert noise not in result.stderr
+  assert result.stdout.splitlines()[0] == 'path,class_name,cats,dogs,skipped'
+  assert len(result.stdout.splitlines()) == 1 + 22 + len(BAD_FILES) + 1  # + the stub's line
 
 
 def test_cli_refuses_a_bad_output_name(model_dir, folder, tmp_path, capsys):

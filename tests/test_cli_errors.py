@@ -4,6 +4,8 @@ Each case runs the command line in a child process (as the console script does),
 check that TensorFlow was never imported is real. Timings are in bench/cli_errors.py.
 """
 
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,8 +24,40 @@ def bad_config(tmp_path):
   return str(path)
 
 
+def _fake_run_folder(tmp):
+  """A run's output folder whose serving_model/<name>/1 looks like a SavedModel (checks
+  before TensorFlow only look at the layout); an empty folder and a text file beside."""
+  version = os.path.join(tmp, 'run', 'serving_model', 'image_classifier', '1')
+  os.makedirs(version)
+  open(os.path.join(version, 'saved_model.pb'), 'wb').close()
+  os.makedirs(os.path.join(tmp, 'empty', 'sub'))
+  os.makedirs(os.path.join(tmp, 'unpushed', 'serving_model'))
+  return os.path.join(tmp, 'run')
+
+
+def _folders(tmp, classes):
+  """A data folder: class name -> number of files (counted before the run, not read)."""
+  root = os.path.join(tmp, '-'.join(classes))
+  for name, count in classes.items():
+    os.makedirs(os.path.join(root, name))
+    for i in range(count):
+      open(os.path.join(root, name, f'{i}.jpg'), 'wb').close()
+  open(os.path.join(root, 'flower' if 'flower' in classes else 'cats', '.hidden.jpg'),
+       'wb').close()
+  return root
+
+
 def _cases(data, config, tmp):
+  run = _fake_run_folder(tmp)
+  one_class = _folders(tmp, {'cats': 5})
+  tiny_class = _folders(tmp, {'china': 3, 'flower': 1})
   return [
+      (['run', '--data', data, '--output', f'{data}/run'],
+       f'output: {data}/run is inside data.path {data}: the run would read its own files'),
+      (['run', '--data', one_class], "data.path: need at least two classes (one subfolder "
+       f"each), found ['cats'] in {one_class}."),
+      (['run', '--data', tiny_class], "data.path: class 'flower' has 1 image, too few for both "
+       'splits: every class needs at least 2'),
       (['run'], 'run needs --data'),
       (['run', '--data', f'{tmp}/missing'], f'data.path: {tmp}/missing is not a folder'),
       (['run', '--data', data, '--bogus'], 'unrecognized arguments: --bogus'),
@@ -36,6 +70,19 @@ def _cases(data, config, tmp):
       (['predict', f'{tmp}/x.jpg'], 'the following arguments are required: --model'),
       (['predict', '--model', f'{tmp}/missing', 'x.jpg'], f'--model: {tmp}/missing does not exist'),
       (['predict', '--model', tmp, 'x.jpg'], f'--model: No SavedModel versions under {tmp}'),
+      (['predict', '--model', f'{tmp}/unpushed', 'x.jpg'],
+       f'--model: No pushed model under {tmp}/unpushed/serving_model'),
+      (['predict', '--model', run, f'{tmp}/missing.jpg'], f'{tmp}/missing.jpg does not exist'),
+      (['predict', '--model', run, f'{tmp}/empty'], f'No files to classify in {tmp}/empty'),
+      (['predict', '--model', run, data, '--output', f'{tmp}/p.txt'],
+       'expected a .csv or .jsonl file name'),
+      (['predict', '--model', run, data, '--output', f'{tmp}/no/p.csv'],
+       f'--output: folder {tmp}/no does not exist'),
+      (['predict', '--model', run, data, '--batch-size', '0'], '--batch-size: expected'),
+      (['compile-kubeflow', '--data', f'{tmp}/images', '--pipeline-output', 'gs://b/runs'],
+       f'data.path: {tmp}/images is a path of this machine, but the pipeline root gs://b/runs'),
+      (['compile-kubeflow', '--data', 'gs://b/images', '--epochs', '0'],
+       'training.epochs: expected an integer >= 1'),
       (['frobnicate'], "invalid choice: 'frobnicate'"),
   ]
 
@@ -86,3 +133,10 @@ def test_a_yaml_module_in_the_current_folder_is_never_imported(tmp_path):
                    cwd=str(untrusted))
   assert not marker.exists(), 'yaml.py from the current folder was imported'
   assert result.returncode == 2 and 'is not a folder' in result.stderr, result.stderr
+
+
+def test_version_names_the_package_and_its_stack_without_tensorflow(tmp_path):
+  result = run_cli(['--version'], str(tmp_path / 'bin'))
+  assert result.returncode == 0, result.stderr
+  assert re.fullmatch(r'transfer-pipeline \S+ \(TFX 1\.16\.0, TensorFlow 2\.16\.2, '
+                      r'Python 3\.10\.\d+\)\n', result.stdout), result.stdout

@@ -65,3 +65,30 @@ def test_unreadable_config_file(tmp_path):
   bad.write_text('model: [unclosed')
   with pytest.raises(ConfigError, match='not valid YAML'):
     load_config(str(bad))
+
+
+@pytest.mark.parametrize('overrides, message', [
+    ({'evaluation.min_accuracy': 60},
+     r'evaluation.min_accuracy: expected a number between 0 and 1, got 60 \(60 looks like a '
+     r'percentage: write 0.6\)'),
+    ({'evaluation.max_accuracy_drop': 5}, r'evaluation.max_accuracy_drop: .* write 0.05\)'),
+    ({'evaluation.min_accuracy': -1}, r'evaluation.min_accuracy: .* got -1\.$'),
+    ({'evaluation.min_class_accuracy': -0.5}, r'evaluation.min_class_accuracy: .* got -0.5\.$'),
+    ({'evaluation.max_class_accuracy_drop': 10}, 'evaluation.max_class_accuracy_drop'),
+    ({'data.max_skipped_fraction': 50}, r'data.max_skipped_fraction: .* write 0.5\)'),
+    ({'data.max_skipped_fraction': 250}, r'data.max_skipped_fraction: .* got 250\.$'),
+])
+def test_fractions_outside_zero_to_one_are_refused_in_one_line(overrides, message):
+  config = load_config(overrides={'data.path': '/data', **overrides})
+  with pytest.raises(ConfigError, match=message) as error:
+    config.validate()
+  assert '\n' not in str(error.value)
+
+
+@pytest.mark.parametrize('overrides', [
+    {'evaluation.min_accuracy': 0}, {'evaluation.min_accuracy': 1},
+    {'evaluation.max_accuracy_drop': 1}, {'evaluation.min_class_accuracy': None},
+    {'data.max_skipped_fraction': 0.0},
+])
+def test_fraction_bounds_are_inclusive(overrides):
+  load_config(overrides={'data.path': '/data', **overrides}).validate()

@@ -63,3 +63,35 @@ def test_split_batches_keeps_every_row_once():
   assert [p[key].num_rows for p in parts] == [3, 3, 1]
   assert sum((p[key].column(0).to_pylist() for p in parts), []) == list(range(7))
   assert all(p['other'] == 1 for p in parts)
+
+
+def test_a_run_with_a_baseline_keeps_the_candidates_plot_and_metrics(tmp_path, caplog):
+  """As the Evaluator runs it with the last blessed model: two models' results in one
+  output. The report reads the candidate's confusion matrix and metrics, and TFMA has
+  nothing to warn about ("Fail to find plots for model name: None")."""
+  from components.report import tfma_results  # pylint: disable=g-import-not-at-top
+  model_dir = export_tiny_model(str(tmp_path))
+  config = load_config(overrides={'data.path': 'unused', 'evaluation.min_accuracy': 0.0,
+                                  'evaluation.max_accuracy_drop': 1.0})
+  eval_config = pipeline_lib.eval_config(config)
+  candidate = eval_config.model_specs[0]
+  candidate.name = 'candidate'
+  baseline = eval_config.model_specs.add()
+  baseline.CopyFrom(candidate)
+  baseline.name, baseline.is_baseline = 'baseline', True
+  models = [tfma.default_eval_shared_model(eval_saved_model_path=model_dir, model_name=name,
+                                           eval_config=eval_config)
+            for name in ('candidate', 'baseline')]
+  data = str(tmp_path / 'eval.tfrecord')
+  _write_examples(data)
+  output = str(tmp_path / 'evaluation')
+  tfma.run_model_analysis(eval_shared_model=models, eval_config=eval_config,
+                          data_location=data, output_path=output,
+                          pipeline_options=PipelineOptions(beam.in_memory()))
+  caplog.set_level(logging.WARNING)
+  matrix = tfma_results.load_confusion_matrix(output, num_classes=2)
+  metrics = tfma_results.load_metrics(output)
+  assert matrix is not None and matrix.sum() == NUM_EXAMPLES
+  assert metrics['Overall']['example_count'] == NUM_EXAMPLES
+  assert 'sparse_categorical_accuracy' in metrics['Overall']
+  assert 'Fail to find' not in caplog.text

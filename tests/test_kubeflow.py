@@ -18,7 +18,9 @@ import pytest
 import yaml
 
 from pipeline import beam
+from kubeflow import preflight as kfp_preflight
 from kubeflow import runner
+from tools import cli
 from pipeline.configs import load_config
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -179,13 +181,60 @@ def test_relative_local_output_would_leak(tmp_path, monkeypatch):
 
 
 def test_compiling_never_reads_the_data_folder(tmp_path):
-  """A local data folder that does not exist (yet) compiles: it is read when the run starts."""
-  config = _cloud_config(**{'data.path': str(tmp_path / 'not-yet')})
+  """A local data folder that does not exist (yet) compiles: it is read when the run starts
+  (local paths on both sides: a cluster that mounts volumes there)."""
+  config = _cloud_config(**{'data.path': str(tmp_path / 'not-yet'),
+                            'output': str(tmp_path / 'runs')})
   out = runner.compile_pipeline(config, str(tmp_path / 'p.json'), IMAGE)
   tasks = _tasks(json.loads(open(out).read()))
   assert _constant_params(tasks['ImageFolderExampleGen'])['input_base'] == str(tmp_path / 'not-yet')
   with pytest.raises(ValueError, match='image'):
     runner.compile_pipeline(_cloud_config(), str(tmp_path / 'q.json'), '')
+
+
+def test_compile_kubeflow_keeps_the_run_options_in_the_spec(tmp_path, capsys):
+  """The model and training flags of `run`, and a --config file, reach the Trainer's
+  custom_config in the spec; the default image (no registry) is warned about."""
+  config_file = tmp_path / 'kfp.yaml'
+  config_file.write_text('training:\n  batch_size: 8\n  epochs: 2\n')
+  out = tmp_path / 'p.json'
+  assert cli.main(['compile-kubeflow', '--data', f'{BUCKET}/images', '--pipeline-output',
+                   f'{BUCKET}/runs', '--config', str(config_file), '--weights', 'imagenet',
+                   '--epochs', '5', '--image-size', '96', '--no-augment',
+                   '--output', str(out)]) == 0
+  custom = json.loads(_constant_params(_tasks(json.loads(out.read_text()))['Trainer'])[
+      'custom_config'])
+  assert custom['model']['weights'] == 'imagenet' and custom['model']['image_size'] == 96
+  assert custom['training']['epochs'] == 5 and custom['training']['augment'] is False
+  assert custom['training']['batch_size'] == 8
+  transform = json.loads(_constant_params(_tasks(json.loads(out.read_text()))['Transform'])[
+      'custom_config'])
+  assert transform == {'image_size': 96}
+  captured = capsys.readouterr()
+  assert captured.err.startswith(
+      'warning: image transfer-pipeline:0.1.0 names no registry'), captured.err
+  assert 'weights imagenet, 5 epochs, image size 96, augment off' in captured.out
+
+
+def test_a_local_data_folder_for_a_remote_pipeline_root_is_refused(tmp_path):
+  config = _cloud_config(**{'data.path': str(tmp_path / 'images')})
+  with pytest.raises(ValueError, match=f'data.path: {tmp_path}/images is a path of this '
+                     f'machine, but the pipeline root {BUCKET}/runs/kfp is remote'):
+    runner.compile_pipeline(config, str(tmp_path / 'p.json'), IMAGE)
+  config = _cloud_config(**{'inference.data': '/mnt/unlabeled'})
+  with pytest.raises(ValueError, match='inference.data: /mnt/unlabeled is a path of this'):
+    runner.compile_pipeline(config, str(tmp_path / 'p.json'), IMAGE)
+  assert not (tmp_path / 'p.json').exists()
+
+
+@pytest.mark.parametrize('image, has_registry', [
+    ('transfer-pipeline:0.1.0', False), ('me/transfer-pipeline:1', False),
+    (IMAGE, True), ('gcr.io/p/x:1', True), ('localhost:5000/x:1', True), ('localhost/x', True),
+])
+def test_an_image_without_registry_is_warned_about(image, has_registry):
+  assert kfp_preflight.image_has_registry(image) is has_registry
+  warned = any('names no registry' in w for w in kfp_preflight.warnings(_cloud_config(), image))
+  assert warned is not has_registry
 
 
 def test_tfx_cli_compiles_runner_file(tmp_path):

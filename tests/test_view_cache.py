@@ -98,3 +98,20 @@ def test_views_are_reproducible_and_stored_compactly_in_bfloat16(tmp_path, extra
     assert half[0][i].dtype == np.float32
     np.testing.assert_allclose(half[0][i], full[0][i], rtol=2**-8, atol=1e-6 * scale)
   assert os.path.getsize(compact.files[0]) < 0.6 * os.path.getsize(first.files[0])
+
+
+def test_the_feature_pass_of_the_view_cache_shows_one_progress_line(tmp_path, extractor, images):
+  """As the eval pass does: progress on the console, ending with a summary line."""
+  import io  # pylint: disable=g-import-not-at-top
+  import console  # pylint: disable=g-import-not-at-top
+  from pipeline.configs import TrainingConfig  # pylint: disable=g-import-not-at-top
+  from trainer import task  # pylint: disable=g-import-not-at-top
+  stream = io.StringIO()
+  with console.writing_to(stream):
+    _, steps = task.cached_views(_pixel_batches(images), extractor, str(tmp_path),
+                                 TrainingConfig(epochs=3, augmented_views=2, batch_size=BATCH))
+  assert steps == 3
+  label = 'Feature pass (train, 2 augmented views): '
+  lines = stream.getvalue().splitlines()  # plain lines every 10 s on a slow machine, then
+  assert lines and all(line.startswith(label) for line in lines), lines  # the summary
+  assert lines[-1].startswith(f'{label}{N} images in '), lines

@@ -9,7 +9,6 @@ memory stays flat however many images there are. Models: a SavedModel version fo
 import collections
 import contextlib
 import dataclasses
-import os
 import sys
 import time
 from typing import Counter, Iterable, Iterator, List, Optional, Sequence
@@ -20,7 +19,7 @@ import tensorflow as tf
 import console
 from components.inference import prediction_table
 from components.example_gen.image_walk import ImageFile, count_files, walk_images
-from tools import predict
+from tools import predict, predict_checks
 from pipeline.configs import ConfigError, DataConfig
 from tools.model_dir import resolve_model_dir
 from trainer import export
@@ -62,13 +61,24 @@ class Summary:
   def images(self) -> int:
     return sum(self.predicted.values())
 
+  @property
+  def files_skipped(self) -> int:
+    return sum(self.skipped.values())
+
   def lines(self) -> List[str]:
+    """One summary line (classified and skipped counted apart), then the counts per class
+    and per skip reason."""
     rate = self.images / self.seconds if self.seconds else 0.0
-    lines = [f'Classified {self.images} images in {self.seconds:.1f} s ({rate:.1f} images/s); '
-             f'skipped {sum(self.skipped.values())} files.']
+    lines = [f'Classified {_plural(self.images, "image")}, skipped '
+             f'{_plural(self.files_skipped, "file")} in {self.seconds:.1f} s '
+             f'({rate:.1f} images/s).']
     lines += [f'  {name}: {count}' for name, count in sorted(self.predicted.items())]
     lines += [f'  skipped, {reason}: {count}' for reason, count in self.skipped.most_common()]
     return lines
+
+
+def _plural(count: int, noun: str) -> str:
+  return f'{count} {noun}{"" if count == 1 else "s"}'
 
 
 def _batches(files: Iterable[ImageFile], batch_size: int) -> Iterator[List[ImageFile]]:
@@ -127,24 +137,20 @@ def predict_files(classifier, inputs: Iterable[str], writer: prediction_table.Pr
 
 def _open_output(output: Optional[str]):
   """The output file (its format from the name), or stdout as CSV."""
+  fmt = predict_checks.output_format(output)
   if not output:
-    return contextlib.nullcontext(sys.stdout), '.csv'
-  try:
-    fmt = prediction_table.format_of(output)
-  except ValueError as e:
-    raise ConfigError(f'--output: {e}') from e
-  parent = os.path.dirname(os.path.abspath(output))
-  if not os.path.isdir(parent):
-    raise ConfigError(f'--output: folder {parent} does not exist.')
+    return contextlib.nullcontext(sys.stdout), fmt
   return open(output, 'w', newline='', encoding='utf-8'), fmt
 
 
 def command(model: str, inputs: Sequence[str], output: Optional[str],
             batch_size: int = DEFAULT_BATCH_SIZE, max_pixels: Optional[int] = None) -> int:
-  """`transfer-pipeline predict`: rows to `output` (or stdout), progress and summary to stderr."""
+  """`transfer-pipeline predict`: rows to `output` (or stdout), progress and summary to
+  stderr. Raises NothingToClassify (after the summary) when no file could be classified."""
   max_pixels = max_pixels or DataConfig.max_image_pixels
-  if batch_size < 1:
-    raise ConfigError('--batch-size: expected an integer >= 1.')
+  predict_checks.check_batch_size(batch_size)
+  predict_checks.check_inputs(inputs)
+  predict_checks.output_format(output)
   try:
     classifier = load_classifier(model)
   except (FileNotFoundError, ValueError) as e:
@@ -153,12 +159,17 @@ def command(model: str, inputs: Sequence[str], output: Optional[str],
         f'(classes: {", ".join(classifier.class_names)})', file=sys.stderr)
   target, fmt = _open_output(output)
   bar = console.Progress(total=count_files(inputs) if sys.stderr.isatty() else None,
-                         label='predict', unit='images', stream=sys.stderr)
+                         label='predict', unit='files', stream=sys.stderr)
   with target as out:
     writer = prediction_table.PredictionWriter(out, classifier.class_names, fmt)
     summary = predict_files(classifier, inputs, writer, batch_size, max_pixels, progress=bar)
-  bar.close()
+  bar.close(summary=False)  # the summary below says it once
   print('\n'.join(summary.lines()), file=sys.stderr)
+  if not summary.images:
+    reasons = ', '.join(f'{reason}: {n}' for reason, n in summary.skipped.most_common())
+    raise predict_checks.NothingToClassify(
+        f'No image could be classified ({_plural(summary.files_skipped, "file")} skipped'
+        + (f'; {reasons}' if reasons else '') + ').')
   if output:
     print(f'Predictions: {output}', file=sys.stderr)
   return 0

@@ -7,9 +7,11 @@ Keras 2 before anything imports TensorFlow.
 """
 
 import argparse
+from importlib import metadata
 import logging
 import os
 import sys
+import tempfile
 from typing import Callable, List, Optional
 
 import contract  # pylint: disable=unused-import  # first: selects Keras 2 for TensorFlow
@@ -18,10 +20,10 @@ from contract.settings import MIN_IMAGE_SIZE, ModelConfig
 from console import known_noise
 from pipeline.configs import ConfigError
 from pipeline.output_lock import OutputLockedError, output_lock
-from tools import preflight, run_log
+from tools import predict_checks, preflight, run_log
 
 # User errors that need no TensorFlow to raise (tools.errors has the full list).
-FAST_USER_ERRORS = (ConfigError, OutputLockedError)
+FAST_USER_ERRORS = (ConfigError, OutputLockedError, predict_checks.NothingToClassify)
 
 
 class UsageError(Exception):
@@ -68,13 +70,29 @@ def _add_beam_flags(parser: argparse.ArgumentParser) -> None:
                       help='extra raw Beam argument, e.g. --beam-arg=--experiments=x (repeatable)')
 
 
+def _add_model_flags(parser: argparse.ArgumentParser) -> None:
+  """The model and training options `run` and `compile-kubeflow` share."""
+  parser.add_argument('--weights', help="'imagenet', 'none' or path/to/inception_v3_..._notop.h5")
+  parser.add_argument('--config', help='YAML file with the settings of pipeline/configs.py')
+  parser.add_argument('--epochs', type=int, help='training epochs (overrides the config)')
+  parser.add_argument('--image-size', type=int,
+                      help=f'square input size (default {ModelConfig.image_size}, '
+                      f'>= {MIN_IMAGE_SIZE})')
+  parser.add_argument('--no-augment', action='store_true', help='turn data augmentation off')
+
+
+def _model_overrides(args: argparse.Namespace) -> dict:
+  """Config overrides of `_add_model_flags` (None: not given, the config's value stays)."""
+  return {'model.weights': args.weights, 'training.epochs': args.epochs,
+          'model.image_size': args.image_size,
+          'training.augment': False if args.no_augment else None}
+
+
 def _run_config(args: argparse.Namespace):
   """The validated config of `run`: YAML file, flags, Beam presets (no TensorFlow)."""
   from pipeline.configs import load_config  # pylint: disable=g-import-not-at-top
   config = load_config(args.config, {
-      'data.path': args.data, 'output': args.output, 'model.weights': args.weights,
-      'training.epochs': args.epochs, 'model.image_size': args.image_size,
-      'training.augment': False if args.no_augment else None,
+      'data.path': args.data, 'output': args.output, **_model_overrides(args),
       'inference.data': args.infer_data,
   })
   if not config.data.path:
@@ -137,14 +155,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
   from tools.model_dir import resolve_model_dir  # pylint: disable=g-import-not-at-top
-  if not os.path.exists(args.model):  # before TensorFlow is imported: answers at once
+  # Every check that needs no TensorFlow comes first: a mistake answers at once.
+  if not os.path.exists(args.model):
     raise ConfigError(f'--model: {args.model} does not exist.')
   if not args.model.endswith('.tflite'):
     try:
       resolve_model_dir(args.model)
     except FileNotFoundError as e:
       raise ConfigError(f'--model: {e}') from e
-  from tools import batch_predict  # pylint: disable=g-import-not-at-top
+  predict_checks.check_batch_size(args.batch_size)
+  predict_checks.check_inputs(args.inputs)
+  predict_checks.output_format(args.output)
+  log_file = (_tool_log(args.output, 'predict') if args.output else
+              os.path.join(tempfile.gettempdir(), 'transfer-pipeline-predict.log'))
+  with run_log.stderr_to(log_file):  # TensorFlow's C++ start-up lines, as `run` hides them
+    from tools import batch_predict  # pylint: disable=g-import-not-at-top
   return batch_predict.command(args.model, args.inputs, args.output, args.batch_size,
                                args.max_image_pixels)
 
@@ -184,33 +209,50 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def _cmd_compile_kubeflow(args: argparse.Namespace) -> int:
+  from kubeflow import preflight as kfp_preflight  # pylint: disable=g-import-not-at-top
   from pipeline.configs import load_config  # pylint: disable=g-import-not-at-top
   config = load_config(args.config, {'data.path': args.data, 'output': args.pipeline_output,
-                                     'data.class_names': args.class_names})
+                                     'data.class_names': args.class_names,
+                                     **_model_overrides(args)})
   config = _apply_beam_flags(config, args).validate()
+  try:
+    kfp_preflight.check_paths(config)  # before TFX is imported: answers at once
+  except ValueError as e:
+    raise ConfigError(str(e)) from e
+  for warning in kfp_preflight.warnings(config, args.image):
+    print(f'warning: {warning}', file=sys.stderr)
   from kubeflow import runner  # pylint: disable=g-import-not-at-top
   try:
     path = runner.compile_pipeline(config, args.output, args.image)
   except ValueError as e:
     raise ConfigError(str(e)) from e
-  print(f'Wrote Kubeflow Pipelines v2 spec {path} (image {args.image})')
+  print(f'Wrote Kubeflow Pipelines v2 spec {path} (image {args.image}; weights '
+        f'{config.model.weights}, {config.training.epochs} epochs, image size '
+        f'{config.model.image_size}, augment {"on" if config.training.augment else "off"})')
   return 0
+
+
+def version() -> str:
+  """This package's version and the pinned stack's, from the installed metadata (nothing
+  imported)."""
+  def of(name: str) -> str:
+    try:
+      return metadata.version(name)
+    except metadata.PackageNotFoundError:
+      return 'not installed'
+  return (f'transfer-pipeline {of("transfer-pipeline")} (TFX {of("tfx")}, TensorFlow '
+          f'{of("tensorflow")}, Python {sys.version.split()[0]})')
 
 
 def build_parser() -> argparse.ArgumentParser:
   parser = _Parser(prog='transfer-pipeline', description=__doc__.splitlines()[0])
+  parser.add_argument('--version', action='version', version=version())
   sub = parser.add_subparsers(dest='command', required=True)
 
   run = sub.add_parser('run', help='run the whole pipeline locally')
   run.add_argument('--data', help='folder of class subfolders of images, or of TFRecords')
   run.add_argument('--output', help='folder for everything the run writes (default runs/default)')
-  run.add_argument('--weights', help="'imagenet', 'none' or path/to/inception_v3_..._notop.h5")
-  run.add_argument('--config', help='YAML file with the settings of pipeline/configs.py')
-  run.add_argument('--epochs', type=int, help='training epochs (overrides the config)')
-  run.add_argument('--image-size', type=int,
-                   help=f'square input size (default {ModelConfig.image_size}, '
-                   f'>= {MIN_IMAGE_SIZE})')
-  run.add_argument('--no-augment', action='store_true', help='turn data augmentation off')
+  _add_model_flags(run)
   run.add_argument('--verbose', action='store_true',
                    help="also show the libraries' log live (always in <output>/logs/run.log)")
   run.add_argument('--infer-data', metavar='FOLDER', help='unlabeled images: batch inference '
@@ -231,12 +273,14 @@ def build_parser() -> argparse.ArgumentParser:
   predict.set_defaults(func=_cmd_predict)
 
   kfp = sub.add_parser('compile-kubeflow', help='compile a Kubeflow Pipelines / Vertex v2 spec')
-  kfp.add_argument('--config', help='YAML config (pipeline root under `output`, e.g. gs://...)')
   kfp.add_argument('--data', help='data folder as the pipeline will see it')
   kfp.add_argument('--pipeline-output', help='output root of the pipeline run (e.g. gs://bucket/runs)')
   kfp.add_argument('--class-names', nargs='+', help='TFRecord input only: class names in label order')
-  kfp.add_argument('--image', default='transfer-pipeline:0.1.0', help='pipeline container image')
+  kfp.add_argument('--image', default='transfer-pipeline:0.1.0',
+                   help='pipeline container image in a registry the cluster pulls from '
+                   '(default: the local `docker build` tag, which no cluster can pull)')
   kfp.add_argument('--output', default='kubeflow/build/pipeline.json', help='JSON file to write')
+  _add_model_flags(kfp)  # --config: pipeline root under `output`, e.g. gs://...
   _add_beam_flags(kfp)
   kfp.set_defaults(func=_cmd_compile_kubeflow)
 

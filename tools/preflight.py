@@ -6,6 +6,7 @@ need TFX and Keras.
 """
 
 import os
+from typing import List
 
 from pipeline.configs import ConfigError, PipelineConfig
 
@@ -19,11 +20,61 @@ def describe_weights(weights: str) -> str:
   return f'local weights file {weights}'
 
 
+# A class needs an image for training and one for evaluation.
+MIN_IMAGES_PER_CLASS = 2
+
+
+def _is_inside(path: str, folder: str) -> bool:
+  path, folder = os.path.realpath(path), os.path.realpath(folder)
+  return os.path.commonpath([path, folder]) == folder
+
+
+def _visible_class_folders(root: str) -> List[str]:
+  return sorted(e.name for e in os.scandir(root)
+                if not e.name.startswith('.') and e.is_dir(follow_symlinks=False))
+
+
+def _count_files(folder: str) -> int:
+  """Files below `folder` that ingestion would try (hidden ones and folders skipped);
+  counted from the directory listing, nothing is read."""
+  count = 0
+  for _, dirnames, filenames in os.walk(folder):
+    dirnames[:] = [d for d in dirnames if not d.startswith('.')]
+    count += sum(not name.startswith('.') for name in filenames)
+  return count
+
+
+def check_class_folders(root: str) -> None:
+  """A local folder of class subfolders has at least two classes, each with enough files
+  for both splits. Pre-split and TFRecord folders are checked by their ExampleGen."""
+  classes = _visible_class_folders(root)
+  if 'train' in classes or not classes:  # pre-split, TFRecords or images in the root
+    return
+  if len(classes) < 2:
+    raise ConfigError(f'data.path: need at least two classes (one subfolder each), found '
+                      f'{classes} in {root}.')
+  for name in classes:
+    count = _count_files(os.path.join(root, name))
+    if count < MIN_IMAGES_PER_CLASS:
+      raise ConfigError(
+          f"data.path: class '{name}' has {count} image{'' if count == 1 else 's'}, too "
+          f'few for both splits: every class needs at least {MIN_IMAGES_PER_CLASS} (one to '
+          'train on, one to evaluate).')
+
+
 def check_files(config: PipelineConfig) -> None:
-  """Local data and inference folders and a local weights file exist (what a folder
-  holds is checked by its ExampleGen when it runs, as for a remote folder)."""
-  if '://' not in config.data.path and not os.path.isdir(config.data.path):
-    raise ConfigError(f'data.path: {config.data.path} is not a folder.')
+  """Local data and inference folders and a local weights file exist; the output lies
+  outside the data; a local folder of classes has two or more, each with enough files
+  (counted, not read: what the files hold is checked by the ExampleGen when it runs, as
+  for a remote folder)."""
+  data = config.data.path
+  if '://' not in data:
+    if not os.path.isdir(data):
+      raise ConfigError(f'data.path: {data} is not a folder.')
+    if '://' not in config.output and _is_inside(config.output, data):
+      raise ConfigError(f'output: {config.output} is inside data.path {data}: the run would '
+                        'read its own files as a class; choose an output folder outside it.')
+    check_class_folders(data)
   inference = config.inference.data
   if inference and '://' not in inference and not os.path.isdir(inference):
     raise ConfigError(f'inference.data: {config.inference.data} is not a folder.')

@@ -116,6 +116,27 @@ def _process_output_to(log: TextIO) -> Iterator[Tuple[TextIO, TextIO]]:
 
 
 @contextlib.contextmanager
+def stderr_to(path: str) -> Iterator[None]:
+  """Appends what the process writes to fd 2 (C++ libraries, Python warnings) to `path`
+  for the block; stdout is left alone (it may carry a command's output)."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  sys.stderr.flush()
+  saved, python_stderr = os.dup(2), sys.stderr
+  with open(path, 'a', buffering=1) as log:
+    log.write(f'\n===== {time.strftime("%Y-%m-%d %H:%M:%S")} (process {os.getpid()}): '
+              f'{" ".join(sys.argv)}\n')
+    os.dup2(log.fileno(), 2)
+    sys.stderr = log
+    try:
+      yield
+    finally:
+      log.flush()
+      sys.stderr = python_stderr
+      os.dup2(saved, 2)
+      os.close(saved)
+
+
+@contextlib.contextmanager
 def capture(path: str, verbose: bool = False) -> Iterator[RunLog]:
   """Appends the process's output to `path` for the block; see the module docstring."""
   os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -110,10 +110,11 @@ def cached_views(pixels: tf.data.Dataset, extractor: keras.Model, cache_dir: str
   """(pixels, label, key) batches -> (feature batches of one augmented view per image
   and epoch, steps per epoch); min(augmented_views, epochs) views computed once."""
   views = min(training.augmented_views, training.epochs)
-  logging.warning('Feature pass: %d augmented view(s) of every training image.', views)
-  cache = view_cache.write_views(pixels, extractor, views, cache_dir, training.seed, dtype,
-                                 progress=view_cache.ProgressLog(f'x {views} views'))
-  logging.warning('Cached %d views of %d training images.', cache.views, cache.examples)
+  with console.Progress(label=f'Feature pass (train, {views} augmented view'
+                        f'{"s" if views != 1 else ""})', unit='images') as bar:
+    cache = view_cache.write_views(pixels, extractor, views, cache_dir, training.seed, dtype,
+                                   progress=lambda done: bar.update(done - bar.done))
+  logging.info('Cached %d views of %d training images.', cache.views, cache.examples)
   batches = view_cache.epoch_batches(cache, training.epochs, training.batch_size, training.seed)
   return batches, view_cache.steps_per_epoch(cache, training.batch_size)
 
@@ -221,7 +222,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     from trainer import tuning  # pylint: disable=g-import-not-at-top
     model_config, training = tuning.apply_hyperparameters(fn_args.hyperparameters,
                                                           model_config, training)
-    logging.warning('Hyperparameters from the Tuner: %s', fn_args.hyperparameters['values'])
+    logging.info('Hyperparameters from the Tuner: %s', fn_args.hyperparameters['values'])
   keras.utils.set_random_seed(training.seed)
 
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
@@ -280,4 +281,4 @@ def _export_tflite(model: keras.Model, datasets: Dict[str, tf.data.Dataset],
       model, class_names, image_size, export_config.tflite_quantization,
       (x.numpy() for x, _ in datasets['train']), (x.numpy() for x, _ in datasets['eval']),
       export_dir, export_config.tflite_representative_images)
-  logging.warning('TFLite: %s', tflite_export.describe(check))
+  logging.info('TFLite: %s', tflite_export.describe(check))

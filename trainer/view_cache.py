@@ -15,10 +15,8 @@ is the same in every run.
 
 import dataclasses
 import functools
-import logging
 import math
 import os
-import time
 from typing import Callable, Optional, Tuple
 
 import numpy as np
@@ -123,18 +121,3 @@ def epoch_batches(cache: ViewCache, epochs: int, batch_size: int, seed: int,
                             [one_epoch(e) for e in range(initial_epoch, epochs)])
   return (stream.map(_parser(cache), num_parallel_calls=tf.data.AUTOTUNE)
           .prefetch(tf.data.AUTOTUNE))
-
-
-class ProgressLog:
-  """Logs images/s of the feature pass about every `every_s` seconds."""
-
-  def __init__(self, total_hint: str, every_s: float = 30.0):
-    self._start = self._last = time.time()
-    self._total_hint, self._every_s = total_hint, every_s
-
-  def __call__(self, done: int) -> None:
-    now = time.time()
-    if now - self._last >= self._every_s:
-      self._last = now
-      logging.warning('Feature pass: %d %s images, %.1f images/s.', done, self._total_hint,
-                      done / (now - self._start))

@@ -37,6 +37,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
+import console
 from components.example_gen import content_split, image_ingest, image_listing
 from components.example_gen.content_split import Hashed, SplitPlan
 from components.example_gen.image_ingest import Refused
@@ -361,8 +362,8 @@ def finish(listing: Listing, output_dir: str, options: IngestOptions) -> IngestS
   if summary.total_ignored:
     logging.info('Ignored %d OS or tool files (sidecars, hidden files); listed in %s.',
                  summary.total_ignored, os.path.join(output_dir, QUARANTINE_FILE))
-  for warning in summary.warnings:
-    logging.warning(warning)
+  for warning in summary.warnings:  # they change what the metrics mean: on the console too
+    console.warn(warning)
   check_trainable(summary, options.max_skipped_fraction, bool(listing.tfrecord_files))
   return summary
 

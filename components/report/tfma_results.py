@@ -6,17 +6,28 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.writers import eval_config_writer
 
+from components.evaluator import class_coverage
 from components.report.report_html import Decision
 from contract.features import CLASS_NAME_KEY
 
 _CONFUSION_PLOT = 'multiClassConfusionMatrixAtThresholds'
 
 
+def _eval_result(evaluation_uri: str) -> tfma.EvalResult:
+  """TFMA's result for the candidate model. With a baseline the output holds two models'
+  results, and TFMA drops a plot asked for without a model name (with a warning)."""
+  config = eval_config_writer.load_eval_run(evaluation_uri)[0]
+  names = [spec.name for spec in config.model_specs if not spec.is_baseline] if config else []
+  candidate = names[0] if len(names) == 1 and names[0] else None
+  return tfma.load_eval_result(evaluation_uri, model_name=candidate)
+
+
 def load_metrics(evaluation_uri: str) -> Dict[str, Dict[str, float]]:
   """slice ('Overall', 'class_name:cats', ...) -> metric (with ' (classId:1)' etc.) -> value."""
   metrics = {}
-  for slice_key, slice_metrics in tfma.load_eval_result(evaluation_uri).slicing_metrics:
+  for slice_key, slice_metrics in _eval_result(evaluation_uri).slicing_metrics:
     flat = {}
     for output in slice_metrics.values():
       for sub_key, values in output.items():
@@ -113,11 +124,15 @@ def load_decision(evaluation_uri: str, blessed: Optional[bool],
                   baseline: Optional[str]) -> Decision:
   """Blessed or not, every threshold checked, and which ones failed."""
   validation = tfma.load_validation_result(evaluation_uri)
-  config = tfma.load_eval_result(evaluation_uri).config
+  config = _eval_result(evaluation_uri).config
   failures = [_failure_text(per_slice.slice_key, f)
               for per_slice in validation.metric_validations_per_slice
               for f in per_slice.failures]
-  return Decision(blessed=bool(validation.validation_ok) if blessed is None else blessed,
+  unevaluated = class_coverage.load_failures(evaluation_uri)
+  failures += unevaluated
+  if blessed is None:
+    blessed = bool(validation.validation_ok) and not unevaluated
+  return Decision(blessed=blessed,
                   thresholds=checked_thresholds(config), failures=failures,
                   baseline=baseline or None)
 
@@ -125,7 +140,7 @@ def load_decision(evaluation_uri: str, blessed: Optional[bool],
 def load_confusion_matrix(evaluation_uri: str, num_classes: int) -> Optional[np.ndarray]:
   """[true class, predicted class] counts of TFMA's MultiClassConfusionMatrixPlot on the
   overall slice (the Evaluator's pass over the eval split); None if it was not computed."""
-  for slice_key, slice_plots in tfma.load_eval_result(evaluation_uri).plots:
+  for slice_key, slice_plots in _eval_result(evaluation_uri).plots:
     if slice_key:
       continue
     for output in slice_plots.values():
