@@ -8,9 +8,10 @@ BulkInferrer and TF Serving, as Pillow's `ImageOps.exif_transpose` shows them.
 
 Bounded work, never a failure: at most MAX_JPEG_SEGMENTS markers are walked, the tag is
 searched only inside the first Exif segment (at most 64 KiB), and anything unexpected
-(no Exif segment, a bad TIFF header, an IFD past the segment's end, a tag of another type
-or count, a value outside 1-8) means orientation 1, the bytes as stored. Not read: an
-orientation given only in XMP (Pillow also reads `tiff:Orientation` from XMP).
+(no Exif segment, junk between segments, a bad TIFF header, an IFD past the segment's
+end, a tag of another type or count, a value outside 1-8) means orientation 1, the bytes
+as stored. Not read: an orientation given only in XMP (Pillow also reads
+`tiff:Orientation` from XMP).
 """
 
 import tensorflow as tf
@@ -39,6 +40,7 @@ def _exif_segment(data: tf.Tensor) -> tf.Tensor:
   exif_header = tf.constant(list(_EXIF_HEADER), tf.int64)
 
   def step(pos, steps, start, length, done):
+    del done  # read by `more`
     head = _bytes_at(data, pos, 4 + len(_EXIF_HEADER))
     marker = head[1]
     size = head[2] * 256 + head[3]  # big-endian, counts its own 2 bytes
