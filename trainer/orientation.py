@@ -8,9 +8,10 @@ BulkInferrer and TF Serving, as Pillow's `ImageOps.exif_transpose` shows them.
 
 Bounded work, never a failure: at most MAX_JPEG_SEGMENTS markers are walked, the tag is
 searched only inside the first Exif segment (at most 64 KiB), and anything unexpected
-(no Exif segment, a bad TIFF header, an IFD past the segment's end, a tag of another type
-or count, a value outside 1-8) means orientation 1, the bytes as stored. Not read: an
-orientation given only in XMP (Pillow also reads `tiff:Orientation` from XMP).
+(no Exif segment, junk between segments, a bad TIFF header, an IFD past the segment's
+end, a tag of another type or count, a value outside 1-8) means orientation 1, the bytes
+as stored. Not read: an orientation given only in XMP (Pillow also reads
+`tiff:Orientation` from XMP).
 """
 
 import tensorflow as tf
@@ -39,6 +40,7 @@ def _exif_segment(data: tf.Tensor) -> tf.Tensor:
   exif_header = tf.constant(list(_EXIF_HEADER), tf.int64)
 
   def step(pos, steps, start, length, done):
+    del done  # read by `more`
     head = _bytes_at(data, pos, 4 + len(_EXIF_HEADER))
     marker = head[1]
     size = head[2] * 256 + head[3]  # big-endian, counts its own 2 bytes
@@ -113,15 +115,18 @@ def jpeg_orientation(data: tf.Tensor) -> tf.Tensor:
 def upright(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
   """`image` [H, W, C] as stored, turned as its EXIF `orientation` says (as Pillow's
   `ImageOps.exif_transpose`): 5-8 swap height and width."""
+  # tf.reverse and tf.transpose only: tf.image's rot90 asserts on the shape inside
+  # map_fn's loop, which makes grappler log a warning on every model load.
+  swapped = lambda: tf.transpose(image, [1, 0, 2])  # pylint: disable=unnecessary-lambda-assignment
   turns = [
-      lambda: image,                                           # 1 upright
-      lambda: tf.image.flip_left_right(image),                 # 2
-      lambda: tf.image.rot90(image, 2),                        # 3 rotate 180
-      lambda: tf.image.flip_up_down(image),                    # 4
-      lambda: tf.image.transpose(image),                       # 5
-      lambda: tf.image.rot90(image, 3),                        # 6 rotate 90 clockwise
-      lambda: tf.image.rot90(tf.image.transpose(image), 2),    # 7 transverse
-      lambda: tf.image.rot90(image, 1),                        # 8 rotate 90 counter-clockwise
+      lambda: image,                                 # 1 upright
+      lambda: tf.reverse(image, [1]),                # 2 mirrored left-right
+      lambda: tf.reverse(image, [0, 1]),             # 3 rotated 180
+      lambda: tf.reverse(image, [0]),                # 4 mirrored top-bottom
+      swapped,                                       # 5 transposed
+      lambda: tf.reverse(swapped(), [1]),            # 6 rotate 90 clockwise
+      lambda: tf.reverse(swapped(), [0, 1]),         # 7 transverse
+      lambda: tf.reverse(swapped(), [0]),            # 8 rotate 90 counter-clockwise
   ]
   index = tf.where(tf.logical_and(orientation >= 1, orientation <= 8), orientation - 1, 0)
   return tf.switch_case(tf.cast(index, tf.int32), turns)

@@ -15,8 +15,10 @@ Content decides the format: only JPEG, PNG, GIF and BMP bytes are accepted, what
 the extension, and Pillow is only ever asked to open those four formats. Every written
 image decodes with the model's own decoder (`trainer.preprocessing.decode_and_resize`,
 which honours a JPEG's EXIF orientation, as every serving signature does) to the upright
-image: files TensorFlow cannot read as they are (CMYK, animated, 1-bit, PNG with an EXIF
-orientation, ...) are re-encoded as upright PNG, and images larger than `max_side`
+image: files TensorFlow cannot read as they are (CMYK, animated, 1-bit, ...) are
+re-encoded as PNG, turned as the decoder would turn the original (its orientation
+semantics, `trainer.orientation`, not Pillow's: a PNG's eXIf or an XMP-only tag is
+not applied anywhere), and images larger than `max_side`
 pixels on their long side are stored downscaled (`store_image`), so that every later
 step decodes a small image and every stored image passes the serving limits.
 
@@ -39,18 +41,23 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 from apache_beam.io.filesystems import FileSystems
-from PIL import Image, ImageOps
+from PIL import Image
 
 from components.example_gen.image_listing import HIDDEN_FOLDER, display, is_local
 from contract.settings import IngestOptions, max_stored_bytes
 from contract.features import CLASS_NAME_KEY, FILENAME_KEY, IMAGE_KEY, LABEL_KEY
+from trainer import orientation
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.gif', '.bmp')
 # The only formats read: what tf.io.decode_image (Transform, serving) decodes.
 IMAGE_FORMATS = ('JPEG', 'PNG', 'GIF', 'BMP')
 _SIGNATURES = (b'\xff\xd8\xff', b'\x89PNG\r\n\x1a\n', b'GIF87a', b'GIF89a', b'BM')
 _PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
-_EXIF_ORIENTATION = 0x0112
+# Pillow's turn for each EXIF orientation (as ImageOps.exif_transpose).
+_TURNS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+          4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+          6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+          8: Image.Transpose.ROTATE_90}
 # What the quarantine says about common sidecar files (all of them are ignored).
 _SIDECARS = {'.ds_store': 'macOS folder metadata', 'thumbs.db': 'Windows thumbnail cache',
              'desktop.ini': 'Windows folder settings', '.json': 'metadata sidecar (e.g. Google Takeout)',
@@ -217,9 +224,18 @@ def _tf_decodes(data: bytes, width: int, height: int) -> bool:
   return tuple(image.shape[:2]) == (height, width)
 
 
-def _upright_rgb(image: Image.Image) -> Image.Image:
-  """8-bit RGB, EXIF orientation applied, 16-bit samples scaled, alpha dropped."""
-  image = ImageOps.exif_transpose(image)
+def _orientation(data: bytes) -> int:
+  """The EXIF orientation the model's decoder applies to these bytes (JPEG only; 1 for
+  every other format, and for XMP-only or malformed tags): re-encoded images are turned
+  exactly as the serving graph would turn the original."""
+  return int(orientation.jpeg_orientation(tf.constant(data)))
+
+
+def _upright_rgb(image: Image.Image, turn: int) -> Image.Image:
+  """8-bit RGB, turned by EXIF orientation `turn`, 16-bit samples scaled, alpha dropped."""
+  image.load()
+  if turn in _TURNS:
+    image = image.transpose(_TURNS[turn])
   if image.mode.startswith('I') or image.mode == 'F':
     pixels = np.asarray(image)
     if image.mode != 'F':
@@ -237,12 +253,12 @@ def _encode(image: Image.Image, jpeg: bool) -> bytes:
   return out.getvalue()
 
 
-def _downscaled(probe: Image.Image, max_side: int) -> bytes:
+def _downscaled(probe: Image.Image, data: bytes, max_side: int) -> bytes:
   """The image upright, its long side at most `max_side`, re-encoded (JPEG stays JPEG)."""
   jpeg = probe.format == 'JPEG'
   if jpeg:  # decode at 1/2, 1/4 or 1/8 scale where that still covers max_side
     probe.draft('RGB', (max_side, max_side))
-  image = _upright_rgb(probe)
+  image = _upright_rgb(probe, _orientation(data) if jpeg else 1)
   image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
   data = _encode(image, jpeg)
   if len(data) > max_stored_bytes(max_side):  # noise-like content: JPEG can outgrow PNG
@@ -273,19 +289,15 @@ def store_image(data: bytes, max_pixels: int, max_side: int = 0) -> StoredImage:
       if width * height > max_pixels:
         raise Refused(f'too many pixels ({width}x{height} > {max_pixels})')
       animated = getattr(probe, 'is_animated', False)
-      try:
-        orientation = probe.getexif().get(_EXIF_ORIENTATION, 1)
-      except Exception:  # pylint: disable=broad-except  # unreadable EXIF: keep as stored
-        orientation = 1
       if _needs_downscale(width, height, len(data), max_side):
-        return StoredImage(_downscaled(probe, max_side), downscaled=True)
+        return StoredImage(_downscaled(probe, data, max_side), downscaled=True)
       probe.load()  # full decode of the first frame: catches truncated and corrupt files
-      # The model's decoder honours a JPEG's EXIF orientation (trainer/preprocessing.py).
-      upright = orientation == 1 or probe.format == 'JPEG'
-      if upright and not animated and _tf_decodes(data, width, height):
+      # Kept as taken (EXIF included) when the model's decoder reads it as it is.
+      if not animated and _tf_decodes(data, width, height):
         return StoredImage(data)
-      # CMYK, 1-bit, animated (first frame), PNG with EXIF orientation...: re-encoded upright.
-      return StoredImage(_encode(_upright_rgb(probe), jpeg=False))
+      # CMYK, 1-bit, animated (first frame), ...: re-encoded as the decoder would see them.
+      turn = _orientation(data) if probe.format == 'JPEG' else 1
+      return StoredImage(_encode(_upright_rgb(probe, turn), jpeg=False))
   except Refused:
     raise
   except MemoryError as e:  # never reported as corrupt data: the file may be fine
