@@ -177,7 +177,8 @@ def test_presplit_folder_reports_stray_files_and_unread_folders(tmp_path):
   assert summary.written == {'train': {'cats': 1, 'dogs': 1}, 'eval': {'cats': 1, 'dogs': 1}}
   assert {r['path']: r['reason'] for r in summary.skipped_files} == {
       'README.txt': 'not an image file extension', 'train/stray.png': 'not inside a class folder'}
-  assert summary.found[image_listing.ROOT_CLASS] == summary.skipped[image_listing.ROOT_CLASS] == 2
+  assert summary.found[image_listing.ROOT_CLASS] == 2
+  assert summary.skipped[image_listing.ROOT_CLASS] == summary.ignored[image_listing.ROOT_CLASS] == 1
   assert summary.split_folders == {'train': 'train', 'eval': 'validation'}
   assert any("['test'] were not read" in w for w in summary.warnings), summary.warnings
 
