@@ -13,3 +13,7 @@ CLASS_VOCABULARY = 'class_names'
 # BulkInferrer (tfx_bsl 1.16's RunInference cannot split string outputs).
 IMAGE_BYTES_SIGNATURE = 'serving_image_bytes'
 EXAMPLES_NUMERIC_SIGNATURE = 'examples_numeric'
+
+# File names ingestion and `predict` read as images (content still decides the format);
+# anything else is an OS or tool file, ignored.
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.gif', '.bmp')

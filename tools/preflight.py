@@ -8,6 +8,7 @@ need TFX and Keras.
 import os
 from typing import List
 
+from contract.features import IMAGE_EXTENSIONS
 from pipeline.configs import ConfigError, PipelineConfig
 
 
@@ -35,12 +36,13 @@ def _visible_class_folders(root: str) -> List[str]:
 
 
 def _count_files(folder: str) -> int:
-  """Files below `folder` that ingestion would try (hidden ones and folders skipped);
-  counted from the directory listing, nothing is read."""
+  """Image files below `folder` that ingestion would try (hidden ones, sidecars and hidden
+  folders skipped); counted from the directory listing, nothing is read."""
   count = 0
   for _, dirnames, filenames in os.walk(folder):
     dirnames[:] = [d for d in dirnames if not d.startswith('.')]
-    count += sum(not name.startswith('.') for name in filenames)
+    count += sum(not name.startswith('.') and name.lower().endswith(IMAGE_EXTENSIONS)
+                 for name in filenames)
   return count
 
 

@@ -45,10 +45,10 @@ from PIL import Image
 
 from components.example_gen.image_listing import HIDDEN_FOLDER, display, is_local
 from contract.settings import IngestOptions, max_stored_bytes
-from contract.features import CLASS_NAME_KEY, FILENAME_KEY, IMAGE_KEY, LABEL_KEY
+from contract.features import (CLASS_NAME_KEY, FILENAME_KEY, IMAGE_EXTENSIONS, IMAGE_KEY,
+                               LABEL_KEY)
 from trainer import orientation
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.gif', '.bmp')
 # The only formats read: what tf.io.decode_image (Transform, serving) decodes.
 IMAGE_FORMATS = ('JPEG', 'PNG', 'GIF', 'BMP')
 _SIGNATURES = (b'\xff\xd8\xff', b'\x89PNG\r\n\x1a\n', b'GIF87a', b'GIF89a', b'BM')
