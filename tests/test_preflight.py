@@ -70,7 +70,7 @@ def test_bad_weights_file_fails_in_preflight(data, weights, tmp_path, which, err
 
 def test_unknown_cut_layer_lists_the_valid_names(data, tmp_path):
   config_file = tmp_path / 'c.yaml'
-  config_file.write_text('model: {cut_layer: mixed_7, image_size: 75}\n')
+  config_file.write_text('model: {cut_layer: mixed_7, image_size: 75, weights: none}\n')
   with pytest.raises(ModelConfigError,
                      match=r"Unknown cut layer 'mixed_7'\. Valid names: mixed0, mixed1, .*mixed10"):
     _preflight(str(config_file), data__path=data)
@@ -126,6 +126,6 @@ def test_missing_inference_folder_fails_before_any_work(data, tmp_path):
 
 def test_remote_inference_folder_is_left_to_its_example_gen(data):
   """A URI is listed when the unlabeled ExampleGen runs (it raised here before)."""
-  config = load_config(overrides={'data.path': data,
+  config = load_config(overrides={'data.path': data, 'model.weights': 'none',
                                   'inference.data': 's3://bucket/unlabeled'}).validate()
   preflight.check_files(config)
