@@ -43,10 +43,12 @@ def keras_cache_file() -> str:
   return os.path.join(base, 'models', IMAGENET_WEIGHTS_FILE)
 
 
-def unreachable(url: str, timeout: float = PROBE_SECONDS) -> Optional[str]:
-  """None when `url`'s server answers within about `timeout` seconds (any HTTP status),
-  else why not. Runs in a daemon thread, so a slow name lookup cannot hang the run."""
-  outcome = []
+def unreachable(url: str, timeout: Optional[float] = None) -> Optional[str]:
+  """None when `url`'s server answers within about `timeout` seconds (PROBE_SECONDS by
+  default; any HTTP status), else why not. Runs in a daemon thread, so a slow name lookup
+  cannot hang the run."""
+  timeout = PROBE_SECONDS if timeout is None else timeout
+  outcome, silent = [], f'no answer within {timeout:g} s'
 
   def probe():
     try:
@@ -55,12 +57,14 @@ def unreachable(url: str, timeout: float = PROBE_SECONDS) -> Optional[str]:
     except urllib.error.HTTPError:  # the server answered
       outcome.append(None)
     except (OSError, ValueError) as e:
-      outcome.append(str(getattr(e, 'reason', e)) or type(e).__name__)
+      reason = getattr(e, 'reason', e)
+      outcome.append(silent if isinstance(reason, TimeoutError) else
+                     str(reason) or type(reason).__name__)
 
   thread = threading.Thread(target=probe, name='weights-probe', daemon=True)
   thread.start()
   thread.join(timeout + 0.5)
-  return outcome[0] if outcome else f'no answer within {timeout:g} s'
+  return outcome[0] if outcome else silent
 
 
 def check_imagenet_weights(weights: str) -> None:
