@@ -73,6 +73,7 @@ if __name__ == '__main__':
   logging.set_verbosity(logging.INFO)
   try:
     cli_config = default_config()
-  except ConfigError as e:
-    sys.exit(f'error: {e}')
+  except ConfigError as e:  # one line, exit 2, as the project's CLI answers user mistakes
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
   run(cli_config)
