@@ -11,6 +11,7 @@ DEMO_DATA := data/digits
 DEMO_OUTPUT := runs/demo
 # Offline, no pretrained weights can be downloaded: the demo uses random kernels with
 # BatchNorm statistics calibrated on its images (see README). Online: --weights imagenet.
+# The TFX CLI runs the same without TRANSFER_PIPELINE_CONFIG (pipeline/local_runner.py).
 DEMO_WEIGHTS := data/inception_v3_calibrated_notop.h5
 PYTEST_ARGS ?=
 

@@ -44,8 +44,9 @@ def max_stored_bytes(max_side: int) -> int:
 @dataclasses.dataclass
 class ModelConfig:
   """The lesson's model: frozen InceptionV3 cut at a layer, plus a small head."""
-  # 'imagenet' (downloads), 'none' (random init) or a path to a `_notop.h5` file.
-  weights: str = 'none'
+  # 'imagenet' (the lesson's; Keras downloads them once), 'none' (random init) or a
+  # `_notop.h5` file: a local path or any URI TensorFlow reads (gs://...).
+  weights: str = 'imagenet'
   cut_layer: str = 'mixed7'
   image_size: int = 150
   dense_units: int = 1024

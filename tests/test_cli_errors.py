@@ -111,7 +111,7 @@ def test_a_locked_output_is_refused_in_one_line_without_tensorflow(class_folder,
                             text=True, cwd=PROJECT_ROOT)
   try:
     assert holder.stdout.readline().strip() == 'locked'
-    result = run_cli(['run', '--data', str(class_folder), '--output', output],
+    result = run_cli(['run', '--data', str(class_folder), '--output', output, '--weights', 'none'],
                      str(tmp_path / 'bin'))
   finally:
     holder.send_signal(signal.SIGKILL)

@@ -46,11 +46,12 @@ def first_run(tmp_path_factory):
   (unlabeled / 'batch0' / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\n')
   weights = str(tmp / 'inception_v3_calibrated_notop.h5')
   write_calibrated_weights(weights, load_class_folder(data, IMAGE_SIZE, per_class=16).images)
+  # The default training settings (augmentation and the view cache on), TFLite int8.
   config = load_config(overrides={
       'data.path': data, 'output': str(tmp / 'run'), 'model.weights': weights,
-      'model.image_size': IMAGE_SIZE, 'training.epochs': 3, 'training.augment': False,
+      'model.image_size': IMAGE_SIZE, 'training.epochs': 3,
       'training.seed': 1, 'evaluation.min_accuracy': 0.6, 'inference.data': str(unlabeled),
-      'export.tflite': True})
+      'export.tflite': True, 'export.tflite_quantization': 'int8'})
   local_runner.run(config)
   return config, report.latest_run_summary(config)
 
@@ -134,14 +135,16 @@ def test_bulk_inferrer_csv_is_what_predict_writes(first_run, tmp_path):
 
 
 def test_pushed_version_has_a_tflite_model_that_agrees(first_run, tmp_path):
-  """The demo model (InceptionV3@mixed7, float32 TFLite) against its SavedModel: on the
-  eval split (checked in the Trainer) and through `predict --model model.tflite`."""
+  """The demo model (InceptionV3@mixed7) trained with the default settings (augmented
+  views through the feature cache), int8 TFLite calibrated on its train images, against
+  its SavedModel: on the eval split (checked in the Trainer) and through
+  `predict --model model.tflite`."""
   config, summary = first_run
   check = tflite_export.read_check(summary.pushed_path)
+  assert check['quantization'] == 'int8' and check['representative_images'] == 100
   assert check['eval_split']['examples'] == summary.metrics['Overall']['example_count']
-  assert check['eval_split']['top1_agreement'] >= 0.99, check
-  assert check['eval_split']['max_abs_probability_difference'] < 1e-3, check
-  assert summary.tflite.startswith(os.path.join(summary.pushed_path, 'model.tflite') + ' (float32')
+  assert check['eval_split']['top1_agreement'] >= 0.95, check
+  assert summary.tflite.startswith(os.path.join(summary.pushed_path, 'model.tflite') + ' (int8')
   assert 'TFLite export' in open(summary.evaluation_report).read()
   rows = {}
   for name in ('', 'model.tflite'):
@@ -153,13 +156,13 @@ def test_pushed_version_has_a_tflite_model_that_agrees(first_run, tmp_path):
       r.get('class_name') for r in rows['']]
 
 
-@pytest.mark.parametrize('quantization, min_agreement', [
-    ('dynamic_range', 0.99), ('int8', 0.95)])
+@pytest.mark.parametrize('quantization, min_agreement, max_difference', [
+    ('float32', 0.99, 1e-3), ('dynamic_range', 0.99, 1.0)])
 def test_quantized_tflite_of_the_demo_model_agrees(first_run, tmp_path, quantization,
-                                                   min_agreement):
-  """The pushed demo model converted with quantization, against itself on the eval split:
-  dynamic range >= 0.99 top-1 agreement (the issue's bound); int8, calibrated on train
-  images, measured here at 1.000 and held to 0.95 (README: TFLite export)."""
+                                                   min_agreement, max_difference):
+  """The pushed demo model converted again, against itself on the eval split: float32 and
+  dynamic range >= 0.99 top-1 agreement (the issue's bound); int8 is converted in the
+  Trainer (above)."""
   config, summary = first_run
   model = keras.models.load_model(summary.pushed_path, compile=False)
   pixels = decode_and_resize(tf.constant(_eval_split(config, 'image')), IMAGE_SIZE).numpy()
@@ -168,6 +171,7 @@ def test_quantized_tflite_of_the_demo_model_agrees(first_run, tmp_path, quantiza
                                      [train], [pixels], str(tmp_path))
   assert check['eval_split']['examples'] == summary.metrics['Overall']['example_count']
   assert check['eval_split']['top1_agreement'] >= min_agreement, check
+  assert check['eval_split']['max_abs_probability_difference'] < max_difference, check
 
 
 def _report_json(summary):

@@ -48,7 +48,8 @@ def test_library_output_goes_to_the_log_and_verbose_shows_it_live(
     class_folder, tmp_path, monkeypatch, capfd):
   _fake_pipeline(monkeypatch, _library_output)
   log = tmp_path / 'run' / 'logs' / 'run.log'
-  args = ['run', '--data', str(class_folder), '--output', str(tmp_path / 'run')]
+  args = ['run', '--data', str(class_folder), '--output', str(tmp_path / 'run'),
+          '--weights', 'none']
   assert cli.main(args) == 0
   out, err = capfd.readouterr()
   assert 'summary table' in out and f'Log: {log} (0 warnings)' in out
@@ -66,7 +67,8 @@ def test_an_unexpected_failure_is_one_line_with_the_log_path_exit_1(
   def fail(config, listener=None):
     raise RuntimeError('disk on fire\nsecond line of detail')
   _fake_pipeline(monkeypatch, fail)
-  assert cli.main(['run', '--data', str(class_folder), '--output', str(tmp_path / 'run')]) == 1
+  assert cli.main(['run', '--data', str(class_folder), '--output', str(tmp_path / 'run'),
+                   '--weights', 'none']) == 1
   log = tmp_path / 'run' / 'logs' / 'run.log'
   err = capfd.readouterr().err
   assert err == f'error: RuntimeError: disk on fire (traceback in {log})\n'
@@ -82,7 +84,8 @@ def test_small_run_shows_one_start_and_one_end_line_per_component_and_no_noise(
     class_folder, tmp_path):
   output = tmp_path / 'run'
   result = run_cli(['run', '--data', str(class_folder), '--output', str(output),
-                    '--image-size', '75', '--epochs', '1', '--no-augment'], str(tmp_path / 'bin'))
+                    '--image-size', '75', '--epochs', '1', '--no-augment', '--weights', 'none'],
+                   str(tmp_path / 'bin'))
   assert result.returncode == 0, result.stderr[-3000:]
   assert result.stderr == ''
   console = result.stdout.replace('tensorflow imported: True\n', '').splitlines()

@@ -18,7 +18,7 @@ from pipeline.definition import create_pipeline
 from contract.settings import ExportConfig, trainer_custom_config
 from trainer import task, tuning
 
-MODEL = ModelConfig(image_size=75, cut_layer='mixed0', dense_units=8)
+MODEL = ModelConfig(weights='none', image_size=75, cut_layer='mixed0', dense_units=8)
 TRAINING = TrainingConfig(epochs=2, batch_size=4, augment=False)
 TUNING = TuningConfig(enabled=True, trials=3, dense_units=[4, 8], dropout=[0.0, 0.3],
                       learning_rate=[1e-4, 1e-2])

@@ -6,19 +6,82 @@ need TFX and Keras.
 """
 
 import os
-from typing import List
+import threading
+import urllib.error
+import urllib.request
+from typing import List, Optional
 
 from contract.features import IMAGE_EXTENSIONS
 from pipeline.configs import ConfigError, PipelineConfig
 
+# Where Keras fetches and keeps InceptionV3's top-less ImageNet weights (tf_keras'
+# inception_v3.WEIGHTS_PATH_NO_TOP and the file name its get_file caches them under).
+IMAGENET_WEIGHTS_FILE = 'inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5'
+IMAGENET_WEIGHTS_URL = ('https://storage.googleapis.com/tensorflow/keras-applications/'
+                        'inception_v3/' + IMAGENET_WEIGHTS_FILE)
+# How long the download URL may take to answer before the run is called offline.
+PROBE_SECONDS = 3.0
+
 
 def describe_weights(weights: str) -> str:
   if weights == 'imagenet':
-    return 'ImageNet (downloaded by Keras; needs internet access)'
+    cached = os.path.isfile(keras_cache_file())
+    return ('ImageNet, as in the lesson (' +
+            (f'Keras cache {keras_cache_file()})' if cached else
+             'downloaded by Keras on first use)'))
   if weights == 'none':
     return ('none: random initialisation. No pretrained weights are available offline; '
             "use --weights imagenet (internet) or a local _notop.h5 file for real transfer")
-  return f'local weights file {weights}'
+  return f'weights file {weights}'
+
+
+def keras_cache_file() -> str:
+  """Where Keras' `get_file` looks for the ImageNet weights: ~/.keras/models, or
+  /tmp/.keras/models when ~/.keras is not writable (as get_file decides)."""
+  base = os.path.join(os.path.expanduser('~'), '.keras')
+  if not os.access(base, os.W_OK):
+    base = os.path.join('/tmp', '.keras')
+  return os.path.join(base, 'models', IMAGENET_WEIGHTS_FILE)
+
+
+def unreachable(url: str, timeout: Optional[float] = None) -> Optional[str]:
+  """None when `url`'s server answers within about `timeout` seconds (PROBE_SECONDS by
+  default; any HTTP status), else why not. Runs in a daemon thread, so a slow name lookup
+  cannot hang the run."""
+  timeout = PROBE_SECONDS if timeout is None else timeout
+  outcome, silent = [], f'no answer within {timeout:g} s'
+
+  def probe():
+    try:
+      urllib.request.urlopen(urllib.request.Request(url, method='HEAD'), timeout=timeout).close()
+      outcome.append(None)
+    except urllib.error.HTTPError:  # the server answered
+      outcome.append(None)
+    except (OSError, ValueError) as e:
+      reason = getattr(e, 'reason', e)
+      outcome.append(silent if isinstance(reason, TimeoutError) else
+                     str(reason) or type(reason).__name__)
+
+  thread = threading.Thread(target=probe, name='weights-probe', daemon=True)
+  thread.start()
+  thread.join(timeout + 0.5)
+  return outcome[0] if outcome else silent
+
+
+def check_imagenet_weights(weights: str) -> None:
+  """'imagenet' offline (not in the Keras cache, download URL unreachable): one line that
+  says how to pass a local `_notop.h5` file or `none`, before any component runs."""
+  if weights != 'imagenet' or os.path.isfile(keras_cache_file()):
+    return
+  why = unreachable(IMAGENET_WEIGHTS_URL)
+  if why is None:
+    return
+  raise ConfigError(
+      f"model.weights: 'imagenet' (the default) needs the ImageNet weights, which are not "
+      f'in the Keras cache ({keras_cache_file()}) and cannot be downloaded ({why}): pass a '
+      f'local copy with --weights path/to/{IMAGENET_WEIGHTS_FILE} (model.weights in a '
+      f'config; any other _notop.h5 file works too), or --weights none (random '
+      f'initialisation: the head hardly learns).')
 
 
 # A class needs an image for training and one for evaluation.
@@ -68,7 +131,8 @@ def check_files(config: PipelineConfig) -> None:
   """Local data and inference folders and a local weights file exist; the output lies
   outside the data; a local folder of classes has two or more, each with enough files
   (counted, not read: what the files hold is checked by the ExampleGen when it runs, as
-  for a remote folder)."""
+  for a remote folder); the ImageNet weights can be had. A weights URI (gs://...) is
+  read by `check`."""
   data = config.data.path
   if '://' not in data:
     if not os.path.isdir(data):
@@ -81,8 +145,9 @@ def check_files(config: PipelineConfig) -> None:
   if inference and '://' not in inference and not os.path.isdir(inference):
     raise ConfigError(f'inference.data: {config.inference.data} is not a folder.')
   weights = config.model.weights
-  if weights.endswith('.h5') and not os.path.isfile(weights):
+  if weights.endswith('.h5') and '://' not in weights and not os.path.isfile(weights):
     raise ConfigError(f'model.weights: Weights file {weights} does not exist.')
+  check_imagenet_weights(weights)
 
 
 def check(config: PipelineConfig) -> None:

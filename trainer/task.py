@@ -3,9 +3,9 @@
 import json
 import logging
 import os
-import shutil
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
@@ -15,8 +15,8 @@ from tfx_bsl.public import tfxio
 import console
 from contract.features import IMAGE_KEY, LABEL_KEY
 from contract.settings import ExportConfig, ModelConfig, ServingConfig, TrainingConfig
-from trainer import augment as augment_lib, eval_predictions, export, model as model_lib, plots
-from trainer import preprocessing, view_cache
+from trainer import artifact_io, augment as augment_lib, eval_predictions, export
+from trainer import model as model_lib, plots, preprocessing, view_cache
 from trainer.epoch_lines import EpochLines
 from trainer.preprocessing import bytes_to_pixels
 
@@ -138,7 +138,7 @@ def _train_head(model: keras.Model, backbone: keras.Model, head: keras.Model,
                   f'{training.augmented_views} augmented views' if training.augment
                   else 'augmentation off', feature_precision)
   cache_dir = os.path.join(fn_args.model_run_dir, 'feature_cache')
-  os.makedirs(cache_dir, exist_ok=True)
+  tf.io.gfile.makedirs(cache_dir)
   extractor = model_lib.feature_extractor(backbone)
   train_extractor = model_lib.feature_extractor(backbone, feature_precision)
   try:
@@ -159,8 +159,8 @@ def _train_head(model: keras.Model, backbone: keras.Model, head: keras.Model,
       _write_eval_predictions(head, evaluation, datasets['eval_keys'], backbone.input_shape[1],
                               fn_args)
     return history
-  finally:  # the cache can be large: never leave it in the ModelRun artifact
-    shutil.rmtree(cache_dir, ignore_errors=True)
+  finally:  # the cache can be large: never leave it in the ModelRun artifact (or bucket)
+    artifact_io.remove_dir(cache_dir)
 
 
 def eval_keys(fn_args: tfx.components.FnArgs, tf_transform_output: tft.TFTransformOutput,
@@ -207,7 +207,7 @@ def merge_histories(first: Dict[str, List[float]],
 
 def _save_history(history: Dict[str, List[float]], model_run_dir: str,
                   fine_tune_start: Optional[int]) -> None:
-  with open(os.path.join(model_run_dir, 'history.json'), 'w') as f:
+  with tf.io.gfile.GFile(os.path.join(model_run_dir, 'history.json'), 'w') as f:
     json.dump(history, f, indent=2)
   plots.save_training_curves(history, os.path.join(model_run_dir, 'training_curves.png'),
                              fine_tune_start=fine_tune_start)
@@ -245,7 +245,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   model = model_lib.assemble(backbone, head)
   logging.info('Training on %d classes %s, backbone weights: %s.', num_classes, class_names,
                model_config.weights)
-  os.makedirs(fn_args.model_run_dir, exist_ok=True)
+  tf.io.gfile.makedirs(fn_args.model_run_dir)
   history = _train_head(model, backbone, head, datasets, num_classes, training, fn_args,
                         model_lib.resolve_feature_precision(model_config.feature_precision)
                         ).history
@@ -279,6 +279,13 @@ def _export_tflite(model: keras.Model, datasets: Dict[str, tf.data.Dataset],
   from trainer import tflite_export  # pylint: disable=g-import-not-at-top
   check = tflite_export.write_tflite(
       model, class_names, image_size, export_config.tflite_quantization,
-      (x.numpy() for x, _ in datasets['train']), (x.numpy() for x, _ in datasets['eval']),
+      pixel_batches(datasets['train']), pixel_batches(datasets['eval']),
       export_dir, export_config.tflite_representative_images)
   logging.info('TFLite: %s', tflite_export.describe(check))
+
+
+def pixel_batches(dataset: tf.data.Dataset) -> Iterator[np.ndarray]:
+  """The pixel batches of a (pixels, label) or, with the view cache, (pixels, label, key)
+  dataset."""
+  for batch in dataset:
+    yield batch[0].numpy()

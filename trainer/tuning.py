@@ -19,7 +19,7 @@ import tf_keras as keras
 from tfx import v1 as tfx
 
 from contract.settings import ModelConfig, TrainingConfig, TuningConfig
-from trainer import model as model_lib, preprocessing, task
+from trainer import artifact_io, model as model_lib, preprocessing, task
 
 OBJECTIVE = 'val_accuracy'
 SECONDS_KEY = 'trial_seconds'  # added to each trial's values: the report lists it
@@ -50,13 +50,26 @@ def _range(hp: kt.HyperParameters, name: str, bounds, sampling: str = 'linear') 
 
 
 class _Timed:
-  """Records each trial's wall time among its values (TFX writes them to tuner_results)."""
+  """Records each trial's wall time among its values (TFX writes them to tuner_results),
+  and deletes the search's files when it ends.
+
+  TFX reads the results from the tuner in memory after `search`; its working folder is
+  not removed on Kubeflow (a `.temp` folder in the bucket), so the cached features and
+  the trials' checkpoints are removed here, where they were written."""
+  cleanup_dirs: Tuple[str, ...] = ()
 
   def run_trial(self, trial, *args, **kwargs):
     start = time.perf_counter()
     result = super().run_trial(trial, *args, **kwargs)
     trial.hyperparameters.values[SECONDS_KEY] = round(time.perf_counter() - start, 2)
     return result
+
+  def search(self, *args, **kwargs):
+    try:
+      return super().search(*args, **kwargs)
+    finally:
+      for folder in self.cleanup_dirs:
+        artifact_io.remove_dir(folder)
 
 
 class TimedRandomSearch(_Timed, kt.RandomSearch):
@@ -75,7 +88,7 @@ def feature_datasets(fn_args: tfx.components.FnArgs, model_config: ModelConfig,
   """'train' (shuffled per epoch) and 'eval' batches of cached backbone features."""
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
   extractor = model_lib.feature_extractor(model_lib.build_backbone(model_config))
-  os.makedirs(cache_dir, exist_ok=True)
+  tf.io.gfile.makedirs(cache_dir)
   datasets = {}
   for split, files in (('train', fn_args.train_files), ('eval', fn_args.eval_files)):
     pixels = task.input_fn(files, fn_args.data_accessor, tf_transform_output,
@@ -94,14 +107,15 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
   tuning = TuningConfig(**settings['tuning'])
   num_classes = len(preprocessing.class_names(tft.TFTransformOutput(fn_args.transform_graph_path)))
   keras.utils.set_random_seed(training.seed)
-  datasets = feature_datasets(fn_args, model_config, training,
-                              os.path.join(fn_args.working_dir, 'feature_cache'))
+  cache_dir = os.path.join(fn_args.working_dir, 'feature_cache')
+  datasets = feature_datasets(fn_args, model_config, training, cache_dir)
   feature_shape = tuple(datasets['train'].element_spec[0].shape[1:])
   tuner = TUNERS[tuning.algorithm](
       build_head_fn(feature_shape, num_classes, model_config, tuning),
       objective=kt.Objective(OBJECTIVE, 'max'), max_trials=tuning.trials,
       seed=training.seed, directory=fn_args.working_dir, project_name='head_search',
       overwrite=True)
+  tuner.cleanup_dirs = (cache_dir, tuner.project_dir)
   return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs={
       'x': datasets['train'], 'validation_data': datasets['eval'],
       'epochs': tuning.epochs or training.epochs, 'verbose': 2})

@@ -67,7 +67,7 @@ def write_views(pixel_batches: tf.data.Dataset, extractor: keras.Model, views: i
 
   `progress(examples_done)` is called after each batch.
   """
-  os.makedirs(cache_dir, exist_ok=True)
+  tf.io.gfile.makedirs(cache_dir)
   files = tuple(os.path.join(cache_dir, f'view-{k}.tfrecord') for k in range(views))
   compute = view_features_fn(extractor, seed, dtype)
   writers = [tf.io.TFRecordWriter(path) for path in files]
