@@ -15,7 +15,7 @@ from components.inference.inference_table import InferenceTable
 from components.example_gen.unlabeled_images import UnlabeledImageExampleGen
 from contract.features import CLASS_NAME_KEY, EXAMPLES_NUMERIC_SIGNATURE, LABEL_KEY
 from contract.settings import trainer_custom_config
-from pipeline import beam
+from pipeline import beam, fingerprints
 from pipeline.configs import EvaluationConfig, PipelineConfig
 
 PREPROCESSING_FN = 'trainer.preprocessing.preprocessing_fn'
@@ -90,6 +90,15 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
                            aggregate=tfma.AggregationOptions(micro_average=True))])
 
 
+def code_and_weights(module: str, config: PipelineConfig, weights: bool = True) -> dict:
+  """custom_config entries that put `module`'s source (and the weights file's content)
+  into the component's cache key (pipeline/fingerprints.py)."""
+  keys = {'code_fingerprint': fingerprints.code_fingerprint(module)}
+  if weights:
+    keys['weights_fingerprint'] = fingerprints.weights_fingerprint(config.model.weights)
+  return keys
+
+
 def batch_inference(config: PipelineConfig, model, blessing) -> list:
   """Unlabeled images of `inference.data` -> BulkInferrer (only if `blessing` says
   blessed) -> InferenceTable (predictions.csv, the format of `transfer-pipeline predict`)."""
@@ -121,7 +130,8 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
   transform = tfx.components.Transform(
       examples=example_gen.outputs['examples'], schema=schema_gen.outputs['schema'],
       preprocessing_fn=PREPROCESSING_FN,
-      custom_config={'image_size': config.model.image_size},
+      custom_config={'image_size': config.model.image_size,
+                     **code_and_weights(PREPROCESSING_FN.rsplit('.', 1)[0], config, weights=False)},
       # Pre-transform statistics repeat StatisticsGen's; post-transform ones would only
       # describe opaque pixel strings. Skipping both saves ~20% of Transform's time.
       disable_statistics=True)
@@ -131,7 +141,8 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
       tuner_fn=TUNER_FN, examples=transform.outputs['transformed_examples'],
       transform_graph=transform.outputs['transform_graph'], schema=schema_gen.outputs['schema'],
       train_args=tfx.proto.TrainArgs(), eval_args=tfx.proto.EvalArgs(),
-      custom_config={**custom_config, 'tuning': dataclasses.asdict(config.tuning)})
+      custom_config={**custom_config, 'tuning': dataclasses.asdict(config.tuning),
+                     **code_and_weights(TUNER_FN.rsplit('.', 1)[0], config)})
            if config.tuning.enabled else None)
   trainer = tfx.components.Trainer(
       run_fn=RUN_FN,
@@ -141,7 +152,7 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
       hyperparameters=tuner.outputs['best_hyperparameters'] if tuner else None,
       train_args=tfx.proto.TrainArgs(),  # epochs come from custom_config
       eval_args=tfx.proto.EvalArgs(),
-      custom_config=custom_config)
+      custom_config={**custom_config, **code_and_weights(RUN_FN.rsplit('.', 1)[0], config)})
   model_resolver = tfx.dsl.Resolver(
       strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),

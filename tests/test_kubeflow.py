@@ -152,7 +152,8 @@ def test_cloud_paths_in_spec_and_no_class_names(compiled):
   assert push['filesystem']['base_directory'] == \
       f'{BUCKET}/runs/kfp/serving_model/image_classifier'
   custom = json.loads(_constant_params(tasks['Trainer'])['custom_config'])
-  assert set(custom) == {'model', 'training', 'serving', 'export'}
+  assert set(custom) == {'model', 'training', 'serving', 'export', 'code_fingerprint',
+                         'weights_fingerprint'}
   assert 'label_vocabulary' not in text and 'cats' not in text and 'dogs' not in text
   # TFX's own ExampleGen driver fingerprints the input when the task runs (cache key).
   example_gen = spec['pipelineSpec']['deploymentSpec']['executors'][
