@@ -7,6 +7,7 @@ from typing import List, Optional
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
+from components.evaluator.baseline_check import Evaluator
 from components.pusher.atomic_pusher import AtomicPusher
 from components.inference.bulk_inferrer import BoundedBulkInferrer
 from components.report.evaluation_report import EvaluationReport
@@ -158,7 +159,7 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
       model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
   ).with_id('latest_blessed_model_resolver')
-  evaluator = tfx.components.Evaluator(
+  evaluator = Evaluator(  # tfx's, without a baseline of other classes or the candidate
       examples=example_gen.outputs['examples'],
       model=trainer.outputs['model'],
       baseline_model=model_resolver.outputs['model'],
