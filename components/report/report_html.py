@@ -232,6 +232,8 @@ def _misclassified_section(misclassified: Sequence[Prediction], class_names: Seq
   if not misclassified:
     return '<p>No misclassified images in the eval split.</p>'
   shown = list(misclassified[:grid_size])
+  if not shown:  # evaluation.report_misclassified: 0
+    return f'<p>{len(misclassified)} misclassified (none shown).</p>'
   rows = [[p.filename, class_name(class_names, p.label), class_name(class_names, p.predicted),
            f'{p.confidence:.4f}'] for p in shown]
   return (f'<p>{len(misclassified)} misclassified; the {len(shown)} most confident:</p>'
