@@ -12,7 +12,7 @@ import pytest
 from pipeline import local_runner
 from pipeline.configs import load_config
 from tests.conftest import tree_digest
-from tools import demo_data, run_summary as report
+from tools import component_results, demo_data, run_summary as report
 from tools.class_folder import load_class_folder
 from trainer.model import write_calibrated_weights
 
@@ -25,6 +25,14 @@ def _run(config):
   summary = report.latest_run_summary(config)
   with open(os.path.join(os.path.dirname(summary.evaluation_report), 'report.json')) as f:
     return summary, json.load(f)
+
+
+def _evaluator_line(config):
+  """The Evaluator's console line, from its newest output artifacts in ML Metadata."""
+  by_type, _ = report._latest_run_artifacts(report._store(config))  # pylint: disable=protected-access
+  return component_results.describe({
+      'blessing': [max(by_type['ModelBlessing'], key=lambda a: a.id)],
+      'evaluation': [max(by_type['ModelEvaluation'], key=lambda a: a.id)]})
 
 
 def _states(summary, components):
@@ -57,6 +65,7 @@ def test_reruns_keep_their_promises(tmp_path):
   text = report.format_summary(unchanged)
   assert 'unchanged, nothing pushed' in text and 'Baseline not used: it is the candidate' in text
   assert data_json['unchanged_as'] == first.pushed_path
+  assert 'baseline not used: it is the candidate itself' in _evaluator_line(config)
 
   # One class folder added, then two more: each rerun completes, is judged on the
   # absolute thresholds alone, and says why the last blessed model was not its baseline.
@@ -69,6 +78,7 @@ def test_reruns_keep_their_promises(tmp_path):
     assert summary.baseline_not_used == reason, summary.baseline_not_used
     assert data_json['baseline'] is None and data_json['baseline_not_used'] == reason
     assert f'Baseline not used: {reason}' in report.format_summary(summary)
+    assert f'; baseline not used: {reason}' in _evaluator_line(config)
     assert 'not used: classes changed from' in open(summary.evaluation_report).read()
     assert summary.blessed and summary.pushed_path
     assert summary.metrics['Overall']['example_count'] > 0
