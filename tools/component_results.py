@@ -83,10 +83,10 @@ def _trained(outputs: Artifacts) -> str:
 
 
 def _blessing(outputs: Artifacts) -> str:
+  from components.evaluator.baseline_check import BASELINE_NOT_USED  # pylint: disable=g-import-not-at-top
   from components.report.evaluation_report import load_decision  # pylint: disable=g-import-not-at-top
   [blessing] = outputs['blessing']
   [evaluation] = outputs['evaluation']
-  from components.evaluator.baseline_check import BASELINE_NOT_USED  # pylint: disable=g-import-not-at-top
   decision = load_decision(evaluation.uri, bool(_int(blessing, 'blessed')), None)
   if decision.blessed:
     text = 'blessed (passed all thresholds)'
@@ -97,10 +97,11 @@ def _blessing(outputs: Artifacts) -> str:
 
 
 def _pushed(outputs: Artifacts) -> str:
+  from components.pusher.atomic_pusher import UNCHANGED_AS  # pylint: disable=g-import-not-at-top
   [pushed] = outputs['pushed_model']
   if _int(pushed, 'pushed') == 1:
     return f'pushed to {_string(pushed, "pushed_destination")}'
-  unchanged = _string(pushed, 'unchanged_as')  # atomic_pusher.UNCHANGED_AS
+  unchanged = _string(pushed, UNCHANGED_AS)
   if unchanged:
     return f'unchanged, nothing pushed ({unchanged} holds the same model)'
   return 'nothing pushed (the model was not blessed)'
