@@ -97,11 +97,10 @@ def _blessing(outputs: Artifacts) -> str:
 
 
 def _pushed(outputs: Artifacts) -> str:
-  from components.pusher.atomic_pusher import UNCHANGED_AS  # pylint: disable=g-import-not-at-top
   [pushed] = outputs['pushed_model']
   if _int(pushed, 'pushed') == 1:
     return f'pushed to {_string(pushed, "pushed_destination")}'
-  unchanged = _string(pushed, UNCHANGED_AS)
+  unchanged = _string(pushed, 'unchanged_as')  # atomic_pusher.UNCHANGED_AS (no TFX import here)
   if unchanged:
     return f'unchanged, nothing pushed ({unchanged} holds the same model)'
   return 'nothing pushed (the model was not blessed)'
