@@ -17,7 +17,7 @@ import tempfile
 import pytest
 import yaml
 
-from pipeline import beam
+from pipeline import beam, fingerprints
 from kubeflow import runner
 from pipeline.configs import load_config
 
@@ -160,6 +160,18 @@ def test_cloud_paths_in_spec_and_no_class_names(compiled):
       'ImageFolderExampleGen_executor']['container']
   assert example_gen['lifecycle']['preCacheCheck']['command'][-1] == \
       'tfx.orchestration.kubeflow.v2.file_based_example_gen.driver'
+
+
+def test_evaluator_checks_its_baseline_and_the_trainer_key_sees_code_and_weights(compiled):
+  """The baseline check lives in the Evaluator's executor (the V2 compiler accepts only the
+  stock resolver strategies), and the fingerprints are compiled into the Trainer's key."""
+  _, spec, _ = compiled
+  executors = spec['pipelineSpec']['deploymentSpec']['executors']
+  assert 'components.evaluator.baseline_check.Executor' in json.dumps(
+      executors['Evaluator_executor'])
+  custom = json.loads(_constant_params(_tasks(spec)['Trainer'])['custom_config'])
+  assert custom['weights_fingerprint'] == 'none'
+  assert custom['code_fingerprint'] == fingerprints.code_fingerprint('trainer.task')
 
 
 def test_no_local_path_leaks(compiled):
