@@ -95,18 +95,23 @@ def code_fingerprint(module: str, root: Optional[str] = None) -> str:
 
 def weights_fingerprint(weights: str) -> str:
   """'imagenet' and 'none' as they are (Keras fixes the ImageNet file per version); a
-  local file: 'sha256:<hex>' of its content; a URI: 'size=<bytes> mtime=<ns>'. A URI
-  that cannot be read when the pipeline is built keeps its name only, and says so."""
+  local file: 'sha256:<hex>' of its content; a URI: 'size=<bytes> mtime=<ns>'. A file
+  that cannot be read when the pipeline is built (e.g. compiled for an image that holds
+  it) keeps its name only, and says so."""
   if weights in WEIGHTS_CHOICES:
     return weights
+  unreadable = f'{weights} (not readable when the pipeline was built)'
   if '://' not in weights:
     digest = hashlib.sha256()
-    with open(weights, 'rb') as f:
-      for chunk in iter(lambda: f.read(_CHUNK), b''):
-        digest.update(chunk)
+    try:  # a local run checks the file first (preflight); a compile may not have it
+      with open(weights, 'rb') as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b''):
+          digest.update(chunk)
+    except OSError:
+      return unreadable
     return f'sha256:{digest.hexdigest()}'
   try:
     stat = tf.io.gfile.stat(weights)
   except tf.errors.OpError:
-    return f'{weights} (not readable when the pipeline was built)'
+    return unreadable
   return f'size={stat.length} mtime={stat.mtime_nsec}'

@@ -72,6 +72,7 @@ def test_weights_fingerprint_is_the_content(tmp_path):
   with open(path, 'wb') as f:
     f.write(b'\x01' * 1000)
   assert fingerprints.weights_fingerprint(path) == first
+  assert 'not readable' in fingerprints.weights_fingerprint(str(tmp_path / 'missing.h5'))
   assert fingerprints.weights_fingerprint('none') == 'none'
   assert fingerprints.weights_fingerprint('imagenet') == 'imagenet'
 
