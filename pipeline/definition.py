@@ -37,7 +37,8 @@ def _example_gen(config: PipelineConfig) -> ImageFolderExampleGen:
       input_base=_absolute(data.path), eval_percent=data.eval_percent,
       num_shards=data.num_shards, max_skipped_fraction=data.max_skipped_fraction,
       max_image_pixels=data.max_image_pixels, max_image_bytes=data.max_image_bytes,
-      class_names=data.class_names)
+      class_names=data.class_names,
+      code_fingerprint=fingerprints.code_fingerprint(ImageFolderExampleGen.__module__))
 
 
 def _accuracy_threshold(min_value: Optional[float],

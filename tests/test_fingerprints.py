@@ -87,12 +87,16 @@ def test_weights_fingerprint_of_a_uri_is_size_and_time():
 
 def _custom_configs(config):
   pipeline = definition.create_pipeline(config)
-  return {c.id: json.loads(c.exec_properties['custom_config'])
-          for c in pipeline.components if c.id in ('Transform', 'Tuner', 'Trainer')}
+  configs = {c.id: json.loads(c.exec_properties['custom_config'])
+             for c in pipeline.components if c.id in ('Transform', 'Tuner', 'Trainer')}
+  [example_gen] = [c for c in pipeline.components if c.id == 'ImageFolderExampleGen']
+  configs['ImageFolderExampleGen'] = json.loads(json.loads(
+      example_gen.exec_properties['custom_config'])['custom_config']['value'])
+  return configs
 
 
 def _copy_sources(root):
-  for package in ('contract', 'console', 'trainer'):
+  for package in ('contract', 'console', 'trainer', 'components'):
     shutil.copytree(os.path.join(fingerprints.SOURCE_ROOT, package), os.path.join(root, package),
                     ignore=shutil.ignore_patterns('__pycache__'))
 
@@ -111,12 +115,22 @@ def test_pipeline_puts_code_and_weights_into_the_cache_keys(tmp_path, monkeypatc
   monkeypatch.setattr(fingerprints, 'SOURCE_ROOT', root)
   before = _custom_configs(config)
   assert 'weights_fingerprint' not in before['Transform']
+  assert before['ImageFolderExampleGen']['code_fingerprint']
+
+  with open(os.path.join(root, 'components', 'example_gen', 'image_ingest.py'), 'a') as f:
+    f.write('\n# a fix to the image reader\n')
+  after_ingest_fix = _custom_configs(config)
+  assert (after_ingest_fix['ImageFolderExampleGen']['code_fingerprint'] !=
+          before['ImageFolderExampleGen']['code_fingerprint'])
+  assert {k: after_ingest_fix[k] for k in ('Transform', 'Trainer', 'Tuner')} == {
+      k: before[k] for k in ('Transform', 'Trainer', 'Tuner')}
   assert before['Trainer']['weights_fingerprint'] == before['Tuner']['weights_fingerprint']
 
   with open(os.path.join(root, 'trainer', 'task.py'), 'a') as f:
     f.write('\n# an edit of the training code\n')
   after_task_edit = _custom_configs(config)
   assert after_task_edit['Transform'] == before['Transform']
+  assert after_task_edit['ImageFolderExampleGen'] == after_ingest_fix['ImageFolderExampleGen']
   assert after_task_edit['Trainer']['code_fingerprint'] != before['Trainer']['code_fingerprint']
   assert after_task_edit['Tuner']['code_fingerprint'] != before['Tuner']['code_fingerprint']
 
