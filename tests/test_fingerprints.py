@@ -151,3 +151,12 @@ def test_pipeline_puts_code_and_weights_into_the_cache_keys(tmp_path, monkeypatc
     assert (after_weights[component]['code_fingerprint'] ==
             after_resize_fix[component]['code_fingerprint'])
   assert _custom_configs(config) == after_weights  # nothing changed: the same keys
+
+
+def test_example_gen_executor_reads_its_options_beside_the_fingerprint(tmp_path):
+  from components.example_gen import image_folder_example_gen as example_gen  # pylint: disable=g-import-not-at-top
+  config = load_config(overrides={'data.path': str(tmp_path), 'data.eval_percent': 30})
+  [component] = [c for c in definition.create_pipeline(config).components
+                 if c.id == 'ImageFolderExampleGen']
+  options = example_gen.unpack_ingest_options(component.exec_properties)
+  assert options.eval_percent == 30
