@@ -41,3 +41,9 @@ def test_the_candidate_itself_and_a_model_without_classes_are_refused(tmp_path):
   assert 'the candidate itself' in baseline_check.baseline_refusal(model, model)
   unknown = _model(tmp_path, 'unknown', 2, None)
   assert 'records no class names' in baseline_check.baseline_refusal(model, unknown)
+
+
+def test_artifacts_without_ids_are_told_apart_by_uri(tmp_path):
+  old = _model(tmp_path, 'old', 0, ['cats', 'dogs'])
+  new = _model(tmp_path, 'new', 0, ['cats', 'dogs'])
+  assert baseline_check.baseline_refusal(new, old) is None

@@ -44,7 +44,8 @@ def model_classes(model: types.Artifact) -> List[str]:
 
 def baseline_refusal(candidate: types.Artifact, baseline: types.Artifact) -> Optional[str]:
   """Why `baseline` must not be compared with `candidate`; None when it may."""
-  if baseline.id == candidate.id or baseline.uri == candidate.uri:
+  # Ids may be unset (0) where an orchestrator passes artifacts without them (Kubeflow V2).
+  if baseline.uri == candidate.uri or (baseline.id and baseline.id == candidate.id):
     return ('it is the candidate itself (the Trainer reused its model from the cache), '
             'so only the absolute thresholds apply')
   old, new = model_classes(baseline), model_classes(candidate)
