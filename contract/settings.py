@@ -108,6 +108,9 @@ class TuningConfig:
   trials: int = 10
   algorithm: str = 'random'  # 'random' or 'bayesian' (keras-tuner's oracles)
   epochs: int = 0  # epochs per trial; 0 = training.epochs
+  # Trials are scored on this share of the train split (chosen by a hash of each image's
+  # pixels), never on the eval split that the Evaluator blesses on.
+  validation_percent: int = 20
   # The space: choices, or [min, max] ranges (learning rate sampled on a log scale).
   dense_units: List[int] = dataclasses.field(default_factory=lambda: [256, 512, 1024])
   dropout: List[float] = dataclasses.field(default_factory=lambda: [0.0, 0.5])

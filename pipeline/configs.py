@@ -205,6 +205,8 @@ class PipelineConfig:
     _check(tuning.algorithm in TUNING_ALGORITHMS, 'tuning.algorithm',
            ' or '.join(map(repr, TUNING_ALGORITHMS)))
     _check(tuning.epochs >= 0, 'tuning.epochs', 'an integer >= 0 (0 = training.epochs)')
+    _check(0 < tuning.validation_percent < 100, 'tuning.validation_percent',
+           'an integer between 1 and 99 (the share of the train split that scores trials)')
     _check(tuning.dense_units and min(tuning.dense_units) >= 1, 'tuning.dense_units',
            'a list of integers >= 1')
     _check(len(tuning.dropout) == 2 and 0 <= tuning.dropout[0] <= tuning.dropout[1] < 1,

@@ -7,7 +7,7 @@ from typing import List, Optional
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
-from components.evaluator import class_coverage
+from components.evaluator import baseline_check, class_coverage
 from components.pusher.atomic_pusher import AtomicPusher
 from components.inference.bulk_inferrer import BoundedBulkInferrer
 from components.report.evaluation_report import EvaluationReport
@@ -16,7 +16,7 @@ from components.inference.inference_table import InferenceTable
 from components.example_gen.unlabeled_images import UnlabeledImageExampleGen
 from contract.features import CLASS_NAME_KEY, EXAMPLES_NUMERIC_SIGNATURE, LABEL_KEY
 from contract.settings import trainer_custom_config
-from pipeline import beam
+from pipeline import beam, fingerprints
 from pipeline.configs import EvaluationConfig, PipelineConfig
 
 PREPROCESSING_FN = 'trainer.preprocessing.preprocessing_fn'
@@ -37,7 +37,8 @@ def _example_gen(config: PipelineConfig) -> ImageFolderExampleGen:
       input_base=_absolute(data.path), eval_percent=data.eval_percent,
       num_shards=data.num_shards, max_skipped_fraction=data.max_skipped_fraction,
       max_image_pixels=data.max_image_pixels, max_image_bytes=data.max_image_bytes,
-      class_names=data.class_names, max_image_side=config.max_stored_side)
+      class_names=data.class_names, max_image_side=config.max_stored_side,
+      code_fingerprint=fingerprints.code_fingerprint(ImageFolderExampleGen.__module__))
 
 
 def _accuracy_threshold(min_value: Optional[float],
@@ -91,6 +92,15 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
                            aggregate=tfma.AggregationOptions(micro_average=True))])
 
 
+def code_and_weights(module: str, config: PipelineConfig, weights: bool = True) -> dict:
+  """custom_config entries that put `module`'s source (and the weights file's content)
+  into the component's cache key (pipeline/fingerprints.py)."""
+  keys = {'code_fingerprint': fingerprints.code_fingerprint(module)}
+  if weights:
+    keys['weights_fingerprint'] = fingerprints.weights_fingerprint(config.model.weights)
+  return keys
+
+
 def batch_inference(config: PipelineConfig, model, blessing) -> list:
   """Unlabeled images of `inference.data` -> BulkInferrer (only if `blessing` says
   blessed) -> InferenceTable (predictions.csv, the format of `transfer-pipeline predict`)."""
@@ -123,7 +133,8 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
   transform = tfx.components.Transform(
       examples=example_gen.outputs['examples'], schema=schema_gen.outputs['schema'],
       preprocessing_fn=PREPROCESSING_FN,
-      custom_config={'image_size': config.model.image_size},
+      custom_config={'image_size': config.model.image_size,
+                     **code_and_weights(PREPROCESSING_FN.rsplit('.', 1)[0], config, weights=False)},
       # Pre-transform statistics repeat StatisticsGen's; post-transform ones would only
       # describe opaque pixel strings. Skipping both saves ~20% of Transform's time.
       disable_statistics=True)
@@ -133,7 +144,8 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
       tuner_fn=TUNER_FN, examples=transform.outputs['transformed_examples'],
       transform_graph=transform.outputs['transform_graph'], schema=schema_gen.outputs['schema'],
       train_args=tfx.proto.TrainArgs(), eval_args=tfx.proto.EvalArgs(),
-      custom_config={**custom_config, 'tuning': dataclasses.asdict(config.tuning)})
+      custom_config={**custom_config, 'tuning': dataclasses.asdict(config.tuning),
+                     **code_and_weights(TUNER_FN.rsplit('.', 1)[0], config)})
            if config.tuning.enabled else None)
   trainer = tfx.components.Trainer(
       run_fn=RUN_FN,
@@ -143,14 +155,15 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
       hyperparameters=tuner.outputs['best_hyperparameters'] if tuner else None,
       train_args=tfx.proto.TrainArgs(),  # epochs come from custom_config
       eval_args=tfx.proto.EvalArgs(),
-      custom_config=custom_config)
+      custom_config={**custom_config, **code_and_weights(RUN_FN.rsplit('.', 1)[0], config)})
   model_resolver = tfx.dsl.Resolver(
       strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
       model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
   ).with_id('latest_blessed_model_resolver')
-  # Not blessed while a class has no eval example, unless the config allows it.
-  evaluator_class = (tfx.components.Evaluator if config.evaluation.allow_classes_without_eval
+  # TFX's Evaluator without a baseline of other classes or the candidate itself, and
+  # not blessing while a class has no eval example, unless the config allows it.
+  evaluator_class = (baseline_check.Evaluator if config.evaluation.allow_classes_without_eval
                      else class_coverage.Evaluator)
   evaluator = evaluator_class(
       examples=example_gen.outputs['examples'],

@@ -39,6 +39,9 @@ def test_pushed_or_not(tmp_path):
   assert component_results.describe(pushed) == 'pushed to /serving/m/17'
   assert component_results.describe({'pushed_model': [_artifact(pushed=0)]}).startswith(
       'nothing pushed')
+  unchanged = {'pushed_model': [_artifact(pushed=0, unchanged_as='/serving/m/17')]}
+  assert component_results.describe(unchanged) == (
+      'unchanged, nothing pushed (/serving/m/17 holds the same model)')
 
 
 def test_transformed_bytes_and_unreadable_results(tmp_path):

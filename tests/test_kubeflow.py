@@ -17,7 +17,7 @@ import tempfile
 import pytest
 import yaml
 
-from pipeline import beam
+from pipeline import beam, fingerprints
 from kubeflow import preflight as kfp_preflight
 from kubeflow import runner
 from tools import cli
@@ -154,13 +154,26 @@ def test_cloud_paths_in_spec_and_no_class_names(compiled):
   assert push['filesystem']['base_directory'] == \
       f'{BUCKET}/runs/kfp/serving_model/image_classifier'
   custom = json.loads(_constant_params(tasks['Trainer'])['custom_config'])
-  assert set(custom) == {'model', 'training', 'serving', 'export'}
+  assert set(custom) == {'model', 'training', 'serving', 'export', 'code_fingerprint',
+                         'weights_fingerprint'}
   assert 'label_vocabulary' not in text and 'cats' not in text and 'dogs' not in text
   # TFX's own ExampleGen driver fingerprints the input when the task runs (cache key).
   example_gen = spec['pipelineSpec']['deploymentSpec']['executors'][
       'ImageFolderExampleGen_executor']['container']
   assert example_gen['lifecycle']['preCacheCheck']['command'][-1] == \
       'tfx.orchestration.kubeflow.v2.file_based_example_gen.driver'
+
+
+def test_evaluator_checks_its_baseline_and_the_trainer_key_sees_code_and_weights(compiled):
+  """The baseline check lives in the Evaluator's executor (the V2 compiler accepts only the
+  stock resolver strategies), and the fingerprints are compiled into the Trainer's key."""
+  _, spec, _ = compiled
+  executors = spec['pipelineSpec']['deploymentSpec']['executors']
+  assert 'components.evaluator.baseline_check.Executor' in json.dumps(
+      executors['Evaluator_executor'])
+  custom = json.loads(_constant_params(_tasks(spec)['Trainer'])['custom_config'])
+  assert custom['weights_fingerprint'] == 'none'
+  assert custom['code_fingerprint'] == fingerprints.code_fingerprint('trainer.task')
 
 
 def test_no_local_path_leaks(compiled):

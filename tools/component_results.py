@@ -87,19 +87,26 @@ def _trained(outputs: Artifacts) -> str:
 
 
 def _blessing(outputs: Artifacts) -> str:
+  from components.evaluator.baseline_check import BASELINE_NOT_USED  # pylint: disable=g-import-not-at-top
   from components.report.evaluation_report import load_decision  # pylint: disable=g-import-not-at-top
   [blessing] = outputs['blessing']
   [evaluation] = outputs['evaluation']
   decision = load_decision(evaluation.uri, bool(_int(blessing, 'blessed')), None)
   if decision.blessed:
-    return 'blessed (passed all thresholds)'
-  return 'not blessed: ' + ('; '.join(decision.failures) or 'no threshold passed')
+    text = 'blessed (passed all thresholds)'
+  else:
+    text = 'not blessed: ' + ('; '.join(decision.failures) or 'no threshold passed')
+  not_used = _string(blessing, BASELINE_NOT_USED)
+  return text + (f'; baseline not used: {not_used}' if not_used else '')
 
 
 def _pushed(outputs: Artifacts) -> str:
   [pushed] = outputs['pushed_model']
   if _int(pushed, 'pushed') == 1:
     return f'pushed to {_string(pushed, "pushed_destination")}'
+  unchanged = _string(pushed, 'unchanged_as')  # atomic_pusher.UNCHANGED_AS (no TFX import here)
+  if unchanged:
+    return f'unchanged, nothing pushed ({unchanged} holds the same model)'
   return 'nothing pushed (the model was not blessed)'
 
 

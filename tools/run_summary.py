@@ -8,6 +8,8 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
+from components.evaluator.baseline_check import BASELINE_NOT_USED
+from components.pusher.atomic_pusher import UNCHANGED_AS
 from components.report import evaluation_report, tfma_results
 from components.report.evaluation_report import HTML_FILE, ModelReport
 from components.inference.inference_table import CSV_FILE, PredictionTable
@@ -27,6 +29,8 @@ class RunSummary:
   inference: Optional[str] = None  # batch inference: where predictions.csv is, or why none
   tflite: Optional[str] = None  # model.tflite of the pushed version: size and agreement
   tuning: Optional[str] = None  # the Tuner's trials and the chosen one
+  baseline_not_used: Optional[str] = None  # why the last blessed model was not compared
+  unchanged_as: Optional[str] = None  # blessed, not pushed: this version holds the same model
 
 
 def _store(config: PipelineConfig) -> metadata_store.MetadataStore:
@@ -80,6 +84,8 @@ def latest_run_summary(config: PipelineConfig) -> RunSummary:
   pushed_path = None
   if pushed and pushed.custom_properties['pushed'].int_value == 1:
     pushed_path = pushed.custom_properties['pushed_destination'].string_value
+  unchanged_as = _custom_string(pushed, UNCHANGED_AS)
+  not_used = _custom_string(_newest(by_type.get('ModelBlessing', [])), BASELINE_NOT_USED)
   model_run = _newest(by_type.get('ModelRun', []))
   curves = os.path.join(model_run.uri, 'training_curves.png') if model_run else None
   report = _newest(by_type.get(ModelReport.TYPE_NAME, []))
@@ -88,8 +94,15 @@ def latest_run_summary(config: PipelineConfig) -> RunSummary:
                     curves if curves and os.path.exists(curves) else None, executions,
                     report_html if report_html and os.path.exists(report_html) else None,
                     _inference_line(_newest(by_type.get(PredictionTable.TYPE_NAME, []))),
-                    _tflite_line(pushed_path),
-                    _tuning_line(_newest(by_type.get('TunerResults', []))))
+                    _tflite_line(pushed_path or unchanged_as),
+                    _tuning_line(_newest(by_type.get('TunerResults', []))), not_used,
+                    unchanged_as)
+
+
+def _custom_string(artifact, name: str) -> Optional[str]:
+  if artifact is None or name not in artifact.custom_properties:
+    return None
+  return artifact.custom_properties[name].string_value or None
 
 
 def _tuning_line(tuner_results) -> Optional[str]:
@@ -132,7 +145,13 @@ def format_summary(summary: RunSummary) -> str:
     lines.append('Blessed: yes (passed all thresholds)')
   else:
     lines.append('Blessed: no' + (': ' + '; '.join(summary.failures) if summary.failures else ''))
-  lines.append(f'Pushed model: {summary.pushed_path or "nothing pushed"}')
+  if summary.baseline_not_used:
+    lines.append(f'Baseline not used: {summary.baseline_not_used}')
+  if summary.unchanged_as:
+    lines.append(f'Pushed model: unchanged, nothing pushed ({summary.unchanged_as} holds the '
+                 'same model)')
+  else:
+    lines.append(f'Pushed model: {summary.pushed_path or "nothing pushed"}')
   if summary.training_curves:
     lines.append(f'Training curves: {summary.training_curves}')
   if summary.evaluation_report:

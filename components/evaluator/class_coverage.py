@@ -3,10 +3,10 @@ has no eval example.
 
 TFMA checks the slices it sees, and a class absent from the eval split has no slice: its
 accuracy was never measured, yet every threshold passes. This executor runs TFX's
-Evaluator, then reads the ingest summary ExampleGen wrote beside the examples; for each
+Evaluator (with `baseline_check`'s baseline rule), then reads the ingest summary ExampleGen wrote beside the examples; for each
 class with no eval example it records a failure (`UNEVALUATED_FILE` in the evaluation
 output, which the report and the run summary read) and withholds the blessing. The
-pipeline uses TFX's own Evaluator instead when `evaluation.allow_classes_without_eval`
+pipeline uses `baseline_check.Evaluator` alone when `evaluation.allow_classes_without_eval`
 is true.
 """
 
@@ -18,12 +18,12 @@ from typing import Any, Dict, List
 import tensorflow as tf
 from tfx import types
 from tfx.components.evaluator import constants
-from tfx.components.evaluator import executor as evaluator_executor
 from tfx.dsl.components.base import executor_spec
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils
 from tfx import v1 as tfx
 
+from components.evaluator import baseline_check
 from components.example_gen.ingest_summary import SUMMARY_FILE, load_summary
 
 UNEVALUATED_FILE = 'unevaluated_classes.json'
@@ -63,8 +63,9 @@ def _withhold_blessing(blessing: types.Artifact) -> None:
                                    constants.NOT_BLESSED_VALUE)
 
 
-class Executor(evaluator_executor.Executor):
-  """TFX's Evaluator executor; then no blessing while a class has no eval example."""
+class Executor(baseline_check.Executor):
+  """The baseline-checked Evaluator executor; then no blessing while a class has no eval
+  example."""
 
   def Do(self, input_dict: Dict[str, List[types.Artifact]],
          output_dict: Dict[str, List[types.Artifact]],
@@ -85,6 +86,6 @@ class Executor(evaluator_executor.Executor):
 
 
 class Evaluator(tfx.components.Evaluator):
-  """`tfx.components.Evaluator` whose executor refuses to bless a model with a class that
-  has no eval example (same inputs, outputs and id)."""
+  """`baseline_check.Evaluator` that also refuses to bless a model with a class that has
+  no eval example (same inputs, outputs and id)."""
   EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)

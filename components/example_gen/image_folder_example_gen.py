@@ -74,17 +74,27 @@ def describe_examples(examples: types.Artifact, split_names: List[str]) -> None:
   examples_utils.set_file_format(examples, 'tfrecords_gzip')
 
 
-def pack_ingest_options(options: IngestOptions) -> example_gen_pb2.CustomConfig:
-  """`options` as an ExampleGen's `custom_config` (JSON in a StringValue)."""
+# custom_config key of the ingestion code's fingerprint (pipeline/fingerprints.py): only
+# there to make the cache key see the code.
+CODE_FINGERPRINT = 'code_fingerprint'
+
+
+def pack_ingest_options(options: IngestOptions,
+                        code_fingerprint: str = '') -> example_gen_pb2.CustomConfig:
+  """`options` (and the code's fingerprint) as an ExampleGen's `custom_config` (JSON in a
+  StringValue)."""
+  values = dataclasses.asdict(options)
+  if code_fingerprint:
+    values[CODE_FINGERPRINT] = code_fingerprint
   custom_config = example_gen_pb2.CustomConfig()
-  custom_config.custom_config.Pack(
-      wrappers_pb2.StringValue(value=json.dumps(dataclasses.asdict(options))))
+  custom_config.custom_config.Pack(wrappers_pb2.StringValue(value=json.dumps(values)))
   return custom_config
 
 
 def unpack_ingest_options(exec_properties: Dict[str, Any]) -> IngestOptions:
   """The IngestOptions that `pack_ingest_options` put in the `custom_config`."""
   values = json.loads(unpack_custom_config(exec_properties, wrappers_pb2.StringValue()).value)
+  values.pop(CODE_FINGERPRINT, None)
   values['class_names'] = tuple(values.get('class_names', ()))
   return IngestOptions(**values)
 
@@ -134,7 +144,7 @@ class ImageFolderExampleGen(FileBasedExampleGen):
   def __init__(self, input_base: str, eval_percent: int, num_shards: int,
                max_skipped_fraction: float, max_image_pixels: int, max_image_bytes: int,
                class_names: Optional[Sequence[str]] = None,
-               max_image_side: int = IngestOptions.max_image_side):
+               max_image_side: int = IngestOptions.max_image_side, code_fingerprint: str = ''):
     options = IngestOptions(
         eval_percent=eval_percent, num_shards=num_shards,
         max_skipped_fraction=max_skipped_fraction, max_image_pixels=max_image_pixels,
@@ -149,4 +159,4 @@ class ImageFolderExampleGen(FileBasedExampleGen):
         output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
             example_gen_pb2.SplitConfig.Split(name='train', hash_buckets=100 - eval_percent),
             example_gen_pb2.SplitConfig.Split(name='eval', hash_buckets=eval_percent)])),
-        custom_config=pack_ingest_options(options))
+        custom_config=pack_ingest_options(options, code_fingerprint))

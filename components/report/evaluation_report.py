@@ -20,6 +20,8 @@ from tfx import v1 as tfx
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
+from components.evaluator.baseline_check import BASELINE_NOT_USED
+from components.pusher.atomic_pusher import UNCHANGED_AS
 from components.report import report_html
 from components.report.tfma_results import load_confusion_matrix, load_decision, load_metrics
 from components.example_gen.ingest_summary import VOCABULARY_FILE
@@ -219,6 +221,10 @@ def EvaluationReport(
   decision = load_decision(evaluation.uri, *_blessing_info(blessing))
   if pushed_model.has_custom_property('pushed_destination'):
     decision.pushed_to = pushed_model.get_string_custom_property('pushed_destination')
+  if pushed_model.has_custom_property(UNCHANGED_AS):
+    decision.unchanged_as = pushed_model.get_string_custom_property(UNCHANGED_AS)
+  if blessing.has_custom_property(BASELINE_NOT_USED):
+    decision.baseline_not_used = blessing.get_string_custom_property(BASELINE_NOT_USED)
   metrics = load_metrics(evaluation.uri)
   tflite = tflite_export.read_check(model_dir)
   extra = [('TFLite export', f'<p>{html.escape(tflite["file"])}: '

@@ -46,6 +46,8 @@ class Decision:
   failures: List[str]    # the ones that failed (empty when blessed)
   baseline: Optional[str]  # the last blessed model compared against, if any
   pushed_to: Optional[str] = None  # the serving version the Pusher wrote, if it pushed
+  baseline_not_used: Optional[str] = None  # why the last blessed model was not compared
+  unchanged_as: Optional[str] = None  # not pushed: this serving version is the same model
 
 
 def confusion_matrix(labels: Sequence[int], predicted: Sequence[int],
@@ -150,6 +152,8 @@ def report_json(matrix: np.ndarray, class_names: Sequence[str],
       'failures': decision.failures,
       'baseline': decision.baseline,
       'pushed_to': decision.pushed_to,
+      'baseline_not_used': decision.baseline_not_used,
+      'unchanged_as': decision.unchanged_as,
       'metrics': metrics,
   }
 
@@ -203,6 +207,9 @@ def trials_table(trials: Sequence[Dict], chosen_id: Optional[str]) -> str:
 
 def _decision_section(decision: Decision) -> str:
   pushed = f' Pushed to {html.escape(decision.pushed_to)}.' if decision.pushed_to else ''
+  if decision.unchanged_as:
+    pushed = (f' Unchanged, nothing pushed: {html.escape(decision.unchanged_as)} holds the '
+              'same model.')
   verdict = (f'<p class="ok">Blessed: yes, the model passed every threshold.{pushed}</p>'
              if decision.blessed else
              '<p class="bad">Blessed: no, the Pusher did not push this model.</p>')
@@ -210,6 +217,9 @@ def _decision_section(decision: Decision) -> str:
   failures = ''.join(f'<li>{html.escape(f)}</li>' for f in decision.failures)
   baseline = html.escape(decision.baseline or 'none (no blessed model yet: '
                          'thresholds relative to a baseline were not checked)')
+  if decision.baseline_not_used:
+    baseline = html.escape(f'not used: {decision.baseline_not_used} (thresholds relative '
+                           'to a baseline were not checked)')
   parts = [verdict, f'<p>Thresholds checked:</p><ul>{items or "<li>none</li>"}</ul>',
            f'<p>Baseline model: {baseline}</p>']
   if failures:
@@ -222,6 +232,8 @@ def _misclassified_section(misclassified: Sequence[Prediction], class_names: Seq
   if not misclassified:
     return '<p>No misclassified images in the eval split.</p>'
   shown = list(misclassified[:grid_size])
+  if not shown:  # evaluation.report_misclassified: 0
+    return f'<p>{len(misclassified)} misclassified (none shown).</p>'
   rows = [[p.filename, class_name(class_names, p.label), class_name(class_names, p.predicted),
            f'{p.confidence:.4f}'] for p in shown]
   return (f'<p>{len(misclassified)} misclassified; the {len(shown)} most confident:</p>'
