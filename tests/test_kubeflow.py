@@ -17,6 +17,7 @@ import tempfile
 import pytest
 import yaml
 
+from components.evaluator import baseline_check, class_coverage
 from pipeline import beam, fingerprints
 from kubeflow import preflight as kfp_preflight
 from kubeflow import runner
@@ -169,10 +170,12 @@ def test_evaluator_checks_its_baseline_and_the_trainer_key_sees_code_and_weights
   stock resolver strategies), and the fingerprints are compiled into the Trainer's key."""
   _, spec, _ = compiled
   executors = spec['pipelineSpec']['deploymentSpec']['executors']
-  assert 'components.evaluator.baseline_check.Executor' in json.dumps(
+  # The class coverage rule's executor, which runs the baseline check's.
+  assert 'components.evaluator.class_coverage.Executor' in json.dumps(
       executors['Evaluator_executor'])
+  assert issubclass(class_coverage.Executor, baseline_check.Executor)
   custom = json.loads(_constant_params(_tasks(spec)['Trainer'])['custom_config'])
-  assert custom['weights_fingerprint'] == 'none'
+  assert custom['weights_fingerprint'] == 'imagenet'  # the default: named, not hashed
   assert custom['code_fingerprint'] == fingerprints.code_fingerprint('trainer.task')
 
 
@@ -222,7 +225,7 @@ def test_compile_kubeflow_keeps_the_run_options_in_the_spec(tmp_path, capsys):
   assert custom['training']['batch_size'] == 8
   transform = json.loads(_constant_params(_tasks(json.loads(out.read_text()))['Transform'])[
       'custom_config'])
-  assert transform == {'image_size': 96}
+  assert transform['image_size'] == 96
   captured = capsys.readouterr()
   assert captured.err.startswith(
       'warning: image transfer-pipeline:0.1.0 names no registry'), captured.err
