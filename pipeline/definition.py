@@ -184,6 +184,7 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
       evaluation=evaluator.outputs['evaluation'], blessing=evaluator.outputs['blessing'],
       model_run=trainer.outputs['model_run'], pushed_model=pusher.outputs['pushed_model'],
       tuner_results=tuner.outputs['tuner_results'] if tuner else None,
+      infra_blessing=canary.outputs['blessing'],
       max_misclassified=config.evaluation.report_misclassified)
   inference = (batch_inference(config, trainer.outputs['model'], evaluator.outputs['blessing'])
                if config.inference.data else [])

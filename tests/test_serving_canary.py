@@ -136,15 +136,19 @@ def test_pushed_version_holds_warmup_requests_that_replay(passed, model_dir, tmp
   assert parsed[serving_config.BATCHING_CONFIG].max_batch_size.value == 8
 
 
-def test_signatures_that_refuse_the_requests_fail_and_nothing_is_pushed(
+def test_signatures_that_refuse_the_requests_and_a_slow_load_fail_and_nothing_is_pushed(
     example_files, tmp_path):
   # Exported with serving.max_batch 2: the warmup requests (one example each) load, but
-  # every signature refuses the canary's 4 examples and its timed batch of 8.
+  # every signature refuses the canary's 4 examples and its timed batch of 8; and a
+  # load time limit no model can meet.
   small = export_tiny_model(str(tmp_path / 'small'), serving=ServingConfig(max_batch=2))
   output = str(tmp_path / 'blessing')
   result = serving_canary.run_canary(small, example_files, output, 'image_classifier',
-                                     CanaryLimits(**FAST))
+                                     CanaryLimits(**FAST, max_load_seconds=0.001))
   assert not result.blessed
+  assert result.failures[0].startswith('load time ')
+  assert result.failures[0].endswith('> canary.max_load_seconds=0.001')
+  assert len(result.failures) == 1 + 6 + 1  # load, 3 signatures x 2 formats, timed batch
   for name in ('examples_numeric', 'serving_default', 'serving_image_bytes'):
     for fmt in ('REST', 'gRPC'):
       [failure] = [f for f in result.failures if f.startswith(f'{name} ({fmt}) did not answer')]
@@ -156,15 +160,6 @@ def test_signatures_that_refuse_the_requests_fail_and_nothing_is_pushed(
   assert pushed.get_int_custom_property('pushed') == 0
   assert not os.path.exists(base)
   assert os.path.exists(os.path.join(output, 'INFRA_NOT_BLESSED'))
-
-
-def test_a_load_time_limit_it_cannot_meet_fails(model_dir, example_files, tmp_path):
-  limits = CanaryLimits(**FAST, max_load_seconds=0.001)
-  result = serving_canary.run_canary(model_dir, example_files, str(tmp_path), 'm', limits)
-  assert not result.blessed
-  assert len(result.failures) == 1
-  assert result.failures[0].startswith('load time ')
-  assert result.failures[0].endswith('> canary.max_load_seconds=0.001')
 
 
 def test_a_memory_limit_it_cannot_meet_stops_the_process(model_dir, example_files, tmp_path):

@@ -27,6 +27,7 @@ class RunSummary:
   inference: Optional[str] = None  # batch inference: where predictions.csv is, or why none
   tflite: Optional[str] = None  # model.tflite of the pushed version: size and agreement
   tuning: Optional[str] = None  # the Tuner's trials and the chosen one
+  canary: Optional[str] = None  # the serving canary's result (checks passed or failed)
 
 
 def _store(config: PipelineConfig) -> metadata_store.MetadataStore:
@@ -84,12 +85,15 @@ def latest_run_summary(config: PipelineConfig) -> RunSummary:
   curves = os.path.join(model_run.uri, 'training_curves.png') if model_run else None
   report = _newest(by_type.get(ModelReport.TYPE_NAME, []))
   report_html = os.path.join(report.uri, HTML_FILE) if report else None
+  canary = _newest(by_type.get('InfraBlessing', []))
   return RunSummary(metrics, blessed, failures, pushed_path,
                     curves if curves and os.path.exists(curves) else None, executions,
                     report_html if report_html and os.path.exists(report_html) else None,
                     _inference_line(_newest(by_type.get(PredictionTable.TYPE_NAME, []))),
                     _tflite_line(pushed_path),
-                    _tuning_line(_newest(by_type.get('TunerResults', []))))
+                    _tuning_line(_newest(by_type.get('TunerResults', []))),
+                    canary.custom_properties['canary'].string_value
+                    if canary and 'canary' in canary.custom_properties else None)
 
 
 def _tuning_line(tuner_results) -> Optional[str]:
@@ -132,6 +136,8 @@ def format_summary(summary: RunSummary) -> str:
     lines.append('Blessed: yes (passed all thresholds)')
   else:
     lines.append('Blessed: no' + (': ' + '; '.join(summary.failures) if summary.failures else ''))
+  if summary.canary:
+    lines.append(f'Serving canary: {summary.canary}')
   lines.append(f'Pushed model: {summary.pushed_path or "nothing pushed"}')
   if summary.training_curves:
     lines.append(f'Training curves: {summary.training_curves}')

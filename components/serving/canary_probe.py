@@ -29,8 +29,8 @@ PROBABILITIES = 'probabilities'
 
 
 def _one_line(error: BaseException) -> str:
-  text = str(getattr(error, 'message', '') or error).strip().splitlines()
-  return f'{type(error).__name__}: {text[0] if text else ""}'
+  message = getattr(error, 'message', '') or str(error)
+  return f'{type(error).__name__}: {serving_requests.error_line(message)}'
 
 
 def _json_value(value: Any) -> Any:

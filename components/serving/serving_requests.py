@@ -23,6 +23,18 @@ EXAMPLES_INPUT = 'examples'
 IMAGE_BYTES_INPUT = 'image_bytes'
 
 
+# Lines of a TensorFlow error message that say where, not what.
+_WHERE_LINES = ('Graph execution error', 'Detected at node', '<stack traces', '[[', 'File "')
+
+
+def error_line(message: str) -> str:
+  """The line of a (TensorFlow or TF Serving) error message that says what went wrong,
+  e.g. `assertion failed: [Refused: more than serving.max_batch=2 images in one request]`."""
+  lines = [line.strip() for line in str(message).splitlines()]
+  useful = [line for line in lines if line and not line.startswith(_WHERE_LINES)]
+  return useful[0] if useful else (lines[0] if lines else '')
+
+
 def image_bytes_of(serialized_examples: Sequence[bytes]) -> List[bytes]:
   """The encoded image of each raw tf.Example."""
   images = []
