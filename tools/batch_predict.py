@@ -12,7 +12,7 @@ import dataclasses
 import os
 import sys
 import time
-from typing import Counter, Iterable, Iterator, List, Optional, Sequence
+from typing import Callable, Counter, Iterable, Iterator, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -136,13 +136,15 @@ def _open_output(output: Optional[str]):
 
 
 def command(model: str, inputs: Sequence[str], output: Optional[str],
-            batch_size: int = DEFAULT_BATCH_SIZE, max_pixels: Optional[int] = None) -> int:
-  """`transfer-pipeline predict`: rows to `output` (or stdout), progress and summary to stderr."""
+            batch_size: int = DEFAULT_BATCH_SIZE, max_pixels: Optional[int] = None,
+            connect: Optional[Callable[[], object]] = None) -> int:
+  """`transfer-pipeline predict`: rows to `output` (or stdout), progress and summary to
+  stderr. `connect` returns another classifier than `model`'s (`tools.serving_client`)."""
   max_pixels = max_pixels or DataConfig.max_image_pixels
   if batch_size < 1:
     raise ConfigError('--batch-size: expected an integer >= 1.')
   try:
-    classifier = load_classifier(model)
+    classifier = connect() if connect else load_classifier(model)
   except (FileNotFoundError, ValueError) as e:
     raise ConfigError(f'--model: {e}') from e
   print(f'Model: {classifier.source} '
