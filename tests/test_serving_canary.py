@@ -160,6 +160,7 @@ def test_signatures_that_refuse_the_requests_and_a_slow_load_fail_and_nothing_is
   assert pushed.get_int_custom_property('pushed') == 0
   assert not os.path.exists(base)
   assert os.path.exists(os.path.join(output, 'INFRA_NOT_BLESSED'))
+  assert not os.path.exists(os.path.join(output, 'stamped_model'))  # no model to push
 
 
 def test_a_memory_limit_it_cannot_meet_stops_the_process(model_dir, example_files, tmp_path):

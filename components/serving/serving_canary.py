@@ -216,8 +216,8 @@ def _check(result: Dict[str, Any], reference: np.ndarray, limits: CanaryLimits) 
 
 def run_canary(model_dir: str, example_files: List[str], output_dir: str, model_name: str,
                limits: CanaryLimits) -> CanaryResult:
-  """Steps 1-3 of the module docstring; the warmed-up copy is `<output_dir>/stamped_model`
-  (kept whatever the outcome: the Pusher only takes it when blessed)."""
+  """Steps 1-3 of the module docstring; the warmed-up copy `<output_dir>/stamped_model`
+  is kept only when every check passed (the Trainer's model stays where it was)."""
   stamped = path_utils.stamped_model_path(output_dir)
   io_utils.copy_dir(model_dir, stamped)
   inputs = signature_inputs(stamped)
@@ -244,6 +244,8 @@ def run_canary(model_dir: str, example_files: List[str], output_dir: str, model_
     failures += _check(probe, _reference(model_dir, examples[:limits.max_batch]), limits)
   elif not stopped:
     failures.append('process: wrote no result')
+  if failures:
+    io_utils.delete_dir(stamped)
   return CanaryResult(blessed=not failures, failures=failures,
                       load_seconds=probe.get('load_seconds'),
                       warmup_requests=probe.get('warmup_requests', 0),
