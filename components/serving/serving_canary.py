@@ -104,8 +104,10 @@ def signature_inputs(model_dir: str) -> Dict[str, str]:
   for name, signature in graph.signature_def.items():
     if name.startswith('__'):  # __saved_model_init_op and the like are not served
       continue
-    [input_name] = signature.inputs
-    inputs[name] = input_name
+    if len(signature.inputs) != 1:
+      raise ValueError(f'Signature {name!r} has inputs {sorted(signature.inputs)}; the canary '
+                       'sends requests to signatures of one string input.')
+    [inputs[name]] = signature.inputs
   return inputs
 
 
