@@ -87,6 +87,24 @@ class InferenceConfig:
 
 
 @dataclasses.dataclass
+class CanaryConfig:
+  """The serving canary before the Pusher (components/serving/serving_canary.py): the
+  candidate, loaded in a fresh process from its files, must pass every check."""
+  # Load with the `serve` tag plus the warmup requests' replay, in seconds.
+  max_load_seconds: float = 120.0
+  # Peak RSS of the serving process; below the Deployment's 4 GiB memory limit.
+  max_memory_mib: int = 3072
+  # Largest difference of a probability from the Evaluator's serving_default call.
+  tolerance: float = 1e-4
+  # Eval examples sent through every signature (and written as warmup requests).
+  num_examples: int = 8
+  # Timed REST requests at batch 1 and at serving.max_batch (p50/p99 latency).
+  timed_requests: int = 10
+  # The serving process is stopped after this many seconds.
+  timeout_seconds: int = 900
+
+
+@dataclasses.dataclass
 class PipelineConfig:
   pipeline_name: str = 'image-transfer'
   model_name: str = 'image_classifier'
@@ -102,6 +120,7 @@ class PipelineConfig:
   evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
   serving: ServingConfig = dataclasses.field(default_factory=ServingConfig)
   inference: InferenceConfig = dataclasses.field(default_factory=InferenceConfig)
+  canary: CanaryConfig = dataclasses.field(default_factory=CanaryConfig)
   export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
   tuning: TuningConfig = dataclasses.field(default_factory=TuningConfig)
 
@@ -162,6 +181,9 @@ class PipelineConfig:
     for name in ('max_image_bytes', 'max_image_pixels', 'max_batch'):
       _check(getattr(self.serving, name) >= 1, f'serving.{name}', 'an integer >= 1')
     self._validate_stored_size()
+    for name in ('max_load_seconds', 'max_memory_mib', 'tolerance', 'num_examples',
+                 'timed_requests', 'timeout_seconds'):
+      _check(getattr(self.canary, name) > 0, f'canary.{name}', 'a positive number')
     _check(self.export.tflite_quantization in TFLITE_QUANTIZATIONS, 'export.tflite_quantization',
            ' or '.join(map(repr, TFLITE_QUANTIZATIONS)))
     _check(self.export.tflite_representative_images >= 1,

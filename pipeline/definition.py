@@ -13,6 +13,7 @@ from components.inference.bulk_inferrer import BoundedBulkInferrer
 from components.report.evaluation_report import EvaluationReport
 from components.example_gen.image_folder_example_gen import ImageFolderExampleGen
 from components.inference.inference_table import InferenceTable
+from components.serving.serving_canary import ServingCanary
 from components.example_gen.unlabeled_images import UnlabeledImageExampleGen
 from contract.features import CLASS_NAME_KEY, EXAMPLES_NUMERIC_SIGNATURE, LABEL_KEY
 from contract.settings import trainer_custom_config
@@ -119,8 +120,20 @@ def batch_inference(config: PipelineConfig, model, blessing) -> list:
   return [examples, bulk_inferrer, table]
 
 
+def serving_canary(config: PipelineConfig, model, examples, blessing) -> ServingCanary:
+  """The blessed candidate served from its own files in a fresh process; its
+  InfraBlessing (with the warmed-up model) gates the Pusher."""
+  canary = config.canary
+  return ServingCanary(
+      model=model, examples=examples, model_blessing=blessing, model_name=config.model_name,
+      max_batch=config.serving.max_batch, max_load_seconds=canary.max_load_seconds,
+      max_memory_mib=canary.max_memory_mib, tolerance=canary.tolerance,
+      num_examples=canary.num_examples, timed_requests=canary.timed_requests,
+      timeout_seconds=canary.timeout_seconds)
+
+
 def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> tfx.dsl.Pipeline:
-  """ExampleGen -> Statistics/Schema -> Transform -> Trainer -> Evaluator -> Pusher
+  """ExampleGen -> Statistics/Schema -> Transform -> Trainer -> Evaluator -> ServingCanary -> Pusher
   -> EvaluationReport (an HTML page per run, blessed or not).
 
   `metadata_connection_config` is for the local runner; orchestrators such as
@@ -171,9 +184,14 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
       baseline_model=model_resolver.outputs['model'],
       eval_config=eval_config(config),
       module_path=EVALUATOR_MODULE)
+  canary = serving_canary(config, trainer.outputs['model'], example_gen.outputs['examples'],
+                          evaluator.outputs['blessing'])
+  # As TFX's Pusher after InfraValidator: no `model`, it pushes the canary's warmed-up copy.
   pusher = AtomicPusher(
-      model=trainer.outputs['model'],
       model_blessing=evaluator.outputs['blessing'],
+      infra_blessing=canary.outputs['blessing'],
+      custom_config={'serving_config': {'model_name': config.model_name,
+                                        'max_batch': config.serving.max_batch}},
       push_destination=tfx.proto.PushDestination(
           filesystem=tfx.proto.PushDestination.Filesystem(
               base_directory=_absolute(config.serving_model_dir))))
@@ -184,6 +202,7 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
       evaluation=evaluator.outputs['evaluation'], blessing=evaluator.outputs['blessing'],
       model_run=trainer.outputs['model_run'], pushed_model=pusher.outputs['pushed_model'],
       tuner_results=tuner.outputs['tuner_results'] if tuner else None,
+      infra_blessing=canary.outputs['blessing'],
       max_misclassified=config.evaluation.report_misclassified)
   inference = (batch_inference(config, trainer.outputs['model'], evaluator.outputs['blessing'])
                if config.inference.data else [])
@@ -191,7 +210,7 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
       pipeline_name=config.pipeline_name,
       pipeline_root=_absolute(config.pipeline_root),
       components=[example_gen, statistics_gen, schema_gen, transform, *([tuner] if tuner else []),
-                  trainer, model_resolver, evaluator, pusher, evaluation_report, *inference],
+                  trainer, model_resolver, evaluator, canary, pusher, evaluation_report, *inference],
       enable_cache=config.enable_cache,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=beam.with_local_runner(config.beam_pipeline_args))

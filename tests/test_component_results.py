@@ -44,6 +44,14 @@ def test_pushed_or_not(tmp_path):
       'unchanged, nothing pushed (/serving/m/17 holds the same model)')
 
 
+def test_the_serving_canary_line_and_the_evaluator_apart():
+  line = 'passed: loaded in 3.1 s with 6 warmup requests, peak RSS 900 MiB'
+  assert component_results.describe({'blessing': [_artifact(blessed=1, canary=line)]}) == line
+  assert component_results.describe({'blessing': [_artifact(blessed=0)]}) == 'not blessed'
+  evaluator = {'evaluation': [_artifact('/missing')], 'blessing': [_artifact(blessed=1)]}
+  assert component_results.describe(evaluator).startswith('(result not readable: ')
+
+
 def test_transformed_bytes_and_unreadable_results(tmp_path):
   (tmp_path / 'Split-train').mkdir()
   (tmp_path / 'Split-train' / 'data.gz').write_bytes(b'x' * 2500)

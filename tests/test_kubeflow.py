@@ -29,7 +29,8 @@ KUBEFLOW_DIR = os.path.join(PROJECT_ROOT, 'kubeflow')
 IMAGE = 'europe-docker.pkg.dev/test-project/ml/transfer-pipeline:0.1.0-test'
 BUCKET = 'gs://test-bucket/transfer'
 COMPONENTS = ('ImageFolderExampleGen', 'StatisticsGen', 'SchemaGen', 'Transform', 'Trainer',
-              'latest_blessed_model_resolver', 'Evaluator', 'EvaluationReport', 'AtomicPusher')
+              'latest_blessed_model_resolver', 'Evaluator', 'ServingCanary', 'EvaluationReport',
+              'AtomicPusher')
 
 
 def _cloud_config(**overrides):
@@ -113,7 +114,8 @@ def test_dependency_order(compiled):
   evaluator = _ancestors(tasks, 'Evaluator')
   assert 'Trainer' in evaluator
   assert any(t.startswith('latest_blessed_model_resolver') for t in evaluator)
-  assert {'Evaluator', 'Trainer'} <= _ancestors(tasks, 'AtomicPusher')
+  assert {'Evaluator', 'Trainer'} <= _ancestors(tasks, 'ServingCanary')
+  assert {'ServingCanary', 'Evaluator', 'Trainer'} <= _ancestors(tasks, 'AtomicPusher')
   # The report runs last, after the push (whose PushedModel exists blessed or not).
   report = _ancestors(tasks, 'EvaluationReport')
   assert {'AtomicPusher', 'Evaluator', 'Trainer', 'ImageFolderExampleGen'} <= report
@@ -375,9 +377,9 @@ def test_serving_manifest_matches_pusher_layout():
   (container,) = pod['containers']
   assert container['image'].split(':')[0] == 'tensorflow/serving'
   args = dict(a.lstrip('-').split('=', 1) for a in container['args'])
-  assert args['model_name'] == model_name
-  base_path = args['model_base_path']
-  assert base_path == f'/models/{model_name}'
+  # The model comes from models.config (its base path: components/serving/serving_config.py).
+  assert 'model_base_path' not in args and 'model_name' not in args
+  base_path = f'/models/{model_name}'
   ports = {p['containerPort'] for p in container['ports']}
   assert ports == {8500, 8501}
   assert args.get('rest_api_port', '8501') == '8501' and args.get('port', '8500') == '8500'

@@ -12,6 +12,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from components.inference import prediction_table
+from components.serving import serving_config, serving_requests
 from pipeline import local_runner
 from tools import batch_predict, demo_data, predict, run_summary as report
 from tools.model_dir import resolve_model_dir
@@ -25,7 +26,8 @@ from trainer.preprocessing import decode_and_resize
 pytestmark = pytest.mark.slow
 IMAGE_SIZE = 75
 COMPONENTS = ('ImageFolderExampleGen', 'StatisticsGen', 'SchemaGen', 'Transform', 'Trainer',
-              'Evaluator', 'EvaluationReport', 'AtomicPusher', 'UnlabeledImageExampleGen',
+              'Evaluator', 'ServingCanary', 'EvaluationReport', 'AtomicPusher',
+              'UnlabeledImageExampleGen',
               'BoundedBulkInferrer', 'InferenceTable')
 
 
@@ -74,6 +76,28 @@ def test_pusher_wrote_a_versioned_saved_model(first_run):
   assert len(versions) == 1 and versions[0].isdigit()
   assert summary.pushed_path == os.path.join(os.path.abspath(config.serving_model_dir), versions[0])
   assert os.path.isfile(os.path.join(summary.pushed_path, 'saved_model.pb'))
+
+
+def test_canary_passed_and_the_pushed_version_holds_warmup_requests_that_replay(first_run):
+  config, summary = first_run
+  assert summary.canary.startswith('passed: loaded in '), summary.canary
+  assert 'batch 1 p50' in summary.canary and f'batch {config.serving.max_batch} p50' in summary.canary
+  assert 'peak RSS' in summary.canary
+  assert f'Serving canary: {summary.canary}' in report.format_summary(summary)
+  assert _report_json(summary)['serving_canary'] == summary.canary
+  requests = list(serving_requests.read_warmup(summary.pushed_path))
+  served = tf.saved_model.load(summary.pushed_path)
+  assert sorted({r.model_spec.signature_name for r in requests}) == sorted(
+      n for n in served.signatures)
+  for request in requests:
+    outputs = served.signatures[request.model_spec.signature_name](
+        **serving_requests.request_tensors(request))
+    np.testing.assert_allclose(outputs['probabilities'].numpy().sum(axis=1), 1.0, atol=1e-5)
+  parsed = serving_config.read_serving_config(
+      serving_config.config_folder(config.serving_model_dir))
+  [model] = parsed[serving_config.MODELS_CONFIG].model_config_list.config
+  assert dict(model.version_labels) == {'stable': int(os.path.basename(summary.pushed_path))}
+  assert parsed[serving_config.BATCHING_CONFIG].max_batch_size.value == config.serving.max_batch
 
 
 def _example(image: bytes) -> bytes:
@@ -243,6 +267,7 @@ def test_stricter_threshold_is_not_blessed_and_keeps_the_pushed_version(first_ru
   assert summary.blessed is False
   assert any('sparse_categorical_accuracy' in f for f in summary.failures)
   assert summary.pushed_path is None
+  assert summary.canary == 'not run: the Evaluator did not bless the model'
   assert _versions(config.serving_model_dir) == before
   assert tree_digest(os.path.join(config.serving_model_dir, before[-1])) == pushed_bytes
   # The report is written for the unblessed model too, and says why.

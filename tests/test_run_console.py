@@ -13,16 +13,17 @@ from console import known_noise
 from tests.cli_process import run_cli
 
 COMPONENTS = ('ImageFolderExampleGen', 'StatisticsGen', 'SchemaGen', 'Transform', 'Trainer',
-              'Evaluator', 'AtomicPusher', 'EvaluationReport')
+              'Evaluator', 'ServingCanary', 'AtomicPusher', 'EvaluationReport')
 # Every line a default run may print; anything else on the console is noise.
 CONSOLE_LINES = [
     r"Running pipeline '.*' on .* -> .*", r'Backbone weights: .*', r'Beam: .*',
     r'Log: \S+run\.log( \(\d+ warnings?\))?',
-    r'\[\d/8\] \w+ \.\.\.', r'\[\d/8\] \w+ (done|cached) in [\d.]+ s(: .*)?',
+    r'\[\d+/\d+\] \w+ \.\.\.', r'\[\d+/\d+\] \w+ (done|cached) in (\d+ min )?[\d.]+ s(: .*)?',
     r'Feature pass \((train|eval)(, \d+ augmented views?)?\): \d+ images in [\d.]+ s '
     r'\(.*images/s\)',
     r'  Epoch \d+/\d+ - [\d.]+ s( - \w+ [\d.]+)+',
-    r'', r'\|.*\|', r'Blessed: .*', r'Pushed model: .*', r'Training curves: .*',
+    r'', r'\|.*\|', r'Blessed: .*', r'Serving canary: .*', r'Pushed model: .*',
+    r'Training curves: .*',
     r'Evaluation report: .*',
 ]
 # Messages the libraries emit in every run, which must stay out of the console.
@@ -94,13 +95,15 @@ def test_small_run_shows_one_start_and_one_end_line_per_component_and_no_noise(
   assert not strays, strays
   assert not [line for line in console if any(re.search(n, line) for n in NOISE)]
   for k, component in enumerate(COMPONENTS, start=1):
-    assert console.count(f'[{k}/8] {component} ...') == 1, console
-    ends = [line for line in console if line.startswith(f'[{k}/8] {component} done in ')]
+    assert console.count(f'[{k}/9] {component} ...') == 1, console
+    ends = [line for line in console if line.startswith(f'[{k}/9] {component} done in ')]
     assert len(ends) == 1, console
   text = '\n'.join(console)
   assert re.search(r'ImageFolderExampleGen done in .*: \d+ train, \d+ eval examples, 0 skipped', text)
   assert re.search(r'Trainer done in .*: 1 epoch, val_accuracy', text)
   assert re.search(r'Evaluator done in .*: (blessed|not blessed: .+)', text)
+  assert re.search(r'ServingCanary done in .*: (passed: loaded in [\d.]+ s|not run: the Evaluator '
+                   r'did not bless)', text)
   assert 'Feature pass (train)' in text and '  Epoch 1/1 - ' in text
   # Only real warnings are counted: progress lines are INFO, known-harmless library
   # messages are dropped, and this data has none that changes a result's meaning.

@@ -154,6 +154,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+  if args.server:
+    return _predict_with_server(args)
   from tools.model_dir import resolve_model_dir  # pylint: disable=g-import-not-at-top
   # Every check that needs no TensorFlow comes first: a mistake answers at once.
   if not os.path.exists(args.model):
@@ -172,6 +174,17 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from tools import batch_predict  # pylint: disable=g-import-not-at-top
   return batch_predict.command(args.model, args.inputs, args.output, args.batch_size,
                                args.max_image_pixels)
+
+
+def _predict_with_server(args: argparse.Namespace) -> int:
+  """`predict --server`: the same output through a running TF Serving (tools/serving_client.py)."""
+  from tools.server_address import parse_server  # pylint: disable=g-import-not-at-top
+  parse_server(args.server)  # before TensorFlow is imported: answers at once
+  from tools import batch_predict, serving_client  # pylint: disable=g-import-not-at-top
+  return batch_predict.command(
+      args.server, args.inputs, args.output, args.batch_size, args.max_image_pixels,
+      connect=lambda: serving_client.connect(args.server, args.model_name, args.model_version,
+                                             args.class_names or ()))
 
 
 def _cmd_demo_data(args: argparse.Namespace) -> int:
@@ -261,9 +274,16 @@ def build_parser() -> argparse.ArgumentParser:
   run.set_defaults(func=_cmd_run)
 
   predict = sub.add_parser('predict', help='classify image files and folders with a pushed model')
-  predict.add_argument('--model', required=True,
-                       help='serving_model/<model_name> folder (newest version), a version '
-                       'folder, or a model.tflite file')
+  model = predict.add_mutually_exclusive_group(required=True)
+  model.add_argument('--model',
+                     help='serving_model/<model_name> folder (newest version), a version '
+                     'folder, or a model.tflite file')
+  model.add_argument('--server', metavar='URL', help='a running TF Serving instead: '
+                     'http://HOST:8501 (REST) or grpc://HOST:8500 (gRPC)')
+  predict.add_argument('--model-name', default='image_classifier', help='with --server')
+  predict.add_argument('--model-version', type=int, help='with --server (default: the newest)')
+  predict.add_argument('--class-names', nargs='+', metavar='NAME',
+                       help='with --server: class names in class-id order (default class_0, ...)')
   predict.add_argument('inputs', nargs='+', metavar='FOLDER_OR_FILE',
                        help='image files and folders (walked recursively)')
   predict.add_argument('--output', help='predictions.csv or .jsonl (default: CSV on stdout)')

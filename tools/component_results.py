@@ -1,7 +1,8 @@
 """One short line per component execution: its key result, read from its output artifacts.
 
 Dispatches on output keys (`examples`, `statistics`, `schema`, `transformed_examples`,
-`model_run`, `blessing`, `pushed_model`, `report`), so ImportExampleGen and the image
+`model_run`, `evaluation`, `blessing` (the serving canary's InfraBlessing), `pushed_model`,
+`report`), so ImportExampleGen and the image
 ExampleGen are described by the same code.
 """
 
@@ -100,6 +101,12 @@ def _blessing(outputs: Artifacts) -> str:
   return text + (f'; baseline not used: {not_used}' if not_used else '')
 
 
+def _canary(outputs: Artifacts) -> str:
+  """The serving canary's line (components/serving/serving_canary.py writes it)."""
+  [blessing] = outputs['blessing']
+  return _string(blessing, 'canary') or ('blessed' if _int(blessing, 'blessed') else 'not blessed')
+
+
 def _pushed(outputs: Artifacts) -> str:
   [pushed] = outputs['pushed_model']
   if _int(pushed, 'pushed') == 1:
@@ -107,7 +114,7 @@ def _pushed(outputs: Artifacts) -> str:
   unchanged = _string(pushed, 'unchanged_as')  # atomic_pusher.UNCHANGED_AS (no TFX import here)
   if unchanged:
     return f'unchanged, nothing pushed ({unchanged} holds the same model)'
-  return 'nothing pushed (the model was not blessed)'
+  return 'nothing pushed (the model was not blessed by the Evaluator and the serving canary)'
 
 
 def _report(outputs: Artifacts) -> str:
@@ -120,8 +127,8 @@ def _report(outputs: Artifacts) -> str:
 # Output key -> description; the first key a component has decides.
 DESCRIBERS: Dict[str, Callable[[Artifacts], str]] = {
     'examples': _examples, 'statistics': _statistics, 'schema': _schema,
-    'transformed_examples': _transformed, 'model_run': _trained, 'blessing': _blessing,
-    'pushed_model': _pushed, 'report': _report,
+    'transformed_examples': _transformed, 'model_run': _trained, 'evaluation': _blessing,
+    'blessing': _canary, 'pushed_model': _pushed, 'report': _report,
 }
 
 

@@ -3,6 +3,7 @@
 from components.example_gen.ingest_summary import IngestError
 from pipeline.configs import ConfigError
 from pipeline.output_lock import OutputLockedError
+from tools.serving_client import ServingError
 from trainer.model import ModelConfigError
 
-USER_ERRORS = (ConfigError, IngestError, ModelConfigError, OutputLockedError)
+USER_ERRORS = (ConfigError, IngestError, ModelConfigError, OutputLockedError, ServingError)

@@ -31,6 +31,7 @@ class RunSummary:
   tuning: Optional[str] = None  # the Tuner's trials and the chosen one
   baseline_not_used: Optional[str] = None  # why the last blessed model was not compared
   unchanged_as: Optional[str] = None  # blessed, not pushed: this version holds the same model
+  canary: Optional[str] = None  # the serving canary's result (checks passed or failed)
 
 
 def _store(config: PipelineConfig) -> metadata_store.MetadataStore:
@@ -90,13 +91,14 @@ def latest_run_summary(config: PipelineConfig) -> RunSummary:
   curves = os.path.join(model_run.uri, 'training_curves.png') if model_run else None
   report = _newest(by_type.get(ModelReport.TYPE_NAME, []))
   report_html = os.path.join(report.uri, HTML_FILE) if report else None
+  canary = _newest(by_type.get('InfraBlessing', []))
   return RunSummary(metrics, blessed, failures, pushed_path,
                     curves if curves and os.path.exists(curves) else None, executions,
                     report_html if report_html and os.path.exists(report_html) else None,
                     _inference_line(_newest(by_type.get(PredictionTable.TYPE_NAME, []))),
                     _tflite_line(pushed_path or unchanged_as),
                     _tuning_line(_newest(by_type.get('TunerResults', []))), not_used,
-                    unchanged_as)
+                    unchanged_as, _custom_string(canary, 'canary'))
 
 
 def _custom_string(artifact, name: str) -> Optional[str]:
@@ -147,6 +149,8 @@ def format_summary(summary: RunSummary) -> str:
     lines.append('Blessed: no' + (': ' + '; '.join(summary.failures) if summary.failures else ''))
   if summary.baseline_not_used:
     lines.append(f'Baseline not used: {summary.baseline_not_used}')
+  if summary.canary:
+    lines.append(f'Serving canary: {summary.canary}')
   if summary.unchanged_as:
     lines.append(f'Pushed model: unchanged, nothing pushed ({summary.unchanged_as} holds the '
                  'same model)')

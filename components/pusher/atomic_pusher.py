@@ -30,11 +30,14 @@ rerun: the Trainer was cached) is not pushed again: the PushedModel artifact say
 `pushed` 0 and names that version in its `unchanged_as` property.
 
 `AtomicPusher` is the stock Pusher component with this executor: same inputs,
-outputs, blessing check and PushedModel artifact.
+outputs, blessing check and PushedModel artifact. With `custom_config={'serving_config':
+{'model_name': ..., 'max_batch': ...}}` it also writes TF Serving's configuration for the
+new version beside the model folder (`components.serving.serving_config`).
 """
 
 import datetime
 import errno
+import json
 import os
 import random
 import time
@@ -50,6 +53,8 @@ from tfx.dsl.io import fileio
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
+
+from components.serving import serving_config
 
 STAGING_PREFIX = '.staging-'
 UNCHANGED_AS = 'unchanged_as'  # PushedModel property: the identical version already there
@@ -280,9 +285,17 @@ class AtomicPushExecutor(pusher_executor.Executor):
     io_utils.copy_dir(model_dir, model_push.uri)  # the artifact's own copy, before going live
     for leftover in remove_stale_leftovers(base_directory):
       logging.warning('Removed %s, left by a push that did not finish.', leftover)
+    stable = max((int(v) for v in _existing_versions(base_directory)), default=None)
     serving_path = publish_new_version(model_dir, base_directory)
     version = os.path.basename(serving_path)
     logging.info('Model version %s published to %s.', version, serving_path)
+    config = json.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
+                        or 'null') or {}
+    if 'serving_config' in config:
+      folder = serving_config.write_serving_config(
+          base_directory, version=int(version), stable_version=stable,
+          **config['serving_config'])
+      logging.info('TF Serving configuration for version %s written to %s.', version, folder)
     self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=version)
 
 

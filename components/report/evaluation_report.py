@@ -196,6 +196,8 @@ def EvaluationReport(
     report: tfx.dsl.components.OutputArtifact[ModelReport],
     tuner_results: tfx.dsl.components.InputArtifact[
         tfx.types.standard_artifacts.TunerResults] = None,
+    infra_blessing: tfx.dsl.components.InputArtifact[
+        tfx.types.standard_artifacts.InfraBlessing] = None,
     split: tfx.dsl.components.Parameter[str] = 'eval',
     max_misclassified: tfx.dsl.components.Parameter[int] = 16,
     batch_size: tfx.dsl.components.Parameter[int] = 32,
@@ -230,6 +232,10 @@ def EvaluationReport(
   extra = [('TFLite export', f'<p>{html.escape(tflite["file"])}: '
                                   f'{html.escape(tflite_export.describe(tflite))}</p>')
            ] if tflite else []
+  canary = (infra_blessing.get_string_custom_property('canary')
+            if infra_blessing and infra_blessing.has_custom_property('canary') else '')
+  if canary:  # the serving canary's checks (components/serving/serving_canary.py)
+    extra.append(('Serving canary', f'<p>{html.escape(canary)}</p>'))
   trials = load_trials(tuner_results.uri) if tuner_results else []
   if trials:
     extra.append(('Hyperparameter search (Tuner)', report_html.trials_table(
@@ -244,7 +250,7 @@ def EvaluationReport(
   with tf.io.gfile.GFile(os.path.join(report.uri, JSON_FILE), 'w') as f:
     json.dump({**report_html.report_json(matrix, names, misclassified, max_misclassified,
                                          decision, metrics), 'tflite': tflite,
-               'tuning_trials': trials}, f, indent=2)
+               'tuning_trials': trials, 'serving_canary': canary}, f, indent=2)
   report.set_int_custom_property('blessed', int(decision.blessed))
   report.set_int_custom_property('num_misclassified', len(misclassified))
   print(f'EvaluationReport: {os.path.join(report.uri, HTML_FILE)} '
