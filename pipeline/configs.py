@@ -44,6 +44,9 @@ class DataConfig:
   max_image_bytes: int = IngestOptions.max_image_bytes
   # At least this many output shards per split (more for large folders).
   num_shards: int = IngestOptions.num_shards
+  # Train (and evaluate) on the newest N spans of a `path` with {SPAN} or {YYYY}{MM}{DD}:
+  # earlier spans' Examples are reused, not re-ingested (Kubeflow: see README).
+  train_spans: int = 1
 
 
 @dataclasses.dataclass
@@ -114,6 +117,7 @@ class PipelineConfig:
     _check(0.0 <= self.data.max_skipped_fraction <= 1.0,
            'data.max_skipped_fraction', 'a number between 0 and 1')
     _check(self.data.num_shards >= 1, 'data.num_shards', 'an integer >= 1')
+    _check(self.data.train_spans >= 1, 'data.train_spans', 'an integer >= 1')
     _check(self.data.max_image_pixels > 0, 'data.max_image_pixels',
            'a positive integer')
     _check(self.data.max_image_bytes > 0, 'data.max_image_bytes', 'a positive integer')

@@ -79,7 +79,8 @@ def feature_datasets(fn_args: tfx.components.FnArgs, model_config: ModelConfig,
   datasets = {}
   for split, files in (('train', fn_args.train_files), ('eval', fn_args.eval_files)):
     pixels = task.input_fn(files, fn_args.data_accessor, tf_transform_output,
-                           model_config.image_size, training, shuffle=False, augment=False)
+                           model_config.image_size, training, shuffle=False, augment=False,
+                           raw_examples=task.reads_raw_examples(fn_args))
     datasets[split] = task.cached_features(
         pixels, extractor, os.path.join(cache_dir, split), training.batch_size,
         shuffle_seed=training.seed if split == 'train' else None)
