@@ -22,6 +22,8 @@ from tools import preflight, run_log
 
 # User errors that need no TensorFlow to raise (tools.errors has the full list).
 FAST_USER_ERRORS = (ConfigError, OutputLockedError)
+DEMO_OUTPUT = 'data/digits'
+DEMO_SPANS_OUTPUT = 'data/digit-spans'
 
 
 class UsageError(Exception):
@@ -151,6 +153,15 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _cmd_demo_data(args: argparse.Namespace) -> int:
   from tools import demo_data  # pylint: disable=g-import-not-at-top
+  if args.spans:
+    output = args.output if args.output != DEMO_OUTPUT else DEMO_SPANS_OUTPUT
+    if len(args.digits) < 2:
+      raise UsageError('--spans needs at least two --digits.')
+    for span, counts in enumerate(demo_data.write_digit_spans(output, args.spans, args.digits), 1):
+      print(f'Span {span}: {sum(counts.values())} digit images in '
+            f'{os.path.join(output, demo_data.SPAN_FOLDER.format(span))}: {counts}')
+    print(f'Run with --data {os.path.join(output, demo_data.SPAN_PATTERN)} (the newest span).')
+    return 0
   counts = demo_data.write_digits(args.output, args.digits)
   print(f'Wrote {sum(counts.values())} digit images to {args.output}: {counts}')
   return 0
@@ -265,8 +276,12 @@ def build_parser() -> argparse.ArgumentParser:
   pre.set_defaults(func=_cmd_pretrain)
 
   demo = sub.add_parser('demo-data', help="write scikit-learn's digits as class-folder PNGs")
-  demo.add_argument('--output', default='data/digits')
+  demo.add_argument('--output', default=DEMO_OUTPUT,
+                    help=f'folder to write (with --spans: default {DEMO_SPANS_OUTPUT})')
   demo.add_argument('--digits', type=int, nargs='+', default=[0, 1])
+  demo.add_argument('--spans', type=int, default=0,
+                    help='write weekly span folders span-1 .. span-N of different images '
+                         '(span 3: a drifted class balance), for --data <output>/span-{SPAN}')
   demo.set_defaults(func=_cmd_demo_data)
   return parser
 

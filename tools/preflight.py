@@ -6,6 +6,7 @@ need TFX and Keras.
 """
 
 import os
+import re
 
 from pipeline.configs import ConfigError, PipelineConfig
 
@@ -22,8 +23,15 @@ def describe_weights(weights: str) -> str:
 def check_files(config: PipelineConfig) -> None:
   """Local data and inference folders and a local weights file exist (what a folder
   holds is checked by its ExampleGen when it runs, as for a remote folder)."""
-  if '://' not in config.data.path and not os.path.isdir(config.data.path):
-    raise ConfigError(f'data.path: {config.data.path} is not a folder.')
+  data = config.data.path
+  spec = re.search(r'{(SPAN|VERSION|YYYY|MM|DD)', data)
+  if spec:  # span folders: their parent folder must exist (the span is resolved in `check`)
+    parent = os.path.dirname(data[:spec.start()]) or '.'
+    if '://' not in data and not os.path.isdir(parent):
+      raise ConfigError(f'data.path: {parent} (the folder of the span folders {data}) is not '
+                        'a folder.')
+  elif '://' not in data and not os.path.isdir(data):
+    raise ConfigError(f'data.path: {data} is not a folder.')
   inference = config.inference.data
   if inference and '://' not in inference and not os.path.isdir(inference):
     raise ConfigError(f'inference.data: {config.inference.data} is not a folder.')
@@ -36,6 +44,10 @@ def check(config: PipelineConfig) -> None:
   """Data folder, weights file, cut layer and fine-tuning layer: fails clearly."""
   from trainer import model as model_lib  # pylint: disable=g-import-not-at-top
   check_files(config)
+  if '://' not in config.data.path:  # no span folder matches: one line now, not at ExampleGen
+    from components.example_gen import spans  # pylint: disable=g-import-not-at-top
+    if spans.has_specs(config.data.path):
+      spans.resolve(*spans.split_path(os.path.abspath(config.data.path)))
   # Builds the backbone once: loads the weights file and resolves the cut layer.
   backbone = model_lib.build_backbone(config.model)
   if config.training.fine_tune_from:
