@@ -11,7 +11,7 @@ from components.pusher.atomic_pusher import AtomicPusher
 from components.inference.bulk_inferrer import BoundedBulkInferrer
 from components.report.evaluation_report import EvaluationReport
 from components.example_gen.image_folder_example_gen import ImageFolderExampleGen
-from components.example_gen.span_window import SpanWindowStrategy
+from components.example_gen.span_window import LatestOrNothingStrategy, SpanWindowStrategy
 from components.inference.inference_table import InferenceTable
 from components.example_gen.unlabeled_images import UnlabeledImageExampleGen
 from contract.features import CLASS_NAME_KEY, EXAMPLES_NUMERIC_SIGNATURE, LABEL_KEY
@@ -54,7 +54,7 @@ def training_window(config: PipelineConfig, example_gen: ImageFolderExampleGen) 
   ).with_id('span_window_resolver')
   window.add_upstream_node(example_gen)
   cache = tfx.dsl.Resolver(
-      strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
+      strategy_class=LatestOrNothingStrategy,
       cache=tfx.dsl.Channel(type=tfx.types.standard_artifacts.TransformCache,
                             producer_component_id='Transform', output_key='updated_analyzer_cache'),
   ).with_id('latest_transform_cache_resolver')

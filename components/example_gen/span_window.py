@@ -77,3 +77,14 @@ class SpanWindowStrategy(resolver.ResolverStrategy):
     resolved = {key: newest_spans(artifacts, self._num_spans)
                 for key, artifacts in input_dict.items()}
     return resolved if all(resolved.values()) else None
+
+
+class LatestOrNothingStrategy(resolver.ResolverStrategy):
+  """The newest artifact of each channel, or none at all (on the first run): TFX's
+  `LatestArtifactStrategy` without its input-resolution error when there is none yet."""
+
+  def resolve_artifacts(self, store, input_dict: Dict[str, List[types.Artifact]]
+                        ) -> Optional[Dict[str, List[types.Artifact]]]:
+    del store
+    return {key: sorted(artifacts, key=lambda a: a.id)[-1:]
+            for key, artifacts in input_dict.items()}
