@@ -49,3 +49,23 @@ def test_transformed_bytes_and_unreadable_results(tmp_path):
   missing = {'model_run': [_artifact(tmp_path / 'missing')]}
   assert component_results.describe(missing).startswith('(result not readable: ')
   assert component_results.describe({'something_else': [_artifact()]}) == ''
+
+
+def test_span_of_the_examples_and_the_window_ingested_at_once():
+  outputs = {'examples': [_artifact(num_train=80, num_eval=20, num_skipped=0, spans='2')]}
+  assert component_results.describe(outputs) == 'span 2: 80 train, 20 eval examples, 0 skipped'
+  outputs['examples'][0].custom_properties['spans'].string_value = '1,2'
+  assert component_results.describe(outputs).startswith('spans 1,2: 80 train')
+
+
+def test_warm_start_or_from_scratch_after_the_epochs(tmp_path):
+  from trainer import warm_start  # pylint: disable=g-import-not-at-top
+  (tmp_path / 'history.json').write_text(json.dumps({'loss': [0.7], 'val_loss': [0.6]}))
+  outputs = {'model': [_artifact()], 'model_run': [_artifact(tmp_path)]}
+  warm_start.write_decision(warm_start.WarmStart(True, 'same classes', '/m'), str(tmp_path))
+  assert component_results.describe(outputs) == (
+      '1 epoch, val_loss 0.6000; warm start from the blessed model')
+  warm_start.write_decision(warm_start.WarmStart(False, 'the classes changed (added owls).'),
+                            str(tmp_path))
+  assert component_results.describe(outputs).endswith(
+      '; from scratch: the classes changed (added owls).')

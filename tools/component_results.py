@@ -38,12 +38,21 @@ def _folder_bytes(uri: str) -> int:
              for root, _, files in os.walk(uri) for f in files)
 
 
+def _span_prefix(examples: Artifact) -> str:
+  """'span 2: ' (or 'spans 1,2: ' for a window ingested at once) for span folders; ''."""
+  spans = _string(examples, 'spans')
+  if not spans or spans == '0':
+    return ''
+  return f'span{"s" if "," in spans else ""} {spans}: '
+
+
 def _examples(outputs: Artifacts) -> str:
   [examples] = outputs['examples']
   counts = [_int(examples, k) for k in ('num_train', 'num_eval', 'num_skipped')]
   if None in counts:
     return f'splits {", ".join(json.loads(_string(examples, "split_names") or "[]"))}'
-  return f'{counts[0]:,} train, {counts[1]:,} eval examples, {counts[2]:,} skipped'
+  return (f'{_span_prefix(examples)}{counts[0]:,} train, {counts[1]:,} eval examples, '
+          f'{counts[2]:,} skipped')
 
 
 def _statistics(outputs: Artifacts) -> str:
@@ -79,7 +88,13 @@ def _trained(outputs: Artifacts) -> str:
   epochs = len(next(iter(history.values()), []))
   final = ', '.join(f'{k} {v[-1]:.4f}' for k, v in sorted(history.items())
                     if k.startswith('val_') and v)
-  return f'{epochs} epoch{"s" if epochs != 1 else ""}' + (f', {final}' if final else '')
+  from trainer import warm_start  # pylint: disable=g-import-not-at-top
+  decision = warm_start.read_decision(model_run.uri)
+  started = '' if decision is None else (
+      '; warm start from the blessed model' if decision.used
+      else f'; from scratch: {decision.reason}')
+  return (f'{epochs} epoch{"s" if epochs != 1 else ""}' + (f', {final}' if final else '')
+          + started)
 
 
 def _blessing(outputs: Artifacts) -> str:
