@@ -122,3 +122,9 @@ def test_second_run_warm_starts_from_the_first_model(two_runs):
   assert decision.used, decision.reason
   with open(os.path.join(model_run.uri, 'history.json')) as f:
     assert len(json.load(f)['loss']) == 1
+  [report] = _artifacts(store, _execution(store, 'EvaluationReport'), 'report',
+                        metadata_store_pb2.Event.OUTPUT)
+  with open(os.path.join(report.uri, 'report.json')) as f:
+    assert json.load(f)['warm_start']['used'] is True
+  with open(os.path.join(report.uri, 'report.html')) as f:
+    assert 'Warm start: the head starts from the blessed model' in f.read()
