@@ -164,3 +164,18 @@ def test_window_strategy_one_artifact_per_span_newest_n():
 def test_window_strategy_starts_over_when_the_classes_change():
   artifacts = [_examples(1, 1), _examples(2, 2, 'cats,dogs,owls'), _examples(3, 3, 'cats,dogs,owls')]
   assert [a.id for a in newest_spans(artifacts, 3)] == [3, 2]
+
+
+def test_demo_spans_are_new_images_each_week_and_the_third_drifts(tmp_path):
+  from tools import demo_data  # pylint: disable=g-import-not-at-top
+  output = str(tmp_path / 'spans')
+  assert demo_data.next_span(output) == 1
+  counts = demo_data.write_digit_spans(output, 3, per_class=10)
+  assert counts[:2] == [{'zero': 10, 'one': 10}] * 2
+  assert counts[2] == {'zero': 10, 'one': demo_data.DRIFTED_COUNT}
+  files = [{(c, f) for c in ('zero', 'one') for f in os.listdir(os.path.join(output, f'span-{s}', c))}
+           for s in (1, 2, 3)]
+  assert not files[0] & files[1] and not files[1] & files[2]
+  assert demo_data.next_span(output) == 4
+  span = spans.resolve(*spans.split_path(os.path.join(output, demo_data.SPAN_PATTERN)))
+  assert span.number == 3

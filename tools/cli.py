@@ -77,7 +77,7 @@ def _run_config(args: argparse.Namespace):
       'data.path': args.data, 'output': args.output, 'model.weights': args.weights,
       'training.epochs': args.epochs, 'model.image_size': args.image_size,
       'training.augment': False if args.no_augment else None,
-      'inference.data': args.infer_data,
+      'inference.data': args.infer_data, 'data.train_spans': args.train_spans,
   })
   if not config.data.path:
     raise UsageError('run needs --data (a folder of class subfolders or of TFRecords), '
@@ -153,11 +153,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _cmd_demo_data(args: argparse.Namespace) -> int:
   from tools import demo_data  # pylint: disable=g-import-not-at-top
-  if args.spans:
+  if args.spans or args.next_span:
     output = args.output if args.output != DEMO_OUTPUT else DEMO_SPANS_OUTPUT
     if len(args.digits) < 2:
       raise UsageError('--spans needs at least two --digits.')
-    for span, counts in enumerate(demo_data.write_digit_spans(output, args.spans, args.digits), 1):
+    first = demo_data.next_span(output) if args.next_span else 1
+    last = args.spans or first
+    for span in range(first, last + 1):
+      counts = demo_data.write_digit_span(output, span, args.digits)
       print(f'Span {span}: {sum(counts.values())} digit images in '
             f'{os.path.join(output, demo_data.SPAN_FOLDER.format(span))}: {counts}')
     print(f'Run with --data {os.path.join(output, demo_data.SPAN_PATTERN)} (the newest span).')
@@ -222,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f'square input size (default {ModelConfig.image_size}, '
                    f'>= {MIN_IMAGE_SIZE})')
   run.add_argument('--no-augment', action='store_true', help='turn data augmentation off')
+  run.add_argument('--train-spans', type=int, metavar='N',
+                   help='with --data .../span-{SPAN}: train on the newest N spans '
+                   '(data.train_spans, default 1)')
   run.add_argument('--verbose', action='store_true',
                    help="also show the libraries' log live (always in <output>/logs/run.log)")
   run.add_argument('--infer-data', metavar='FOLDER', help='unlabeled images: batch inference '
@@ -282,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
   demo.add_argument('--spans', type=int, default=0,
                     help='write weekly span folders span-1 .. span-N of different images '
                          '(span 3: a drifted class balance), for --data <output>/span-{SPAN}')
+  demo.add_argument('--next-span', action='store_true',
+                    help='write the spans so far and one more (a new week of data)')
   demo.set_defaults(func=_cmd_demo_data)
   return parser
 

@@ -42,12 +42,24 @@ def write_digits(output: str, digits: Sequence[int] = (0, 1), upscale: int = 4,
   return counts
 
 
+def write_digit_span(output: str, span: int, digits: Sequence[int] = (0, 1),
+                     per_class: int = SPAN_PER_CLASS) -> Dict[str, int]:
+  """Writes <output>/span-<span>: `per_class` images of each digit that no other span
+  has; span 3 has a drifted class balance (only `DRIFTED_COUNT` of the second digit)."""
+  return write_digits(os.path.join(output, SPAN_FOLDER.format(span)), digits,
+                      per_class=per_class, skip=(span - 1) * per_class,
+                      per_digit={digits[1]: DRIFTED_COUNT} if span == DRIFTED_SPAN else None)
+
+
 def write_digit_spans(output: str, num_spans: int, digits: Sequence[int] = (0, 1),
                       per_class: int = SPAN_PER_CLASS) -> List[Dict[str, int]]:
-  """Writes <output>/span-1 ... span-<num_spans>, weekly spans of different digit images
-  (`per_class` of each digit), span 3 with a drifted class balance (only
-  `DRIFTED_COUNT` of the second digit); returns the counts per span. Idempotent."""
-  return [write_digits(os.path.join(output, SPAN_FOLDER.format(span)), digits,
-                       per_class=per_class, skip=(span - 1) * per_class,
-                       per_digit={digits[1]: DRIFTED_COUNT} if span == DRIFTED_SPAN else None)
-          for span in range(1, num_spans + 1)]
+  """Writes the weekly spans 1 .. `num_spans` (`write_digit_span`); their counts."""
+  return [write_digit_span(output, span, digits, per_class) for span in range(1, num_spans + 1)]
+
+
+def next_span(output: str) -> int:
+  """The number after the newest span folder written so far (1 for none)."""
+  numbers = [int(name.split('-', 1)[1]) for name in
+             (os.listdir(output) if os.path.isdir(output) else [])
+             if name.startswith('span-') and name.split('-', 1)[1].isdigit()]
+  return max(numbers, default=0) + 1
