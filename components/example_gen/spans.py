@@ -90,8 +90,10 @@ def resolve(input_base: str, pattern: str,
   except ValueError as e:
     where = (f' (span {range_config.static_range.start_span_number})'
              if range_config and range_config.HasField('static_range') else '')
-    raise IngestError(f'No data folder matches data.path {posixpath.join(input_base, pattern[:-2])}'
-                      f'{where}: {e}.') from e
+    # TFX's own reason only when it says more than "no match" (e.g. a span that is no number).
+    reason = '' if str(e).startswith('Cannot find matching') else f': {e}'
+    raise IngestError(f'No folder matches data.path {posixpath.join(input_base, pattern[:-2])}'
+                      f'{where}{reason}.') from e
   return Span(number, version, folder_of(input_base, resolved[0].pattern))
 
 
