@@ -69,3 +69,11 @@ def test_warm_start_or_from_scratch_after_the_epochs(tmp_path):
                             str(tmp_path))
   assert component_results.describe(outputs).endswith(
       '; from scratch: the classes changed (added owls).')
+
+
+def test_transform_over_a_window_describes_its_analyzer_cache(tmp_path):
+  for name in ('examples-1-Split-train-STAR-ab', 'examples-12-Split-train-STAR-cd'):
+    (tmp_path / name).mkdir()
+  outputs = {'transform_graph': [_artifact()], 'updated_analyzer_cache': [_artifact(tmp_path)]}
+  assert component_results.describe(outputs) == (
+      'analyzer cache of 2 datasets (kept for the next run)')

@@ -81,6 +81,13 @@ def _transformed(outputs: Artifacts) -> str:
   return f'{_size(_folder_bytes(transformed.uri))} of transformed examples'
 
 
+def _analyzer_cache(outputs: Artifacts) -> str:
+  """Transform over a training window (nothing materialized): its analyzer cache."""
+  [cache] = outputs['updated_analyzer_cache']
+  datasets = len(os.listdir(cache.uri)) if os.path.isdir(cache.uri) else 0
+  return f'analyzer cache of {datasets} dataset{"s" if datasets != 1 else ""} (kept for the next run)'
+
+
 def _trained(outputs: Artifacts) -> str:
   [model_run] = outputs['model_run']
   with open(os.path.join(model_run.uri, 'history.json')) as f:
@@ -124,7 +131,8 @@ def _report(outputs: Artifacts) -> str:
 # Output key -> description; the first key a component has decides.
 DESCRIBERS: Dict[str, Callable[[Artifacts], str]] = {
     'examples': _examples, 'statistics': _statistics, 'schema': _schema,
-    'transformed_examples': _transformed, 'model_run': _trained, 'blessing': _blessing,
+    'transformed_examples': _transformed, 'updated_analyzer_cache': _analyzer_cache,
+    'model_run': _trained, 'blessing': _blessing,
     'pushed_model': _pushed, 'report': _report,
 }
 
