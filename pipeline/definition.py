@@ -55,8 +55,10 @@ def training_window(config: PipelineConfig, example_gen: ImageFolderExampleGen) 
   window.add_upstream_node(example_gen)
   cache = tfx.dsl.Resolver(
       strategy_class=LatestOrNothingStrategy,
+      # Earlier runs' cache (the Transform's default id; this run's is written after).
       cache=tfx.dsl.Channel(type=tfx.types.standard_artifacts.TransformCache,
-                            producer_component_id='Transform', output_key='updated_analyzer_cache'),
+                            producer_component_id='Transform',
+                            output_key='updated_analyzer_cache'),
   ).with_id('latest_transform_cache_resolver')
   return [window, cache]
 
@@ -210,7 +212,8 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
       pipeline_name=config.pipeline_name,
       pipeline_root=_absolute(config.pipeline_root),
       components=[example_gen, statistics_gen, schema_gen, *window, transform,
-                  *([tuner] if tuner else []), model_resolver, trainer, evaluator, pusher, evaluation_report, *inference],
+                  *([tuner] if tuner else []), model_resolver, trainer, evaluator, pusher,
+                  evaluation_report, *inference],
       enable_cache=config.enable_cache,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=beam.with_local_runner(config.beam_pipeline_args))
