@@ -33,6 +33,11 @@ class IngestOptions:
   max_image_side: int = 0
   # TFRecord input only: class names in label order (image folders: the folder names).
   class_names: Tuple[str, ...] = ()
+  # Span folders (issue 22): the part of data.path with {SPAN}/{YYYY}{MM}{DD} specs, and
+  # how many of the newest spans the ExampleGen itself ingests (more than 1 only where no
+  # span resolver runs: Kubeflow V2).
+  span_pattern: str = ''
+  ingest_spans: int = 1
 
 
 def max_stored_bytes(max_side: int) -> int:
@@ -85,6 +90,9 @@ class TrainingConfig:
   fine_tune_from: str = ''
   fine_tune_epochs: int = 0
   fine_tune_learning_rate: float = 1e-5
+  # Start the head from the latest blessed model's head when its classes are the same
+  # (and its head has the same shape); else train from scratch and say why.
+  warm_start: bool = True
 
 
 @dataclasses.dataclass

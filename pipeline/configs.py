@@ -51,6 +51,9 @@ class DataConfig:
   # serving limits. 0 keeps every image as it is (then data.max_image_pixels and
   # data.max_image_bytes must be within the serving limits).
   max_side_multiple: int = 2
+  # Train (and evaluate) on the newest N spans of a `path` with {SPAN} or {YYYY}{MM}{DD}:
+  # earlier spans' Examples are reused, not re-ingested (Kubeflow: see README).
+  train_spans: int = 1
 
 
 # Evaluation settings that are fractions (accuracy bounds): each must lie in [0, 1].
@@ -152,6 +155,7 @@ class PipelineConfig:
            'an integer between 1 and 99')
     _check_fraction(self.data.max_skipped_fraction, 'data.max_skipped_fraction')
     _check(self.data.num_shards >= 1, 'data.num_shards', 'an integer >= 1')
+    _check(self.data.train_spans >= 1, 'data.train_spans', 'an integer >= 1')
     _check(self.data.max_image_pixels > 0, 'data.max_image_pixels',
            'a positive integer')
     _check(self.data.max_image_bytes > 0, 'data.max_image_bytes', 'a positive integer')

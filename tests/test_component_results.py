@@ -60,3 +60,31 @@ def test_transformed_bytes_and_unreadable_results(tmp_path):
   missing = {'model_run': [_artifact(tmp_path / 'missing')]}
   assert component_results.describe(missing).startswith('(result not readable: ')
   assert component_results.describe({'something_else': [_artifact()]}) == ''
+
+
+def test_span_of_the_examples_and_the_window_ingested_at_once():
+  outputs = {'examples': [_artifact(num_train=80, num_eval=20, num_skipped=0, spans='2')]}
+  assert component_results.describe(outputs) == 'span 2: 80 train, 20 eval examples, 0 skipped'
+  outputs['examples'][0].custom_properties['spans'].string_value = '1,2'
+  assert component_results.describe(outputs).startswith('spans 1,2: 80 train')
+
+
+def test_warm_start_or_from_scratch_after_the_epochs(tmp_path):
+  from trainer import warm_start  # pylint: disable=g-import-not-at-top
+  (tmp_path / 'history.json').write_text(json.dumps({'loss': [0.7], 'val_loss': [0.6]}))
+  outputs = {'model': [_artifact()], 'model_run': [_artifact(tmp_path)]}
+  warm_start.write_decision(warm_start.WarmStart(True, 'same classes', '/m'), str(tmp_path))
+  assert component_results.describe(outputs) == (
+      '1 epoch, val_loss 0.6000; warm start from the blessed model')
+  warm_start.write_decision(warm_start.WarmStart(False, 'the classes changed (added owls).'),
+                            str(tmp_path))
+  assert component_results.describe(outputs).endswith(
+      '; from scratch: the classes changed (added owls).')
+
+
+def test_transform_over_a_window_describes_its_analyzer_cache(tmp_path):
+  for name in ('examples-1-Split-train-STAR-ab', 'examples-12-Split-train-STAR-cd'):
+    (tmp_path / name).mkdir()
+  outputs = {'transform_graph': [_artifact()], 'updated_analyzer_cache': [_artifact(tmp_path)]}
+  assert component_results.describe(outputs) == (
+      'analyzer cache of 2 datasets (kept for the next run)')

@@ -480,3 +480,22 @@ def test_opt_in_components_compile(tmp_path):
   tasks = _tasks(json.loads(open(out).read()))
   for name in ('tuner', 'boundedbulkinferrer', 'inferencetable', 'unlabeledimageexamplegen'):
     assert any(t.lower() == name for t in tasks), sorted(tasks)
+
+
+def test_span_pattern_and_training_window_compile(tmp_path):
+  """Kubeflow V2 compiles no span resolver: TFX's own driver resolves the newest span
+  of the `{SPAN}` pattern and the ExampleGen ingests the window itself."""
+  config = _cloud_config(**{'data.path': f'{BUCKET}/photos/week-{{SPAN:3}}',
+                            'data.train_spans': 3})
+  out = runner.compile_pipeline(config.validate(), str(tmp_path / 'p.json'), IMAGE)
+  tasks = _tasks(json.loads(open(out).read()))
+  params = _constant_params(tasks['ImageFolderExampleGen'])
+  assert params['input_base'] == f'{BUCKET}/photos'
+  assert json.loads(params['input_config'])['splits'][0]['pattern'] == 'week-{SPAN:3}/*'
+  options = json.loads(json.loads(params['custom_config'])['custom_config']['value'])
+  assert (options['span_pattern'], options['ingest_spans']) == ('week-{SPAN:3}/*', 3)
+  assert not any('span_window' in t or 'transform_cache' in t for t in tasks), sorted(tasks)
+  # Warm start: the Trainer reads the latest blessed model (a resolver that compiles).
+  assert any(t.startswith('latest_blessed_model_resolver') for t in _ancestors(tasks, 'Trainer'))
+  assert 'base_model' in tasks['Trainer']['inputs']['artifacts']
+  assert 'raw_examples' not in json.loads(_constant_params(tasks['Trainer'])['custom_config'])

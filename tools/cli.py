@@ -24,6 +24,8 @@ from tools import predict_checks, preflight, run_log
 
 # User errors that need no TensorFlow to raise (tools.errors has the full list).
 FAST_USER_ERRORS = (ConfigError, OutputLockedError, predict_checks.NothingToClassify)
+DEMO_OUTPUT = 'data/digits'
+DEMO_SPANS_OUTPUT = 'data/digit-spans'
 
 
 class UsageError(Exception):
@@ -79,13 +81,17 @@ def _add_model_flags(parser: argparse.ArgumentParser) -> None:
                       help=f'square input size (default {ModelConfig.image_size}, '
                       f'>= {MIN_IMAGE_SIZE})')
   parser.add_argument('--no-augment', action='store_true', help='turn data augmentation off')
+  parser.add_argument('--train-spans', type=int, metavar='N',
+                      help='with --data .../span-{SPAN}: train on the newest N spans '
+                      '(data.train_spans, default 1)')
 
 
 def _model_overrides(args: argparse.Namespace) -> dict:
   """Config overrides of `_add_model_flags` (None: not given, the config's value stays)."""
   return {'model.weights': args.weights, 'training.epochs': args.epochs,
           'model.image_size': args.image_size,
-          'training.augment': False if args.no_augment else None}
+          'training.augment': False if args.no_augment else None,
+          'data.train_spans': args.train_spans}
 
 
 def _run_config(args: argparse.Namespace):
@@ -189,6 +195,18 @@ def _predict_with_server(args: argparse.Namespace) -> int:
 
 def _cmd_demo_data(args: argparse.Namespace) -> int:
   from tools import demo_data  # pylint: disable=g-import-not-at-top
+  if args.spans or args.next_span:
+    output = args.output if args.output != DEMO_OUTPUT else DEMO_SPANS_OUTPUT
+    if len(args.digits) < 2:
+      raise UsageError('--spans needs at least two --digits.')
+    first = demo_data.next_span(output) if args.next_span else 1
+    last = args.spans or first
+    for span in range(first, last + 1):
+      counts = demo_data.write_digit_span(output, span, args.digits)
+      print(f'Span {span}: {sum(counts.values())} digit images in '
+            f'{os.path.join(output, demo_data.SPAN_FOLDER.format(span))}: {counts}')
+    print(f'Run with --data {os.path.join(output, demo_data.SPAN_PATTERN)} (the newest span).')
+    return 0
   counts = demo_data.write_digits(args.output, args.digits)
   print(f'Wrote {sum(counts.values())} digit images to {args.output}: {counts}')
   return 0
@@ -329,8 +347,14 @@ def build_parser() -> argparse.ArgumentParser:
   pre.set_defaults(func=_cmd_pretrain)
 
   demo = sub.add_parser('demo-data', help="write scikit-learn's digits as class-folder PNGs")
-  demo.add_argument('--output', default='data/digits')
+  demo.add_argument('--output', default=DEMO_OUTPUT,
+                    help=f'folder to write (with --spans: default {DEMO_SPANS_OUTPUT})')
   demo.add_argument('--digits', type=int, nargs='+', default=[0, 1])
+  demo.add_argument('--spans', type=int, default=0,
+                    help='write weekly span folders span-1 .. span-N of different images '
+                         '(span 3: a drifted class balance), for --data <output>/span-{SPAN}')
+  demo.add_argument('--next-span', action='store_true',
+                    help='write the spans so far and one more (a new week of data)')
   demo.set_defaults(func=_cmd_demo_data)
   return parser
 

@@ -39,12 +39,20 @@ def _folder_bytes(uri: str) -> int:
              for root, _, files in os.walk(uri) for f in files)
 
 
+def _span_prefix(examples: Artifact) -> str:
+  """'span 2: ' (or 'spans 1,2: ' for a window ingested at once) for span folders; ''."""
+  spans = _string(examples, 'spans')
+  if not spans or spans == '0':
+    return ''
+  return f'span{"s" if "," in spans else ""} {spans}: '
+
+
 def _examples(outputs: Artifacts) -> str:
   [examples] = outputs['examples']
   counts = [_int(examples, k) for k in ('num_train', 'num_eval', 'num_skipped')]
   if None in counts:
     return f'splits {", ".join(json.loads(_string(examples, "split_names") or "[]"))}'
-  line = f'{counts[0]:,} train, {counts[1]:,} eval examples, {counts[2]:,} skipped'
+  line = f'{_span_prefix(examples)}{counts[0]:,} train, {counts[1]:,} eval examples, {counts[2]:,} skipped'
   extras = [(_int(examples, key), label) for key, label in (
       ('num_ignored', 'ignored (OS/tool files)'), ('num_downscaled', 'downscaled'),
       ('num_duplicate_groups', 'groups of identical files'))]
@@ -77,6 +85,13 @@ def _transformed(outputs: Artifacts) -> str:
   return f'{_size(_folder_bytes(transformed.uri))} of transformed examples'
 
 
+def _analyzer_cache(outputs: Artifacts) -> str:
+  """Transform over a training window (nothing materialized): its analyzer cache."""
+  [cache] = outputs['updated_analyzer_cache']
+  datasets = len(os.listdir(cache.uri)) if os.path.isdir(cache.uri) else 0
+  return f'analyzer cache of {datasets} dataset{"s" if datasets != 1 else ""} (kept for the next run)'
+
+
 def _trained(outputs: Artifacts) -> str:
   [model_run] = outputs['model_run']
   with open(os.path.join(model_run.uri, 'history.json')) as f:
@@ -84,7 +99,13 @@ def _trained(outputs: Artifacts) -> str:
   epochs = len(next(iter(history.values()), []))
   final = ', '.join(f'{k} {v[-1]:.4f}' for k, v in sorted(history.items())
                     if k.startswith('val_') and v)
-  return f'{epochs} epoch{"s" if epochs != 1 else ""}' + (f', {final}' if final else '')
+  from trainer import warm_start  # pylint: disable=g-import-not-at-top
+  decision = warm_start.read_decision(model_run.uri)
+  started = '' if decision is None else (
+      '; warm start from the blessed model' if decision.used
+      else f'; from scratch: {decision.reason}')
+  return (f'{epochs} epoch{"s" if epochs != 1 else ""}' + (f', {final}' if final else '')
+          + started)
 
 
 def _blessing(outputs: Artifacts) -> str:
@@ -127,8 +148,9 @@ def _report(outputs: Artifacts) -> str:
 # Output key -> description; the first key a component has decides.
 DESCRIBERS: Dict[str, Callable[[Artifacts], str]] = {
     'examples': _examples, 'statistics': _statistics, 'schema': _schema,
-    'transformed_examples': _transformed, 'model_run': _trained, 'evaluation': _blessing,
-    'blessing': _canary, 'pushed_model': _pushed, 'report': _report,
+    'transformed_examples': _transformed, 'updated_analyzer_cache': _analyzer_cache,
+    'model_run': _trained, 'evaluation': _blessing, 'blessing': _canary,
+    'pushed_model': _pushed, 'report': _report,
 }
 
 

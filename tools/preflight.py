@@ -6,6 +6,7 @@ need TFX and Keras.
 """
 
 import os
+import re
 import threading
 import urllib.error
 import urllib.request
@@ -134,7 +135,13 @@ def check_files(config: PipelineConfig) -> None:
   for a remote folder); the ImageNet weights can be had. A weights URI (gs://...) is
   read by `check`."""
   data = config.data.path
-  if '://' not in data:
+  spec = re.search(r'{(SPAN|VERSION|YYYY|MM|DD)', data)
+  if spec:  # span folders: their parent folder must exist (the span is resolved in `check`)
+    parent = os.path.dirname(data[:spec.start()]) or '.'
+    if '://' not in data and not os.path.isdir(parent):
+      raise ConfigError(f'data.path: {parent} (the folder of the span folders {data}) is not '
+                        'a folder.')
+  elif '://' not in data:
     if not os.path.isdir(data):
       raise ConfigError(f'data.path: {data} is not a folder.')
     if '://' not in config.output and _is_inside(config.output, data):
@@ -154,6 +161,10 @@ def check(config: PipelineConfig) -> None:
   """Data folder, weights file, cut layer and fine-tuning layer: fails clearly."""
   from trainer import model as model_lib  # pylint: disable=g-import-not-at-top
   check_files(config)
+  if '://' not in config.data.path:  # no span folder matches: one line now, not at ExampleGen
+    from components.example_gen import spans  # pylint: disable=g-import-not-at-top
+    if spans.has_specs(config.data.path):
+      spans.resolve(*spans.split_path(os.path.abspath(config.data.path)))
   # Builds the backbone once: loads the weights file and resolves the cut layer.
   backbone = model_lib.build_backbone(config.model)
   if config.training.fine_tune_from:

@@ -16,7 +16,7 @@ import console
 from contract.features import IMAGE_KEY, LABEL_KEY
 from contract.settings import ExportConfig, ModelConfig, ServingConfig, TrainingConfig
 from trainer import artifact_io, augment as augment_lib, eval_predictions, export
-from trainer import model as model_lib, plots, preprocessing, view_cache
+from trainer import model as model_lib, plots, preprocessing, view_cache, warm_start
 from trainer.epoch_lines import EpochLines
 from trainer.preprocessing import bytes_to_pixels
 
@@ -24,17 +24,26 @@ from trainer.preprocessing import bytes_to_pixels
 def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor,
              tf_transform_output: tft.TFTransformOutput, image_size: int,
              training: TrainingConfig, shuffle: bool, augment: bool,
-             keep_keys: bool = False) -> tf.data.Dataset:
+             keep_keys: bool = False, raw_examples: bool = False) -> tf.data.Dataset:
   """Batches of (float pixels [B, H, W, 3] in 0..255, float label [B, 1]), one pass;
   with `keep_keys`, (pixels, label, image key [B]) for `augment.augment`.
 
+  `raw_examples`: the files hold ExampleGen's examples (a training window of several
+  spans, which Transform does not materialize): the Transform graph is applied here.
   Augmented batches draw a new seeded augmentation of every image each epoch."""
+  metadata = (tf_transform_output.raw_metadata if raw_examples
+              else tf_transform_output.transformed_metadata)
   dataset = data_accessor.tf_dataset_factory(
       file_pattern,
       tfxio.TensorFlowDatasetOptions(batch_size=training.batch_size, label_key=LABEL_KEY,
                                      num_epochs=1, shuffle=shuffle,
                                      shuffle_seed=training.seed if shuffle else None),
-      tf_transform_output.transformed_metadata.schema)
+      metadata.schema)
+  if raw_examples:
+    transform_layer = tf_transform_output.transform_features_layer()
+    dataset = dataset.map(
+        lambda features, label: (transform_layer({IMAGE_KEY: features[IMAGE_KEY]}), label),
+        num_parallel_calls=tf.data.AUTOTUNE)
 
   def to_pixels(features, label):
     data = features[IMAGE_KEY]
@@ -51,6 +60,11 @@ def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
   if not keep_keys:
     dataset = dataset.map(lambda x, y, keys: (x, y))
   return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def reads_raw_examples(fn_args: tfx.components.FnArgs) -> bool:
+  """The pipeline passes ExampleGen's examples (a training window), not Transform's."""
+  return bool((fn_args.custom_config or {}).get('raw_examples'))
 
 
 def write_cache(features: tf.data.Dataset, batch_size: int, label: str) -> None:
@@ -84,7 +98,8 @@ def _pixel_datasets(fn_args: tfx.components.FnArgs, tf_transform_output: tft.TFT
                       model_config.image_size, training,
                       shuffle=(split == 'train' and shuffle_train),
                       augment=(split == 'train' and augment_train),
-                      keep_keys=(split == 'train' and keep_keys))
+                      keep_keys=(split == 'train' and keep_keys),
+                      raw_examples=reads_raw_examples(fn_args))
       for split, files in (('train', fn_args.train_files), ('eval', fn_args.eval_files))}
 
 
@@ -168,7 +183,7 @@ def eval_keys(fn_args: tfx.components.FnArgs, tf_transform_output: tft.TFTransfo
   """[B] image keys of the eval split, in the order of the 'eval' pixel dataset."""
   keyed = input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
                    model_config.image_size, training, shuffle=False, augment=False,
-                   keep_keys=True)
+                   keep_keys=True, raw_examples=reads_raw_examples(fn_args))
   return keyed.map(lambda pixels, label, keys: keys)
 
 
@@ -246,6 +261,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   logging.info('Training on %d classes %s, backbone weights: %s.', num_classes, class_names,
                model_config.weights)
   tf.io.gfile.makedirs(fn_args.model_run_dir)
+  started = warm_start.warm_start(model, head, class_names, fn_args.base_model,
+                                  training.warm_start)
+  warm_start.log(started)
+  warm_start.write_decision(started, fn_args.model_run_dir)
   history = _train_head(model, backbone, head, datasets, num_classes, training, fn_args,
                         model_lib.resolve_feature_precision(model_config.feature_precision)
                         ).history

@@ -101,7 +101,7 @@ def feature_datasets(fn_args: tfx.components.FnArgs, model_config: ModelConfig,
   tf.io.gfile.makedirs(cache_dir)
   pixels = task.input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
                          model_config.image_size, training, shuffle=False, augment=False,
-                         keep_keys=True)
+                         keep_keys=True, raw_examples=task.reads_raw_examples(fn_args))
   features = pixels.map(lambda x, y, keys: (extractor(x, training=False), y, keys)).unbatch()
   features = features.cache(os.path.join(cache_dir, 'train'))
   task.write_cache(features.map(lambda f, y, keys: (f, y)), training.batch_size,

@@ -30,14 +30,20 @@ UNEVALUATED_FILE = 'unevaluated_classes.json'
 OPT_IN = 'evaluation.allow_classes_without_eval: true'
 
 
-def unevaluated_classes(examples_uri: str) -> Dict[str, int]:
-  """Class -> train examples, for every class with no eval example (empty when the
-  examples carry no ingest summary, e.g. from another ExampleGen)."""
-  if not tf.io.gfile.exists(os.path.join(examples_uri, SUMMARY_FILE)):
-    return {}
-  written = load_summary(examples_uri).written
-  return {name: train for name, train in written['train'].items()
-          if not written['eval'].get(name)}
+def unevaluated_classes(*examples_uris: str) -> Dict[str, int]:
+  """Class -> train examples, for every class with no eval example in any of the Examples
+  (a training window holds several spans; none when they carry no ingest summary, e.g.
+  from another ExampleGen)."""
+  train: Dict[str, int] = {}
+  evaluated = set()
+  for uri in examples_uris:
+    if not tf.io.gfile.exists(os.path.join(uri, SUMMARY_FILE)):
+      continue
+    written = load_summary(uri).written
+    for name, count in written['train'].items():
+      train[name] = train.get(name, 0) + count
+    evaluated.update(name for name, count in written['eval'].items() if count)
+  return {name: count for name, count in train.items() if name not in evaluated}
 
 
 def failure_texts(classes: Dict[str, int]) -> List[str]:
@@ -71,9 +77,8 @@ class Executor(baseline_check.Executor):
          output_dict: Dict[str, List[types.Artifact]],
          exec_properties: Dict[str, Any]) -> None:
     super().Do(input_dict, output_dict, exec_properties)
-    examples = artifact_utils.get_single_instance(
-        input_dict[standard_component_specs.EXAMPLES_KEY])
-    failures = failure_texts(unevaluated_classes(examples.uri))
+    examples = input_dict[standard_component_specs.EXAMPLES_KEY]
+    failures = failure_texts(unevaluated_classes(*(e.uri for e in examples)))
     if not failures:
       return
     evaluation = artifact_utils.get_single_uri(

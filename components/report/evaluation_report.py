@@ -8,6 +8,7 @@ Pusher pushes nothing. Running after the Pusher means a failing report can never
 stop a blessed model from being pushed.
 """
 
+import dataclasses
 import heapq
 import html
 import json
@@ -27,7 +28,7 @@ from components.report.tfma_results import load_confusion_matrix, load_decision,
 from components.example_gen.ingest_summary import VOCABULARY_FILE
 from components.report.report_html import Prediction
 from contract.features import FILENAME_KEY, IMAGE_KEY, LABEL_KEY
-from trainer import augment, eval_predictions, plots, tflite_export
+from trainer import augment, eval_predictions, plots, tflite_export, warm_start
 from trainer.preprocessing import decode_and_resize, pixels_to_bytes
 
 HTML_FILE = 'report.html'
@@ -236,6 +237,9 @@ def EvaluationReport(
             if infra_blessing and infra_blessing.has_custom_property('canary') else '')
   if canary:  # the serving canary's checks (components/serving/serving_canary.py)
     extra.append(('Serving canary', f'<p>{html.escape(canary)}</p>'))
+  started = warm_start.read_decision(model_run.uri)
+  if started:
+    extra.append(('Training start', f'<p>{html.escape(started.line())}</p>'))
   trials = load_trials(tuner_results.uri) if tuner_results else []
   if trials:
     extra.append(('Hyperparameter search (Tuner)', report_html.trials_table(
@@ -250,7 +254,8 @@ def EvaluationReport(
   with tf.io.gfile.GFile(os.path.join(report.uri, JSON_FILE), 'w') as f:
     json.dump({**report_html.report_json(matrix, names, misclassified, max_misclassified,
                                          decision, metrics), 'tflite': tflite,
-               'tuning_trials': trials, 'serving_canary': canary}, f, indent=2)
+               'tuning_trials': trials, 'serving_canary': canary,
+               'warm_start': dataclasses.asdict(started) if started else None}, f, indent=2)
   report.set_int_custom_property('blessed', int(decision.blessed))
   report.set_int_custom_property('num_misclassified', len(misclassified))
   print(f'EvaluationReport: {os.path.join(report.uri, HTML_FILE)} '
