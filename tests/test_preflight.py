@@ -239,8 +239,10 @@ def test_span_pattern_checked_before_the_run(tmp_path):
   """A `{SPAN}` data.path: its parent folder must exist, and a span must match it."""
   from components.example_gen.ingest_summary import IngestError  # pylint: disable=g-import-not-at-top
   with pytest.raises(ConfigError, match='folder of the span folders'):
-    preflight.check_files(load_config(overrides={'data.path': str(tmp_path / 'no' / 'w-{SPAN}')}))
+    preflight.check_files(load_config(overrides={'data.path': str(tmp_path / 'no' / 'w-{SPAN}'),
+                                                 'model.weights': 'none'}))
   (tmp_path / 'w-7' / 'cats').mkdir(parents=True)
-  preflight.check_files(load_config(overrides={'data.path': str(tmp_path / 'w-{SPAN}')}))
+  preflight.check_files(load_config(overrides={'data.path': str(tmp_path / 'w-{SPAN}'),
+                                               'model.weights': 'none'}))
   with pytest.raises(IngestError, match=r'No folder matches data.path .*week-\{SPAN\}\.$'):
-    _preflight(data__path=str(tmp_path / 'week-{SPAN}'), model__image_size=75)
+    _preflight(data__path=str(tmp_path / 'week-{SPAN}'), model__image_size=75, model__weights='none')
