@@ -20,6 +20,9 @@ from contract.settings import (FEATURE_PRECISIONS, MIN_IMAGE_SIZE, POOLINGS, TFL
                                ModelConfig, ServingConfig, TrainingConfig, TuningConfig)
 from pipeline import beam
 
+VALIDATION_MODES = ('stop', 'warn')
+
+
 class ConfigError(ValueError):
   """A configuration value is missing, unknown or out of range."""
 
@@ -44,6 +47,17 @@ class DataConfig:
   max_image_bytes: int = IngestOptions.max_image_bytes
   # At least this many output shards per split (more for large folders).
   num_shards: int = IngestOptions.num_shards
+  # A curated schema.pbtxt every span is checked against (TFX's ImportSchemaGen). Empty:
+  # the one the first run inferred and wrote to <output>/schema/schema.pbtxt for editing.
+  schema: str = ''
+  # What anomalies do (schema violations, drift from the last accepted span): 'stop' the
+  # run before training, or 'warn' and train anyway.
+  validation: str = 'stop'
+  # Largest L-infinity distance between the class shares of the last accepted span and
+  # the new one (0.2: no class's share may move by more than 20 points).
+  max_class_drift: float = 0.2
+  # Largest Jensen-Shannon divergence (0..1) of the stored image height and width.
+  max_size_drift: float = 0.3
 
 
 @dataclasses.dataclass
@@ -96,6 +110,11 @@ class PipelineConfig:
     return os.path.join(self.output, 'pipeline_root')
 
   @property
+  def curated_schema_path(self) -> str:
+    """Where the first run writes its inferred schema for people to edit."""
+    return os.path.join(self.output, 'schema', 'schema.pbtxt')
+
+  @property
   def metadata_path(self) -> str:
     return os.path.join(self.output, 'metadata.db')
 
@@ -117,6 +136,10 @@ class PipelineConfig:
     _check(self.data.max_image_pixels > 0, 'data.max_image_pixels',
            'a positive integer')
     _check(self.data.max_image_bytes > 0, 'data.max_image_bytes', 'a positive integer')
+    _check(self.data.validation in VALIDATION_MODES, 'data.validation',
+           ' or '.join(map(repr, VALIDATION_MODES)))
+    for name in ('max_class_drift', 'max_size_drift'):
+      _check(0.0 <= getattr(self.data, name) <= 1.0, f'data.{name}', 'a number between 0 and 1')
     _check(self.model.image_size >= MIN_IMAGE_SIZE, 'model.image_size',
            f'an integer >= {MIN_IMAGE_SIZE} (InceptionV3 needs at least '
            f'{MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE})')

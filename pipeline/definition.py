@@ -6,12 +6,15 @@ from typing import List, Optional
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
+from tfx.dsl.components.base import base_component
 
 from components.pusher.atomic_pusher import AtomicPusher
 from components.inference.bulk_inferrer import BoundedBulkInferrer
 from components.report.evaluation_report import EvaluationReport
 from components.example_gen.image_folder_example_gen import ImageFolderExampleGen
 from components.inference.inference_table import InferenceTable
+from components.validation.curated_schema import CuratedSchemaGen, ImportCuratedSchema
+from components.validation.data_validation import DataValidation
 from components.example_gen.unlabeled_images import UnlabeledImageExampleGen
 from contract.features import CLASS_NAME_KEY, EXAMPLES_NUMERIC_SIGNATURE, LABEL_KEY
 from contract.settings import trainer_custom_config
@@ -37,6 +40,47 @@ def _example_gen(config: PipelineConfig) -> ImageFolderExampleGen:
       num_shards=data.num_shards, max_skipped_fraction=data.max_skipped_fraction,
       max_image_pixels=data.max_image_pixels, max_image_bytes=data.max_image_bytes,
       class_names=data.class_names)
+
+
+def curated_schema_file(config: PipelineConfig) -> str:
+  """The schema a run imports: `data.schema`, else the editable copy an earlier run wrote
+  ('' when there is none yet: this run infers it)."""
+  if config.data.schema:
+    return _absolute(config.data.schema)
+  path = _absolute(config.curated_schema_path)
+  return path if os.path.isfile(path) else ''
+
+
+def _schema_gen(config: PipelineConfig, statistics) -> base_component.BaseComponent:
+  """ImportSchemaGen of the curated schema, or (first run) SchemaGen writing it."""
+  schema_file = curated_schema_file(config)
+  component = (ImportCuratedSchema(schema_file=schema_file) if schema_file else
+               CuratedSchemaGen(statistics=statistics,
+                                curated_schema_path=_absolute(config.curated_schema_path)))
+  return component.with_id('SchemaGen')  # one id whichever it is: downstream sees no change
+
+
+def data_validation(config: PipelineConfig, statistics_gen, schema) -> list:
+  """ExampleValidator (every split against the schema), then DataValidation (drift from
+  the last accepted span's statistics; anomalies stop the run unless data.validation: warn)."""
+  previous = tfx.dsl.Resolver(
+      strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
+      statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics,
+                                 producer_component_id='DataValidation',
+                                 output_key='accepted_statistics'),
+  ).with_id('previous_statistics_resolver')
+  # Resolved before this run's statistics exist (Kubeflow's resolver takes the newest
+  # ExampleStatistics in the store, whoever wrote it).
+  statistics_gen.add_upstream_node(previous)
+  example_validator = tfx.components.ExampleValidator(
+      statistics=statistics_gen.outputs['statistics'], schema=schema)
+  data = config.data
+  gate = DataValidation(
+      statistics=statistics_gen.outputs['statistics'], schema=schema,
+      anomalies=example_validator.outputs['anomalies'],
+      previous_statistics=previous.outputs['statistics'], mode=data.validation,
+      max_class_drift=data.max_class_drift, max_size_drift=data.max_size_drift)
+  return [previous, example_validator, gate]
 
 
 def _accuracy_threshold(min_value: Optional[float],
@@ -116,8 +160,8 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
   """
   example_gen = _example_gen(config)
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
-  schema_gen = tfx.components.SchemaGen(
-      statistics=statistics_gen.outputs['statistics'], infer_feature_shape=True)
+  schema_gen = _schema_gen(config, statistics_gen.outputs['statistics'])
+  validation = data_validation(config, statistics_gen, schema_gen.outputs['schema'])
   transform = tfx.components.Transform(
       examples=example_gen.outputs['examples'], schema=schema_gen.outputs['schema'],
       preprocessing_fn=PREPROCESSING_FN,
@@ -142,6 +186,8 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
       train_args=tfx.proto.TrainArgs(),  # epochs come from custom_config
       eval_args=tfx.proto.EvalArgs(),
       custom_config=custom_config)
+  for component in (transform, trainer):  # nothing is transformed or trained before the gate
+    component.add_upstream_node(validation[-1])
   model_resolver = tfx.dsl.Resolver(
       strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
@@ -166,13 +212,14 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
       evaluation=evaluator.outputs['evaluation'], blessing=evaluator.outputs['blessing'],
       model_run=trainer.outputs['model_run'], pushed_model=pusher.outputs['pushed_model'],
       tuner_results=tuner.outputs['tuner_results'] if tuner else None,
+      data_validation=validation[-1].outputs['validation'],
       max_misclassified=config.evaluation.report_misclassified)
   inference = (batch_inference(config, trainer.outputs['model'], evaluator.outputs['blessing'])
                if config.inference.data else [])
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=_absolute(config.pipeline_root),
-      components=[example_gen, statistics_gen, schema_gen, transform, *([tuner] if tuner else []),
+      components=[example_gen, statistics_gen, schema_gen, *validation, transform, *([tuner] if tuner else []),
                   trainer, model_resolver, evaluator, pusher, evaluation_report, *inference],
       enable_cache=config.enable_cache,
       metadata_connection_config=metadata_connection_config,

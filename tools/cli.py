@@ -75,7 +75,7 @@ def _run_config(args: argparse.Namespace):
       'data.path': args.data, 'output': args.output, 'model.weights': args.weights,
       'training.epochs': args.epochs, 'model.image_size': args.image_size,
       'training.augment': False if args.no_augment else None,
-      'inference.data': args.infer_data,
+      'inference.data': args.infer_data, 'data.validation': args.validation,
   })
   if not config.data.path:
     raise UsageError('run needs --data (a folder of class subfolders or of TFRecords), '
@@ -211,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f'square input size (default {ModelConfig.image_size}, '
                    f'>= {MIN_IMAGE_SIZE})')
   run.add_argument('--no-augment', action='store_true', help='turn data augmentation off')
+  run.add_argument('--validation', choices=('stop', 'warn'),
+                   help='what data anomalies do: stop the run before training (default), '
+                   'or warn and train anyway (overrides data.validation)')
   run.add_argument('--verbose', action='store_true',
                    help="also show the libraries' log live (always in <output>/logs/run.log)")
   run.add_argument('--infer-data', metavar='FOLDER', help='unlabeled images: batch inference '

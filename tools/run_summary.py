@@ -11,6 +11,8 @@ from tfx import v1 as tfx
 from components.report import evaluation_report, tfma_results
 from components.report.evaluation_report import HTML_FILE, ModelReport
 from components.inference.inference_table import CSV_FILE, PredictionTable
+from components.validation.data_validation import DataValidationResult, load_result
+from pipeline import definition
 from pipeline.configs import PipelineConfig
 from trainer import tflite_export
 
@@ -27,6 +29,8 @@ class RunSummary:
   inference: Optional[str] = None  # batch inference: where predictions.csv is, or why none
   tflite: Optional[str] = None  # model.tflite of the pushed version: size and agreement
   tuning: Optional[str] = None  # the Tuner's trials and the chosen one
+  data_anomalies: List[str] = dataclasses.field(default_factory=list)  # accepted (warn)
+  schema: Optional[str] = None  # the curated schema file new data is checked against
 
 
 def _store(config: PipelineConfig) -> metadata_store.MetadataStore:
@@ -89,7 +93,13 @@ def latest_run_summary(config: PipelineConfig) -> RunSummary:
                     report_html if report_html and os.path.exists(report_html) else None,
                     _inference_line(_newest(by_type.get(PredictionTable.TYPE_NAME, []))),
                     _tflite_line(pushed_path),
-                    _tuning_line(_newest(by_type.get('TunerResults', []))))
+                    _tuning_line(_newest(by_type.get('TunerResults', []))),
+                    _data_anomalies(_newest(by_type.get(DataValidationResult.TYPE_NAME, []))),
+                    definition.curated_schema_file(config) or None)
+
+
+def _data_anomalies(validation) -> List[str]:
+  return load_result(validation.uri).get('anomalies', []) if validation else []
 
 
 def _tuning_line(tuner_results) -> Optional[str]:
@@ -122,8 +132,12 @@ def _inference_line(table) -> Optional[str]:
 
 
 def format_summary(summary: RunSummary) -> str:
+  lines = []
+  if summary.data_anomalies:
+    lines += ['', f'Data validation: {len(summary.data_anomalies)} anomalies, trained anyway '
+              '(data.validation: warn):'] + [f'  {line}' for line in summary.data_anomalies]
   names = sorted({n for m in summary.metrics.values() for n in m})
-  lines = ['', '| slice | ' + ' | '.join(names) + ' |', '|---' * (len(names) + 1) + '|']
+  lines += ['', '| slice | ' + ' | '.join(names) + ' |', '|---' * (len(names) + 1) + '|']
   for slice_name, values in sorted(summary.metrics.items(), key=lambda kv: kv[0] != 'Overall'):
     cells = [f'{values[n]:.4f}' if n in values else '' for n in names]
     lines.append(f'| {slice_name} | ' + ' | '.join(cells) + ' |')
@@ -143,4 +157,7 @@ def format_summary(summary: RunSummary) -> str:
     lines.append(f'TFLite: {summary.tflite}')
   if summary.tuning:
     lines.append(f'Tuning: {summary.tuning}')
+  if summary.schema:
+    lines.append(f'Schema: {summary.schema} (curated: edit it; every run checks new data '
+                 'against it)')
   return '\n'.join(lines)
