@@ -64,9 +64,10 @@ def _schema(outputs: Artifacts) -> str:
   [schema] = outputs['schema']
   with open(os.path.join(schema.uri, 'schema.pbtxt')) as f:
     parsed = text_format.Parse(f.read(), schema_pb2.Schema())
-  editable = _string(schema, 'editable_copy')
+  editable, imported = _string(schema, 'editable_copy'), _string(schema, 'imported_from')
   return (f'{len(parsed.feature)} features: {", ".join(f.name for f in parsed.feature)}'
-          + (f'; editable copy written to {editable}' if editable else ''))
+          + (f'; editable copy written to {editable}' if editable else '')
+          + (f'; imported from {imported}' if imported else ''))
 
 
 def _anomalies(outputs: Artifacts) -> str:

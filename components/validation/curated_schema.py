@@ -14,6 +14,7 @@ import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx.components.schema_gen import executor as schema_gen_executor
+from tfx.components.schema_gen.import_schema_gen import executor as import_schema_executor
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import artifact_utils, channel, component_spec, standard_artifacts
 from tfx.types import standard_component_specs as specs
@@ -104,6 +105,15 @@ class CuratedSchemaGen(tfx.components.SchemaGen):
 
 # Later runs: the curated file, imported ---------------------------------------------------
 
+class _ImportCuratedSchemaExecutor(import_schema_executor.Executor):
+  """TFX's ImportSchemaGen executor; the artifact says which file it imported."""
+
+  def Do(self, input_dict, output_dict, exec_properties):
+    super().Do(input_dict, output_dict, exec_properties)
+    artifact_utils.get_single_instance(output_dict[specs.SCHEMA_KEY]).set_string_custom_property(
+        'imported_from', exec_properties[specs.SCHEMA_FILE_KEY])
+
+
 class _ImportCuratedSchemaSpec(specs.ImportSchemaGenSpec):
   PARAMETERS = {**specs.ImportSchemaGenSpec.PARAMETERS,
                 SCHEMA_FINGERPRINT_KEY: component_spec.ExecutionParameter(type=str)}
@@ -114,6 +124,7 @@ class ImportCuratedSchema(tfx.components.ImportSchemaGen):
   is cached on the path alone, so an edited schema would go unnoticed)."""
 
   SPEC_CLASS = _ImportCuratedSchemaSpec
+  EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(_ImportCuratedSchemaExecutor)
 
   def __init__(self, schema_file: str):
     spec = _ImportCuratedSchemaSpec(

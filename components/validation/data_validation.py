@@ -72,13 +72,13 @@ def _read_schema(schema: tfx.dsl.Artifact) -> schema_pb2.Schema:
 
 
 def _copy_statistics(source: tfx.dsl.Artifact, target: tfx.dsl.Artifact) -> None:
+  target.split_names = source.split_names
   for split in artifact_utils.decode_split_names(source.split_names):
     from_dir = artifact_utils.get_split_uri([source], split)
     to_dir = artifact_utils.get_split_uri([target], split)
     tf.io.gfile.makedirs(to_dir)
     for name in tf.io.gfile.listdir(from_dir):
       tf.io.gfile.copy(os.path.join(from_dir, name), os.path.join(to_dir, name), overwrite=True)
-  target.split_names = source.split_names
   if source.has_property('span'):
     target.span = source.span
 
