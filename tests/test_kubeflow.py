@@ -429,8 +429,8 @@ def test_previous_statistics_resolver_queries_statistics_and_schema_can_be_impor
   means); a `data.schema` on gs:// compiles into TFX's ImportSchemaGen, never read here."""
   config = _cloud_config(**{'data.schema': f'{BUCKET}/schema/schema.pbtxt'})
   out = runner.compile_pipeline(config.validate(), str(tmp_path / 'p.json'), IMAGE)
-  spec = json.loads(open(out).read())['pipelineSpec']
-  executors = spec['deploymentSpec']['executors']
+  spec = json.loads(open(out).read())
+  executors = spec['pipelineSpec']['deploymentSpec']['executors']
   [query] = executors['previous_statistics_resolver_executor']['resolver'][
       'outputArtifactQueries'].values()
   assert query['filter'] == 'schema_title="tfx.ExampleStatistics" AND state=LIVE'
