@@ -6,14 +6,13 @@ from typing import List, Optional
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
-from tfx.dsl.components.base import base_component
 
 from components.pusher.atomic_pusher import AtomicPusher
 from components.inference.bulk_inferrer import BoundedBulkInferrer
 from components.report.evaluation_report import EvaluationReport
 from components.example_gen.image_folder_example_gen import ImageFolderExampleGen
 from components.inference.inference_table import InferenceTable
-from components.validation.curated_schema import CuratedSchemaGen, ImportCuratedSchema
+from components.validation.curated_schema import CuratedSchemaGen
 from components.validation.data_validation import DataValidation
 from components.example_gen.unlabeled_images import UnlabeledImageExampleGen
 from contract.features import CLASS_NAME_KEY, EXAMPLES_NUMERIC_SIGNATURE, LABEL_KEY
@@ -51,13 +50,11 @@ def curated_schema_file(config: PipelineConfig) -> str:
   return path if os.path.isfile(path) else ''
 
 
-def _schema_gen(config: PipelineConfig, statistics) -> base_component.BaseComponent:
-  """ImportSchemaGen of the curated schema, or (first run) SchemaGen writing it."""
-  schema_file = curated_schema_file(config)
-  component = (ImportCuratedSchema(schema_file=schema_file) if schema_file else
-               CuratedSchemaGen(statistics=statistics,
-                                curated_schema_path=_absolute(config.curated_schema_path)))
-  return component.with_id('SchemaGen')  # one id whichever it is: downstream sees no change
+def _schema_gen(config: PipelineConfig, statistics) -> CuratedSchemaGen:
+  """`data.schema` or the editable schema imported, or (first run) inferred and written."""
+  return CuratedSchemaGen(
+      statistics=statistics, schema_file=_absolute(config.data.schema) if config.data.schema
+      else '', editable_schema=_absolute(config.curated_schema_path)).with_id('SchemaGen')
 
 
 def data_validation(config: PipelineConfig, statistics_gen, schema) -> list:

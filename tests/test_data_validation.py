@@ -61,12 +61,27 @@ def test_curated_schema_has_the_image_domain_and_no_class_or_file_lists():
 def test_unreadable_schema_file_is_named(tmp_path):
   bad = tmp_path / 'schema.pbtxt'
   bad.write_text('feature { name: "image" typo }')
-  with pytest.raises(ValueError, match=f'{bad} is not a readable schema.pbtxt'):
+  with pytest.raises(curated_schema.SchemaFileError, match=f'{bad} is not a readable schema'):
     curated_schema.read_schema(str(bad))
-  good = tmp_path / 'good.pbtxt'
-  tfdv.write_schema_text(tfdv.infer_schema(BALANCED), str(good))
-  assert curated_schema.fingerprint(str(good)) != curated_schema.fingerprint(str(bad))
-  assert curated_schema.fingerprint('gs://bucket/schema.pbtxt') == ''
+
+
+def test_only_an_edited_schema_changes_the_fingerprint(tmp_path):
+  """Unedited, the first run's cached schema (and Transform) stay valid; edited, it re-runs."""
+  editable = tmp_path / 'schema' / 'schema.pbtxt'
+  assert curated_schema.edit_fingerprint('', str(editable)) == ''  # the first run
+  editable.parent.mkdir()
+  schema = tfdv.infer_schema(BALANCED)
+  for path in (editable, curated_schema.inferred_copy(str(editable))):
+    tfdv.write_schema_text(schema, str(path))
+  assert curated_schema.edit_fingerprint('', str(editable)) == ''  # as inferred
+  tfdv.get_feature(schema, IMAGE_FORMAT_KEY).presence.min_fraction = 0.5
+  tfdv.write_schema_text(schema, str(editable))
+  edited = curated_schema.edit_fingerprint('', str(editable))
+  assert len(edited) == 64
+  own = tmp_path / 'own.pbtxt'
+  tfdv.write_schema_text(schema, str(own))
+  assert curated_schema.edit_fingerprint(str(own), str(editable)) == edited  # data.schema
+  assert curated_schema.edit_fingerprint('gs://bucket/schema.pbtxt', str(editable)) == ''
 
 
 def _exceeded(current, previous=BALANCED):

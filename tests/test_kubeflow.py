@@ -426,7 +426,7 @@ def test_opt_in_components_compile(tmp_path):
 
 def test_previous_statistics_resolver_queries_statistics_and_schema_can_be_imported(tmp_path):
   """Kubeflow's latest-artifact resolver queries by type only (the README says what that
-  means); a `data.schema` on gs:// compiles into TFX's ImportSchemaGen, never read here."""
+  means); a `data.schema` on gs:// is imported when SchemaGen runs, never read here."""
   config = _cloud_config(**{'data.schema': f'{BUCKET}/schema/schema.pbtxt'})
   out = runner.compile_pipeline(config.validate(), str(tmp_path / 'p.json'), IMAGE)
   spec = json.loads(open(out).read())
@@ -436,4 +436,5 @@ def test_previous_statistics_resolver_queries_statistics_and_schema_can_be_impor
   assert query['filter'] == 'schema_title="tfx.ExampleStatistics" AND state=LIVE'
   schema_task = _tasks(spec)['SchemaGen']
   assert _constant_params(schema_task)['schema_file'] == f'{BUCKET}/schema/schema.pbtxt'
-  assert 'curated_schema._ImportCuratedSchemaExecutor' in json.dumps(executors['SchemaGen_executor'])
+  assert 'curated_schema._CuratedSchemaGenExecutor' in json.dumps(executors['SchemaGen_executor'])
+  assert _constant_params(schema_task)['schema_fingerprint'] == ''  # not read when compiled
