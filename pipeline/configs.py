@@ -47,7 +47,7 @@ class DataConfig:
   max_image_bytes: int = IngestOptions.max_image_bytes
   # At least this many output shards per split (more for large folders).
   num_shards: int = IngestOptions.num_shards
-  # A curated schema.pbtxt every span is checked against (TFX's ImportSchemaGen). Empty:
+  # A curated schema.pbtxt every span is checked against, imported by SchemaGen. Empty:
   # the one the first run inferred and wrote to <output>/schema/schema.pbtxt for editing.
   schema: str = ''
   # What anomalies do (schema violations, drift from the last accepted span): 'stop' the

@@ -149,8 +149,8 @@ def batch_inference(config: PipelineConfig, model, blessing) -> list:
 
 
 def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> tfx.dsl.Pipeline:
-  """ExampleGen -> Statistics/Schema -> Transform -> Trainer -> Evaluator -> Pusher
-  -> EvaluationReport (an HTML page per run, blessed or not).
+  """ExampleGen -> Statistics/Schema -> data validation -> Transform -> Trainer -> Evaluator
+  -> Pusher -> EvaluationReport (an HTML page per run, blessed or not).
 
   `metadata_connection_config` is for the local runner; orchestrators such as
   Kubeflow bring their own metadata store and leave it None.
@@ -216,8 +216,9 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=_absolute(config.pipeline_root),
-      components=[example_gen, statistics_gen, schema_gen, *validation, transform, *([tuner] if tuner else []),
-                  trainer, model_resolver, evaluator, pusher, evaluation_report, *inference],
+      components=[example_gen, statistics_gen, schema_gen, *validation, transform,
+                  *([tuner] if tuner else []), trainer, model_resolver, evaluator, pusher,
+                  evaluation_report, *inference],
       enable_cache=config.enable_cache,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=beam.with_local_runner(config.beam_pipeline_args))

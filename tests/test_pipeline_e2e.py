@@ -270,8 +270,11 @@ def _drifted_run(config, tmp, name, digits, per_class, scale=1.0, validation='st
     for path in glob.glob(str(data / '*' / '*.png')):
       with Image.open(path) as image:
         image.resize((round(image.width * scale), round(image.height * scale))).save(path)
-  config = dataclasses.replace(config, data=dataclasses.replace(
-      config.data, path=str(data), validation=validation))
+  config = dataclasses.replace(
+      config, data=dataclasses.replace(config.data, path=str(data), validation=validation),
+      inference=dataclasses.replace(config.inference, data=''),
+      export=dataclasses.replace(config.export, tflite=False),
+      evaluation=dataclasses.replace(config.evaluation, min_accuracy=0.0))
   try:
     local_runner.run(config)
     error = None
@@ -310,3 +313,18 @@ def test_later_spans_are_checked_against_the_curated_schema_and_the_last_accepte
                      r'previous span, expected at most 0.3 \(data.max_size_drift\): was mean '
                      r'32 px, came mean 3 px', lines), lines
   assert _versions(config.serving_model_dir) == before  # the model in production stays
+  # 4. data.validation: warn trains anyway; the report shows the anomaly and the drift, and
+  # the span becomes the baseline: the same data then passes with `stop`.
+  summary, error = _drifted_run(config, tmp_path, 'imbalanced', (0, 1), (100, 11),
+                                validation='warn')
+  assert error is None and summary.executions['Trainer'] == 'COMPLETE', summary.executions
+  assert summary.data_anomalies == [line]
+  assert f'  {line}' in report.format_summary(summary)
+  data = _report_json(summary)['data_validation']
+  assert data['anomalies'] == [line] and data['mode'] == 'warn'
+  assert {d['feature']: d['exceeded'] for d in data['drift']} == {
+      'class_name': True, 'image_height': False, 'image_width': False}
+  assert 'Data validation' in open(summary.evaluation_report).read()
+  summary, error = _drifted_run(config, tmp_path, 'imbalanced', (0, 1), (100, 11))
+  assert error is None and summary.data_anomalies == []
+  assert summary.executions['DataValidation'] == 'COMPLETE', summary.executions

@@ -1,8 +1,8 @@
 """One short line per component execution: its key result, read from its output artifacts.
 
 Dispatches on output keys (`examples`, `statistics`, `schema`, `anomalies`, `validation`,
-`transformed_examples`, `model_run`, `blessing`, `pushed_model`, `report`), so ImportExampleGen and the image
-ExampleGen are described by the same code.
+`transformed_examples`, `model_run`, `blessing`, `pushed_model`, `report`), so
+ImportExampleGen and the image ExampleGen are described by the same code.
 """
 
 import json
@@ -86,12 +86,13 @@ def _anomalies(outputs: Artifacts) -> str:
 
 
 def _validation(outputs: Artifacts) -> str:
-  from components.validation.data_validation import load_result  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from components.validation.data_validation import anomaly_count, load_result
   [validation] = outputs['validation']
   result = load_result(validation.uri)
   drift = ', '.join(f'{d["feature"]} {d["value"]:.2f}' for d in result.get('drift', []))
   found = len(result.get('anomalies', []))
-  head = (f'{found} anomal{"y" if found == 1 else "ies"}, training anyway '
+  head = (f'{anomaly_count(found)}, training anyway '
           '(data.validation: warn)' if found else 'no anomalies')
   return head + (f'; drift from the last accepted span: {drift}' if drift else
                  f'; {result["note"]}' if result.get('note') else '')

@@ -11,7 +11,7 @@ from tfx import v1 as tfx
 from components.report import evaluation_report, tfma_results
 from components.report.evaluation_report import HTML_FILE, ModelReport
 from components.inference.inference_table import CSV_FILE, PredictionTable
-from components.validation.data_validation import DataValidationResult, load_result
+from components.validation.data_validation import DataValidationResult, anomaly_count, load_result
 from pipeline import definition
 from pipeline.configs import PipelineConfig
 from trainer import tflite_export
@@ -134,7 +134,7 @@ def _inference_line(table) -> Optional[str]:
 def format_summary(summary: RunSummary) -> str:
   lines = []
   if summary.data_anomalies:
-    lines += ['', f'Data validation: {len(summary.data_anomalies)} anomalies, trained anyway '
+    lines += ['', f'Data validation: {anomaly_count(len(summary.data_anomalies))}, trained anyway '
               '(data.validation: warn):'] + [f'  {line}' for line in summary.data_anomalies]
   names = sorted({n for m in summary.metrics.values() for n in m})
   lines += ['', '| slice | ' + ' | '.join(names) + ' |', '|---' * (len(names) + 1) + '|']

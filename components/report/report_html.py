@@ -192,8 +192,9 @@ def data_validation_html(result: Dict) -> str:
   """DataValidation's result: the anomalies the run trained with (data.validation: warn)
   and the drift from the last accepted span, measure by measure."""
   anomalies = result.get('anomalies', [])
-  parts = [f'<p class="bad">{len(anomalies)} anomalies (trained anyway: data.validation: '
-           'warn)</p><ul>' + ''.join(f'<li>{html.escape(a)}</li>' for a in anomalies) + '</ul>'
+  count = f'{len(anomalies)} anomal{"y" if len(anomalies) == 1 else "ies"}'
+  items = ''.join(f'<li>{html.escape(a)}</li>' for a in anomalies)
+  parts = [f'<p class="bad">{count} (trained anyway: data.validation: warn)</p><ul>{items}</ul>'
            if anomalies else '<p class="ok">No anomalies.</p>']
   drifts = result.get('drift', [])
   if drifts:

@@ -32,12 +32,17 @@ DRIFT_SPLIT = 'train'  # the eval split is too small to compare shares reliably
 MODES = ('stop', 'warn')
 
 
+def anomaly_count(n: int) -> str:
+  """'1 anomaly', '3 anomalies'."""
+  return f'{n} anomal{"y" if n == 1 else "ies"}'
+
+
 class DataValidationError(ValueError):
   """The new data has anomalies: `lines` holds one line per anomaly."""
 
   def __init__(self, lines: List[str]):
     super().__init__(
-        f'Data validation found {len(lines)} anomal{"y" if len(lines) == 1 else "ies"}: '
+        f'Data validation found {anomaly_count(len(lines))}: '
         'the run stopped before training (nothing trained or pushed). Fix the data, edit '
         'the schema, or set data.validation: warn (--validation warn) to train anyway.')
     self.lines = list(lines)
