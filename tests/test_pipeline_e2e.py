@@ -28,7 +28,8 @@ from trainer.preprocessing import decode_and_resize
 
 pytestmark = pytest.mark.slow
 IMAGE_SIZE = 75
-COMPONENTS = ('ImageFolderExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator',
+# Execution type names (the SchemaGen node runs CuratedSchemaGen).
+COMPONENTS = ('ImageFolderExampleGen', 'StatisticsGen', 'CuratedSchemaGen', 'ExampleValidator',
               'DataValidation', 'Transform', 'Trainer',
               'Evaluator', 'EvaluationReport', 'AtomicPusher', 'UnlabeledImageExampleGen',
               'BoundedBulkInferrer', 'InferenceTable')
@@ -299,7 +300,7 @@ def test_later_spans_are_checked_against_the_curated_schema_and_the_last_accepte
   assert summary.executions['DataValidation'] == 'FAILED', summary.executions
   for later in ('Transform', 'Trainer', 'Evaluator', 'AtomicPusher'):  # nothing ran after
     assert later not in summary.executions, summary.executions
-  assert summary.executions['SchemaGen'] in ('COMPLETE', 'CACHED')  # the curated file
+  assert summary.executions['CuratedSchemaGen'] in ('COMPLETE', 'CACHED')  # the curated file
   # 2. Stopped runs never become the baseline: the same data stops again.
   _, again = _drifted_run(config, tmp_path, 'imbalanced', (0, 1), (100, 11))
   assert again is not None and again.lines == error.lines
