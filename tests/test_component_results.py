@@ -49,3 +49,26 @@ def test_transformed_bytes_and_unreadable_results(tmp_path):
   missing = {'model_run': [_artifact(tmp_path / 'missing')]}
   assert component_results.describe(missing).startswith('(result not readable: ')
   assert component_results.describe({'something_else': [_artifact()]}) == ''
+
+
+def test_data_validation_lines(tmp_path):
+  from tensorflow_metadata.proto.v0 import anomalies_pb2  # pylint: disable=g-import-not-at-top
+  for split, features in (('train', []), ('eval', ['image_format'])):
+    (tmp_path / f'Split-{split}').mkdir()
+    found = anomalies_pb2.Anomalies()
+    for name in features:
+      found.anomaly_info[name].description = 'GIF'
+    (tmp_path / f'Split-{split}' / 'SchemaDiff.pb').write_bytes(found.SerializeToString())
+  assert component_results.describe({'anomalies': [_artifact(tmp_path)]}) == (
+      'anomalies against the schema in image_format')
+  result = tmp_path / 'validation'
+  result.mkdir()
+  (result / 'validation.json').write_text(json.dumps({'anomalies': ['a line'], 'drift': [
+      {'feature': 'class_name', 'value': 0.391}, {'feature': 'image_height', 'value': 0.0}]}))
+  outputs = {'validation': [_artifact(result)], 'accepted_statistics': [_artifact()]}
+  assert component_results.describe(outputs) == (
+      '1 anomaly, training anyway (data.validation: warn); drift from the last accepted span: '
+      'class_name 0.39, image_height 0.00')
+  (result / 'validation.json').write_text(json.dumps(
+      {'anomalies': [], 'drift': [], 'note': 'no earlier accepted span'}))
+  assert component_results.describe(outputs) == 'no anomalies; no earlier accepted span'
