@@ -19,7 +19,7 @@ COMPONENTS = ('ImageFolderExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleVal
 CONSOLE_LINES = [
     r"Running pipeline '.*' on .* -> .*", r'Backbone weights: .*', r'Beam: .*',
     r'Log: \S+run\.log( \(\d+ warnings?\))?',
-    r'\[\d+/10\] \w+ \.\.\.', r'\[\d+/10\] \w+ (done|cached) in [\d.]+ s(: .*)?',
+    r'\[\d+/10\] \w+ \.\.\.', r'\[\d+/10\] \w+ (done|cached) in (\d+ min )?[\d.]+ s(: .*)?',
     r'Feature pass \((train|eval)\): \d+ images in [\d.]+ s \(.*images/s\)',
     r'  Epoch \d+/\d+ - [\d.]+ s( - \w+ [\d.]+)+',
     r'', r'\|.*\|', r'Blessed: .*', r'Pushed model: .*', r'Training curves: .*',
