@@ -21,6 +21,9 @@ from contract.settings import (FEATURE_PRECISIONS, MIN_IMAGE_SIZE, POOLINGS, TFL
                                max_stored_bytes)
 from pipeline import beam
 
+VALIDATION_MODES = ('stop', 'warn')
+
+
 class ConfigError(ValueError):
   """A configuration value is missing, unknown or out of range."""
 
@@ -54,6 +57,17 @@ class DataConfig:
   # Train (and evaluate) on the newest N spans of a `path` with {SPAN} or {YYYY}{MM}{DD}:
   # earlier spans' Examples are reused, not re-ingested (Kubeflow: see README).
   train_spans: int = 1
+  # A curated schema.pbtxt every span is checked against, imported by SchemaGen. Empty:
+  # the one the first run inferred and wrote to <output>/schema/schema.pbtxt for editing.
+  schema: str = ''
+  # What anomalies do (schema violations, drift from the last accepted span): 'stop' the
+  # run before training, or 'warn' and train anyway.
+  validation: str = 'stop'
+  # Largest L-infinity distance between the class shares of the last accepted span and
+  # the new one (0.2: no class's share may move by more than 20 points).
+  max_class_drift: float = 0.2
+  # Largest Jensen-Shannon divergence (0..1) of the stored image height and width.
+  max_size_drift: float = 0.3
 
 
 # Evaluation settings that are fractions (accuracy bounds): each must lie in [0, 1].
@@ -133,6 +147,11 @@ class PipelineConfig:
     return os.path.join(self.output, 'pipeline_root')
 
   @property
+  def curated_schema_path(self) -> str:
+    """Where the first run writes its inferred schema for people to edit."""
+    return os.path.join(self.output, 'schema', 'schema.pbtxt')
+
+  @property
   def metadata_path(self) -> str:
     return os.path.join(self.output, 'metadata.db')
 
@@ -161,6 +180,10 @@ class PipelineConfig:
     _check(self.data.max_image_bytes > 0, 'data.max_image_bytes', 'a positive integer')
     _check(self.data.max_side_multiple >= 0, 'data.max_side_multiple',
            'an integer >= 0 (0 keeps images as they come)')
+    _check(self.data.validation in VALIDATION_MODES, 'data.validation',
+           ' or '.join(map(repr, VALIDATION_MODES)))
+    for name in ('max_class_drift', 'max_size_drift'):
+      _check(0.0 <= getattr(self.data, name) <= 1.0, f'data.{name}', 'a number between 0 and 1')
     _check(self.model.image_size >= MIN_IMAGE_SIZE, 'model.image_size',
            f'an integer >= {MIN_IMAGE_SIZE} (InceptionV3 needs at least '
            f'{MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE})')

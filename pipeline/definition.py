@@ -15,6 +15,8 @@ from components.example_gen.image_folder_example_gen import ImageFolderExampleGe
 from components.example_gen.span_window import LatestOrNothingStrategy, SpanWindowStrategy
 from components.inference.inference_table import InferenceTable
 from components.serving.serving_canary import ServingCanary
+from components.validation.curated_schema import CuratedSchemaGen
+from components.validation.data_validation import DataValidation
 from components.example_gen.unlabeled_images import UnlabeledImageExampleGen
 from contract.features import CLASS_NAME_KEY, EXAMPLES_NUMERIC_SIGNATURE, LABEL_KEY
 from contract.settings import trainer_custom_config
@@ -65,6 +67,45 @@ def training_window(config: PipelineConfig, example_gen: ImageFolderExampleGen) 
                             output_key='updated_analyzer_cache'),
   ).with_id('latest_transform_cache_resolver')
   return [window, cache]
+
+
+def curated_schema_file(config: PipelineConfig) -> str:
+  """The schema a run imports: `data.schema`, else the editable copy an earlier run wrote
+  ('' when there is none yet: this run infers it)."""
+  if config.data.schema:
+    return _absolute(config.data.schema)
+  path = _absolute(config.curated_schema_path)
+  return path if os.path.isfile(path) else ''
+
+
+def _schema_gen(config: PipelineConfig, statistics) -> CuratedSchemaGen:
+  """`data.schema` or the editable schema imported, or (first run) inferred and written."""
+  return CuratedSchemaGen(
+      statistics=statistics, schema_file=_absolute(config.data.schema) if config.data.schema
+      else '', editable_schema=_absolute(config.curated_schema_path)).with_id('SchemaGen')
+
+
+def data_validation(config: PipelineConfig, statistics_gen, schema) -> list:
+  """ExampleValidator (every split against the schema), then DataValidation (drift from
+  the last accepted span's statistics; anomalies stop the run unless data.validation: warn)."""
+  previous = tfx.dsl.Resolver(
+      strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
+      statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics,
+                                 producer_component_id='DataValidation',
+                                 output_key='accepted_statistics'),
+  ).with_id('previous_statistics_resolver')
+  # Resolved before this run's statistics exist (Kubeflow's resolver takes the newest
+  # ExampleStatistics in the store, whoever wrote it).
+  statistics_gen.add_upstream_node(previous)
+  example_validator = tfx.components.ExampleValidator(
+      statistics=statistics_gen.outputs['statistics'], schema=schema)
+  data = config.data
+  gate = DataValidation(
+      statistics=statistics_gen.outputs['statistics'], schema=schema,
+      anomalies=example_validator.outputs['anomalies'],
+      previous_statistics=previous.outputs['statistics'], mode=data.validation,
+      max_class_drift=data.max_class_drift, max_size_drift=data.max_size_drift)
+  return [previous, example_validator, gate]
 
 
 def _accuracy_threshold(min_value: Optional[float],
@@ -159,8 +200,8 @@ def serving_canary(config: PipelineConfig, model, examples, blessing) -> Serving
 
 def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
                     window_in_example_gen: bool = False) -> tfx.dsl.Pipeline:
-  """ExampleGen -> Statistics/Schema -> Transform -> Trainer -> Evaluator -> ServingCanary -> Pusher
-  -> EvaluationReport (an HTML page per run, blessed or not).
+  """ExampleGen -> Statistics/Schema -> data validation -> Transform -> Trainer -> Evaluator
+  -> ServingCanary -> Pusher -> EvaluationReport (an HTML page per run, blessed or not).
 
   `metadata_connection_config` is for the local runner; orchestrators such as
   Kubeflow bring their own metadata store and leave it None.
@@ -169,8 +210,8 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
   """
   example_gen = _example_gen(config, config.data.train_spans if window_in_example_gen else 1)
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
-  schema_gen = tfx.components.SchemaGen(
-      statistics=statistics_gen.outputs['statistics'], infer_feature_shape=True)
+  schema_gen = _schema_gen(config, statistics_gen.outputs['statistics'])
+  validation = data_validation(config, statistics_gen, schema_gen.outputs['schema'])
   window = [] if window_in_example_gen else training_window(config, example_gen)
   # The window's Examples are transformed in the Trainer (materialize=False: Transform
   # writes one transformed artifact per input only where it has one output per input).
@@ -214,6 +255,8 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
       train_args=tfx.proto.TrainArgs(),  # epochs come from custom_config
       eval_args=tfx.proto.EvalArgs(),
       custom_config={**custom_config, **code_and_weights(RUN_FN.rsplit('.', 1)[0], config)})
+  for component in (transform, trainer):  # nothing is transformed or trained before the gate
+    component.add_upstream_node(validation[-1])
   # TFX's Evaluator without a baseline of other classes or the candidate itself, and
   # not blessing while a class has no eval example, unless the config allows it.
   evaluator_class = (baseline_check.Evaluator if config.evaluation.allow_classes_without_eval
@@ -243,13 +286,14 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
       model_run=trainer.outputs['model_run'], pushed_model=pusher.outputs['pushed_model'],
       tuner_results=tuner.outputs['tuner_results'] if tuner else None,
       infra_blessing=canary.outputs['blessing'],
+      data_validation=validation[-1].outputs['validation'],
       max_misclassified=config.evaluation.report_misclassified)
   inference = (batch_inference(config, trainer.outputs['model'], evaluator.outputs['blessing'])
                if config.inference.data else [])
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=_absolute(config.pipeline_root),
-      components=[example_gen, statistics_gen, schema_gen, *window, transform,
+      components=[example_gen, statistics_gen, schema_gen, *validation, *window, transform,
                   *([tuner] if tuner else []), model_resolver, trainer, evaluator, canary, pusher,
                   evaluation_report, *inference],
       enable_cache=config.enable_cache,

@@ -88,3 +88,26 @@ def test_transform_over_a_window_describes_its_analyzer_cache(tmp_path):
   outputs = {'transform_graph': [_artifact()], 'updated_analyzer_cache': [_artifact(tmp_path)]}
   assert component_results.describe(outputs) == (
       'analyzer cache of 2 datasets (kept for the next run)')
+
+
+def test_data_validation_lines(tmp_path):
+  from tensorflow_metadata.proto.v0 import anomalies_pb2  # pylint: disable=g-import-not-at-top
+  for split, features in (('train', []), ('eval', ['image_format'])):
+    (tmp_path / f'Split-{split}').mkdir()
+    found = anomalies_pb2.Anomalies()
+    for name in features:
+      found.anomaly_info[name].description = 'GIF'
+    (tmp_path / f'Split-{split}' / 'SchemaDiff.pb').write_bytes(found.SerializeToString())
+  assert component_results.describe({'anomalies': [_artifact(tmp_path)]}) == (
+      'anomalies against the schema in image_format')
+  result = tmp_path / 'validation'
+  result.mkdir()
+  (result / 'validation.json').write_text(json.dumps({'anomalies': ['a line'], 'drift': [
+      {'feature': 'class_name', 'value': 0.391}, {'feature': 'image_height', 'value': 0.0}]}))
+  outputs = {'validation': [_artifact(result)], 'accepted_statistics': [_artifact()]}
+  assert component_results.describe(outputs) == (
+      '1 anomaly, training anyway (data.validation: warn); drift from the last accepted span: '
+      'class_name 0.39, image_height 0.00')
+  (result / 'validation.json').write_text(json.dumps(
+      {'anomalies': [], 'drift': [], 'note': 'no earlier accepted span'}))
+  assert component_results.describe(outputs) == 'no anomalies; no earlier accepted span'

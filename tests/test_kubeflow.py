@@ -28,9 +28,11 @@ PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KUBEFLOW_DIR = os.path.join(PROJECT_ROOT, 'kubeflow')
 IMAGE = 'europe-docker.pkg.dev/test-project/ml/transfer-pipeline:0.1.0-test'
 BUCKET = 'gs://test-bucket/transfer'
-COMPONENTS = ('ImageFolderExampleGen', 'StatisticsGen', 'SchemaGen', 'Transform', 'Trainer',
+COMPONENTS = ('ImageFolderExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator',
+              'DataValidation', 'previous_statistics_resolver', 'Transform', 'Trainer',
               'latest_blessed_model_resolver', 'Evaluator', 'ServingCanary', 'EvaluationReport',
               'AtomicPusher')
+RESOLVERS = ('latest_blessed_model_resolver', 'previous_statistics_resolver')
 
 
 def _cloud_config(**overrides):
@@ -97,7 +99,7 @@ def test_one_task_per_component(compiled):
   tasks = _tasks(spec)
   for component in COMPONENTS:
     _task_of(tasks, component)
-  # Nothing else: every task belongs to one of the nine components.
+  # Nothing else: every task belongs to one of the components.
   owners = {t: [c for c in COMPONENTS if t == c or t.startswith(c + '-')] for t in tasks}
   assert all(len(o) == 1 for o in owners.values()), owners
   for component in COMPONENTS:
@@ -119,6 +121,13 @@ def test_dependency_order(compiled):
   # The report runs last, after the push (whose PushedModel exists blessed or not).
   report = _ancestors(tasks, 'EvaluationReport')
   assert {'AtomicPusher', 'Evaluator', 'Trainer', 'ImageFolderExampleGen'} <= report
+  # Data validation: the last accepted span's statistics are resolved before this run's
+  # exist; the gate stands between the data and Transform/Trainer.
+  assert 'previous_statistics_resolver' in _ancestors(tasks, 'StatisticsGen')
+  assert {'StatisticsGen', 'SchemaGen', 'ExampleValidator',
+          'previous_statistics_resolver'} <= _ancestors(tasks, 'DataValidation')
+  assert 'DataValidation' in _ancestors(tasks, 'Transform')
+  assert 'DataValidation' in _ancestors(tasks, 'Trainer')
   # No cycles and nothing runs before ExampleGen.
   assert not tasks['ImageFolderExampleGen'].get('dependentTasks')
   for name in tasks:
@@ -129,8 +138,8 @@ def test_every_executor_uses_the_image(compiled):
   _, spec, _ = compiled
   executors = spec['pipelineSpec']['deploymentSpec']['executors']
   containers = {k: v['container'] for k, v in executors.items() if 'container' in v}
-  # Eight container components; the resolver runs in the orchestrator, not a container.
-  assert len(containers) == len(COMPONENTS) - 1, sorted(executors)
+  # Container components; the resolvers run in the orchestrator, not a container.
+  assert len(containers) == len(COMPONENTS) - len(RESOLVERS), sorted(executors)
   for name, container in containers.items():
     assert container['image'] == IMAGE, name
   assert all('resolver' in v for k, v in executors.items() if k not in containers)
@@ -499,3 +508,19 @@ def test_span_pattern_and_training_window_compile(tmp_path):
   assert any(t.startswith('latest_blessed_model_resolver') for t in _ancestors(tasks, 'Trainer'))
   assert 'base_model' in tasks['Trainer']['inputs']['artifacts']
   assert 'raw_examples' not in json.loads(_constant_params(tasks['Trainer'])['custom_config'])
+
+
+def test_previous_statistics_resolver_queries_statistics_and_schema_can_be_imported(tmp_path):
+  """Kubeflow's latest-artifact resolver queries by type only (the README says what that
+  means); a `data.schema` on gs:// is imported when SchemaGen runs, never read here."""
+  config = _cloud_config(**{'data.schema': f'{BUCKET}/schema/schema.pbtxt'})
+  out = runner.compile_pipeline(config.validate(), str(tmp_path / 'p.json'), IMAGE)
+  spec = json.loads(open(out).read())
+  executors = spec['pipelineSpec']['deploymentSpec']['executors']
+  [query] = executors['previous_statistics_resolver_executor']['resolver'][
+      'outputArtifactQueries'].values()
+  assert query['filter'] == 'schema_title="tfx.ExampleStatistics" AND state=LIVE'
+  schema_task = _tasks(spec)['SchemaGen']
+  assert _constant_params(schema_task)['schema_file'] == f'{BUCKET}/schema/schema.pbtxt'
+  assert 'curated_schema._CuratedSchemaGenExecutor' in json.dumps(executors['SchemaGen_executor'])
+  assert _constant_params(schema_task)['schema_fingerprint'] == ''  # not read when compiled

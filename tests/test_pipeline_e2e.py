@@ -4,15 +4,19 @@ import base64
 import glob
 import json
 import os
+import re
 import shutil
+import dataclasses
 
 import numpy as np
 import pytest
+from PIL import Image
 import tensorflow as tf
 import tf_keras as keras
 
 from components.inference import prediction_table
 from components.serving import serving_config, serving_requests
+from components.validation.data_validation import DataValidationError
 from pipeline import local_runner
 from tools import batch_predict, demo_data, predict, run_summary as report
 from tools.model_dir import resolve_model_dir
@@ -25,9 +29,10 @@ from trainer.preprocessing import decode_and_resize
 
 pytestmark = pytest.mark.slow
 IMAGE_SIZE = 75
-COMPONENTS = ('ImageFolderExampleGen', 'StatisticsGen', 'SchemaGen', 'Transform', 'Trainer',
-              'Evaluator', 'ServingCanary', 'EvaluationReport', 'AtomicPusher',
-              'UnlabeledImageExampleGen',
+# Execution type names (the SchemaGen node runs CuratedSchemaGen).
+COMPONENTS = ('ImageFolderExampleGen', 'StatisticsGen', 'CuratedSchemaGen', 'ExampleValidator',
+              'DataValidation', 'Transform', 'Trainer', 'Evaluator', 'ServingCanary',
+              'EvaluationReport', 'AtomicPusher', 'UnlabeledImageExampleGen',
               'BoundedBulkInferrer', 'InferenceTable')
 
 
@@ -281,3 +286,74 @@ def test_stricter_threshold_is_not_blessed_and_keeps_the_pushed_version(first_ru
   assert summary.inference == ('none: the model was not blessed, so the BulkInferrer ran no '
                                'inference')
   assert 'Batch inference: none: the model was not blessed' in report.format_summary(summary)
+
+
+# Data validation: later spans against the first run's -------------------------------------
+
+def _drifted_run(config, tmp, name, digits, per_class, scale=1.0, validation='stop'):
+  """Runs the pipeline on a new folder of digits; (summary, DataValidationError or None)."""
+  data = tmp / name
+  for digit, count in zip(digits, per_class):
+    demo_data.write_digits(str(data), (digit,), per_class=count)
+  if scale != 1.0:  # the same photos at a fraction of the resolution
+    for path in glob.glob(str(data / '*' / '*.png')):
+      with Image.open(path) as image:
+        image.resize((round(image.width * scale), round(image.height * scale))).save(path)
+  config = dataclasses.replace(
+      config, data=dataclasses.replace(config.data, path=str(data), validation=validation),
+      inference=dataclasses.replace(config.inference, data=''),
+      export=dataclasses.replace(config.export, tflite=False),
+      evaluation=dataclasses.replace(config.evaluation, min_accuracy=0.0))
+  try:
+    local_runner.run(config)
+    error = None
+  except DataValidationError as e:
+    error = e
+  return report.latest_run_summary(config), error
+
+
+def test_later_spans_are_checked_against_the_curated_schema_and_the_last_accepted_span(
+    first_run, tmp_path):
+  config, _ = first_run
+  schema = os.path.join(config.output, 'schema', 'schema.pbtxt')
+  assert 'image_domain' in open(schema).read()  # written by the first run, for editing
+  before = _versions(config.serving_model_dir)
+  # 1. 90% one class: the class balance drifted.
+  summary, error = _drifted_run(config, tmp_path, 'imbalanced', (0, 1), (100, 11))
+  assert error is not None
+  [line] = error.lines
+  assert line.startswith('class_name (train): L-infinity distance 0.')
+  assert re.search(r'expected at most 0.2 \(data.max_class_drift\): was one [45]\d%, zero [45]\d%, '
+                   r'came one \d+%, zero [89]\d%$', line), line
+  assert summary.executions['DataValidation'] == 'FAILED', summary.executions
+  for later in ('Transform', 'Trainer', 'Evaluator', 'AtomicPusher'):  # nothing ran after
+    assert later not in summary.executions, summary.executions
+  assert summary.executions['CuratedSchemaGen'] in ('COMPLETE', 'CACHED')  # the curated file
+  # 2. Stopped runs never become the baseline: the same data stops again.
+  _, again = _drifted_run(config, tmp_path, 'imbalanced', (0, 1), (100, 11))
+  assert again is not None and again.lines == error.lines
+  # 3. A class gone, a new one, and the images at a tenth of their resolution.
+  _, error = _drifted_run(config, tmp_path, 'small_other_class', (0, 2), (100, 100), scale=0.1)
+  lines = '\n'.join(error.lines)
+  assert ('class_name (train): the class set changed, expected one, zero, came two, zero '
+          '(new: two; missing: one)') in lines
+  for feature in ('image_height', 'image_width'):
+    assert re.search(rf'{feature} \(train\): Jensen-Shannon divergence [\d.]+ from the '
+                     r'previous span, expected at most 0.3 \(data.max_size_drift\): was mean '
+                     r'32 px, came mean 3 px', lines), lines
+  assert _versions(config.serving_model_dir) == before  # the model in production stays
+  # 4. data.validation: warn trains anyway; the report shows the anomaly and the drift, and
+  # the span becomes the baseline: the same data then passes with `stop`.
+  summary, error = _drifted_run(config, tmp_path, 'imbalanced', (0, 1), (100, 11),
+                                validation='warn')
+  assert error is None and summary.executions['Trainer'] == 'COMPLETE', summary.executions
+  assert summary.data_anomalies == [line]
+  assert f'  {line}' in report.format_summary(summary)
+  data = _report_json(summary)['data_validation']
+  assert data['anomalies'] == [line] and data['mode'] == 'warn'
+  assert {d['feature']: d['exceeded'] for d in data['drift']} == {
+      'class_name': True, 'image_height': False, 'image_width': False}
+  assert 'Data validation' in open(summary.evaluation_report).read()
+  summary, error = _drifted_run(config, tmp_path, 'imbalanced', (0, 1), (100, 11))
+  assert error is None and summary.data_anomalies == []
+  assert summary.executions['DataValidation'] == 'COMPLETE', summary.executions

@@ -12,8 +12,9 @@ from tools import cli, preflight, run_summary as report
 from console import known_noise
 from tests.cli_process import run_cli
 
-COMPONENTS = ('ImageFolderExampleGen', 'StatisticsGen', 'SchemaGen', 'Transform', 'Trainer',
-              'Evaluator', 'ServingCanary', 'AtomicPusher', 'EvaluationReport')
+COMPONENTS = ('ImageFolderExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator',
+              'DataValidation', 'Transform', 'Trainer', 'Evaluator', 'ServingCanary',
+              'AtomicPusher', 'EvaluationReport')
 # Every line a default run may print; anything else on the console is noise.
 CONSOLE_LINES = [
     r"Running pipeline '.*' on .* -> .*", r'Backbone weights: .*', r'Beam: .*',
@@ -24,7 +25,7 @@ CONSOLE_LINES = [
     r'  Epoch \d+/\d+ - [\d.]+ s( - \w+ [\d.]+)+',
     r'', r'\|.*\|', r'Blessed: .*', r'Serving canary: .*', r'Pushed model: .*',
     r'Training curves: .*',
-    r'Evaluation report: .*',
+    r'Evaluation report: .*', r'Schema: .*',
 ]
 # Messages the libraries emit in every run, which must stay out of the console.
 NOISE = [r'Unable to register cu', r'TensorRT', r'Local rendezvous', r'Instructions for updating',
@@ -95,8 +96,9 @@ def test_small_run_shows_one_start_and_one_end_line_per_component_and_no_noise(
   assert not strays, strays
   assert not [line for line in console if any(re.search(n, line) for n in NOISE)]
   for k, component in enumerate(COMPONENTS, start=1):
-    assert console.count(f'[{k}/9] {component} ...') == 1, console
-    ends = [line for line in console if line.startswith(f'[{k}/9] {component} done in ')]
+    assert console.count(f'[{k}/{len(COMPONENTS)}] {component} ...') == 1, console
+    ends = [line for line in console
+            if line.startswith(f'[{k}/{len(COMPONENTS)}] {component} done in ')]
     assert len(ends) == 1, console
   text = '\n'.join(console)
   assert re.search(r'ImageFolderExampleGen done in .*: \d+ train, \d+ eval examples, 0 skipped', text)

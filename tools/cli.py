@@ -99,7 +99,7 @@ def _run_config(args: argparse.Namespace):
   from pipeline.configs import load_config  # pylint: disable=g-import-not-at-top
   config = load_config(args.config, {
       'data.path': args.data, 'output': args.output, **_model_overrides(args),
-      'inference.data': args.infer_data,
+      'inference.data': args.infer_data, 'data.validation': args.validation,
   })
   if not config.data.path:
     raise UsageError('run needs --data (a folder of class subfolders or of TFRecords), '
@@ -284,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument('--data', help='folder of class subfolders of images, or of TFRecords')
   run.add_argument('--output', help='folder for everything the run writes (default runs/default)')
   _add_model_flags(run)
+  run.add_argument('--validation', choices=('stop', 'warn'),
+                   help='what data anomalies do: stop the run before training (default), '
+                   'or warn and train anyway (overrides data.validation)')
   run.add_argument('--verbose', action='store_true',
                    help="also show the libraries' log live (always in <output>/logs/run.log)")
   run.add_argument('--infer-data', metavar='FOLDER', help='unlabeled images: batch inference '

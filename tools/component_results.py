@@ -1,9 +1,9 @@
 """One short line per component execution: its key result, read from its output artifacts.
 
-Dispatches on output keys (`examples`, `statistics`, `schema`, `transformed_examples`,
-`model_run`, `evaluation`, `blessing` (the serving canary's InfraBlessing), `pushed_model`,
-`report`), so ImportExampleGen and the image
-ExampleGen are described by the same code.
+Dispatches on output keys (`examples`, `statistics`, `schema`, `anomalies`, `validation`,
+`transformed_examples`, `model_run`, `evaluation`, `blessing` (the serving canary's
+InfraBlessing), `pushed_model`, `report`), so ImportExampleGen and the image ExampleGen are
+described by the same code.
 """
 
 import json
@@ -77,7 +77,38 @@ def _schema(outputs: Artifacts) -> str:
   [schema] = outputs['schema']
   with open(os.path.join(schema.uri, 'schema.pbtxt')) as f:
     parsed = text_format.Parse(f.read(), schema_pb2.Schema())
-  return f'{len(parsed.feature)} features: {", ".join(f.name for f in parsed.feature)}'
+  editable, imported = _string(schema, 'editable_copy'), _string(schema, 'imported_from')
+  return (f'{len(parsed.feature)} features: {", ".join(f.name for f in parsed.feature)}'
+          + (f'; editable copy written to {editable}' if editable else '')
+          + (f'; imported from {imported}' if imported else ''))
+
+
+def _anomalies(outputs: Artifacts) -> str:
+  from tensorflow_metadata.proto.v0 import anomalies_pb2  # pylint: disable=g-import-not-at-top
+  [anomalies] = outputs['anomalies']
+  features = set()
+  for split in sorted(os.listdir(anomalies.uri)):
+    with open(os.path.join(anomalies.uri, split, 'SchemaDiff.pb'), 'rb') as f:
+      found = anomalies_pb2.Anomalies.FromString(f.read())
+    features.update(found.anomaly_info)
+    if found.dataset_anomaly_info.reason:
+      features.add('(data set)')
+  if not features:
+    return 'no anomalies against the schema'
+  return f'anomalies against the schema in {", ".join(sorted(features))}'
+
+
+def _validation(outputs: Artifacts) -> str:
+  # pylint: disable-next=g-import-not-at-top
+  from components.validation.data_validation import anomaly_count, load_result
+  [validation] = outputs['validation']
+  result = load_result(validation.uri)
+  drift = ', '.join(f'{d["feature"]} {d["value"]:.2f}' for d in result.get('drift', []))
+  found = len(result.get('anomalies', []))
+  head = (f'{anomaly_count(found)}, training anyway '
+          '(data.validation: warn)' if found else 'no anomalies')
+  return head + (f'; drift from the last accepted span: {drift}' if drift else
+                 f'; {result["note"]}' if result.get('note') else '')
 
 
 def _transformed(outputs: Artifacts) -> str:
@@ -148,6 +179,7 @@ def _report(outputs: Artifacts) -> str:
 # Output key -> description; the first key a component has decides.
 DESCRIBERS: Dict[str, Callable[[Artifacts], str]] = {
     'examples': _examples, 'statistics': _statistics, 'schema': _schema,
+    'anomalies': _anomalies, 'validation': _validation,
     'transformed_examples': _transformed, 'updated_analyzer_cache': _analyzer_cache,
     'model_run': _trained, 'evaluation': _blessing, 'blessing': _canary,
     'pushed_model': _pushed, 'report': _report,

@@ -151,6 +151,9 @@ def check_files(config: PipelineConfig) -> None:
   inference = config.inference.data
   if inference and '://' not in inference and not os.path.isdir(inference):
     raise ConfigError(f'inference.data: {config.inference.data} is not a folder.')
+  schema = config.data.schema
+  if schema and '://' not in schema and not os.path.isfile(schema):
+    raise ConfigError(f'data.schema: {schema} is not a file.')
   weights = config.model.weights
   if weights.endswith('.h5') and '://' not in weights and not os.path.isfile(weights):
     raise ConfigError(f'model.weights: Weights file {weights} does not exist.')

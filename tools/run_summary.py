@@ -13,6 +13,8 @@ from components.pusher.atomic_pusher import UNCHANGED_AS
 from components.report import evaluation_report, tfma_results
 from components.report.evaluation_report import HTML_FILE, ModelReport
 from components.inference.inference_table import CSV_FILE, PredictionTable
+from components.validation.data_validation import DataValidationResult, anomaly_count, load_result
+from pipeline import definition
 from pipeline.configs import PipelineConfig
 from trainer import tflite_export
 
@@ -32,6 +34,8 @@ class RunSummary:
   baseline_not_used: Optional[str] = None  # why the last blessed model was not compared
   unchanged_as: Optional[str] = None  # blessed, not pushed: this version holds the same model
   canary: Optional[str] = None  # the serving canary's result (checks passed or failed)
+  data_anomalies: List[str] = dataclasses.field(default_factory=list)  # accepted (warn)
+  schema: Optional[str] = None  # the curated schema file new data is checked against
 
 
 def _store(config: PipelineConfig) -> metadata_store.MetadataStore:
@@ -98,13 +102,19 @@ def latest_run_summary(config: PipelineConfig) -> RunSummary:
                     _inference_line(_newest(by_type.get(PredictionTable.TYPE_NAME, []))),
                     _tflite_line(pushed_path or unchanged_as),
                     _tuning_line(_newest(by_type.get('TunerResults', []))), not_used,
-                    unchanged_as, _custom_string(canary, 'canary'))
+                    unchanged_as, _custom_string(canary, 'canary'),
+                    _data_anomalies(_newest(by_type.get(DataValidationResult.TYPE_NAME, []))),
+                    definition.curated_schema_file(config) or None)
 
 
 def _custom_string(artifact, name: str) -> Optional[str]:
   if artifact is None or name not in artifact.custom_properties:
     return None
   return artifact.custom_properties[name].string_value or None
+
+
+def _data_anomalies(validation) -> List[str]:
+  return load_result(validation.uri).get('anomalies', []) if validation else []
 
 
 def _tuning_line(tuner_results) -> Optional[str]:
@@ -137,8 +147,12 @@ def _inference_line(table) -> Optional[str]:
 
 
 def format_summary(summary: RunSummary) -> str:
+  lines = []
+  if summary.data_anomalies:
+    lines += ['', f'Data validation: {anomaly_count(len(summary.data_anomalies))}, trained anyway '
+              '(data.validation: warn):'] + [f'  {line}' for line in summary.data_anomalies]
   names = sorted({n for m in summary.metrics.values() for n in m})
-  lines = ['', '| slice | ' + ' | '.join(names) + ' |', '|---' * (len(names) + 1) + '|']
+  lines += ['', '| slice | ' + ' | '.join(names) + ' |', '|---' * (len(names) + 1) + '|']
   for slice_name, values in sorted(summary.metrics.items(), key=lambda kv: kv[0] != 'Overall'):
     cells = [f'{values[n]:.4f}' if n in values else '' for n in names]
     lines.append(f'| {slice_name} | ' + ' | '.join(cells) + ' |')
@@ -166,4 +180,7 @@ def format_summary(summary: RunSummary) -> str:
     lines.append(f'TFLite: {summary.tflite}')
   if summary.tuning:
     lines.append(f'Tuning: {summary.tuning}')
+  if summary.schema:
+    lines.append(f'Schema: {summary.schema} (curated: edit it; every run checks new data '
+                 'against it)')
   return '\n'.join(lines)

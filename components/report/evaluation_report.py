@@ -27,6 +27,7 @@ from components.report import report_html
 from components.report.tfma_results import load_confusion_matrix, load_decision, load_metrics
 from components.example_gen.ingest_summary import VOCABULARY_FILE
 from components.report.report_html import Prediction
+from components.validation.data_validation import DataValidationResult, load_result
 from contract.features import FILENAME_KEY, IMAGE_KEY, LABEL_KEY
 from trainer import augment, eval_predictions, plots, tflite_export, warm_start
 from trainer.preprocessing import decode_and_resize, pixels_to_bytes
@@ -199,6 +200,7 @@ def EvaluationReport(
         tfx.types.standard_artifacts.TunerResults] = None,
     infra_blessing: tfx.dsl.components.InputArtifact[
         tfx.types.standard_artifacts.InfraBlessing] = None,
+    data_validation: tfx.dsl.components.InputArtifact[DataValidationResult] = None,
     split: tfx.dsl.components.Parameter[str] = 'eval',
     max_misclassified: tfx.dsl.components.Parameter[int] = 16,
     batch_size: tfx.dsl.components.Parameter[int] = 32,
@@ -244,6 +246,10 @@ def EvaluationReport(
   if trials:
     extra.append(('Hyperparameter search (Tuner)', report_html.trials_table(
         trials, trials[0]['trial_id'])))
+  validation = load_result(data_validation.uri) if data_validation else {}
+  if validation:
+    extra.append(('Data validation (schema and drift from the last accepted span)',
+                  report_html.data_validation_html(validation)))
   page = report_html.render_html(
       'Evaluation report', decision, metrics, matrix, names, misclassified,
       max_misclassified, training_curves(model_run.uri), model_uri=model_dir,
@@ -255,7 +261,8 @@ def EvaluationReport(
     json.dump({**report_html.report_json(matrix, names, misclassified, max_misclassified,
                                          decision, metrics), 'tflite': tflite,
                'tuning_trials': trials, 'serving_canary': canary,
-               'warm_start': dataclasses.asdict(started) if started else None}, f, indent=2)
+               'warm_start': dataclasses.asdict(started) if started else None,
+               'data_validation': validation}, f, indent=2)
   report.set_int_custom_property('blessed', int(decision.blessed))
   report.set_int_custom_property('num_misclassified', len(misclassified))
   print(f'EvaluationReport: {os.path.join(report.uri, HTML_FILE)} '

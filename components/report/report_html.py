@@ -192,6 +192,26 @@ def metrics_table(metrics: Dict[str, Dict[str, float]], class_names: Sequence[st
   return _table(['slice'] + names, rows)
 
 
+def data_validation_html(result: Dict) -> str:
+  """DataValidation's result: the anomalies the run trained with (data.validation: warn)
+  and the drift from the last accepted span, measure by measure."""
+  anomalies = result.get('anomalies', [])
+  count = f'{len(anomalies)} anomal{"y" if len(anomalies) == 1 else "ies"}'
+  items = ''.join(f'<li>{html.escape(a)}</li>' for a in anomalies)
+  parts = [f'<p class="bad">{count} (trained anyway: data.validation: warn)</p><ul>{items}</ul>'
+           if anomalies else '<p class="ok">No anomalies.</p>']
+  drifts = result.get('drift', [])
+  if drifts:
+    parts.append(_table(
+        ['feature', 'split', 'measure', 'value', 'threshold', 'last accepted span', 'this span'],
+        [[d['feature'], d['split'], d['measure'], f'{d["value"]:.3f}' + (' (over)' if
+          d['exceeded'] else ''), f'{d["threshold"]:g}', d['previous'], d['current']]
+         for d in drifts]))
+  if result.get('note'):
+    parts.append(f'<p>{html.escape(result["note"])}</p>')
+  return ''.join(parts)
+
+
 def trials_table(trials: Sequence[Dict], chosen_id: Optional[str]) -> str:
   """The Tuner's trials (best first): hyperparameters, validation accuracy, seconds, and
   which one the Trainer used."""
