@@ -18,18 +18,25 @@ from components.insight.findings import (EXACT_DUPLICATE, IMAGE_QUALITY_KINDS, L
 
 TRAIN, EVAL = 'train', 'eval'
 # Cosine similarity of pooled features above which an eval image counts as a copy of
-# its nearest train image (resized and re-encoded copies reach > 0.99; distinct photos
-# of one scene stay below, see tests/test_insight.py).
-LEAK_SIMILARITY = 0.985
+# its nearest train image (a resized, re-encoded copy reached 0.995; overlapping crops of
+# one photo up to 0.986, see tests/test_insight.py).
+LEAK_SIMILARITY = 0.99
+# cleanvision's blurry score has a floor near 0.30 for any image at its 64-pixel working
+# size (PIL's FIND_EDGES responds at the image border), so its default threshold (0.29)
+# never fires on a blurred photo; 0.35 does (blurred copies scored 0.30, sharp photo crops
+# 0.44 and up at the 5th percentile). Every other check keeps cleanvision's defaults.
+ISSUE_TYPES = {'dark': {}, 'light': {}, 'odd_aspect_ratio': {}, 'low_information': {},
+               'exact_duplicates': {}, 'near_duplicates': {}, 'blurry': {'threshold': 0.35},
+               'grayscale': {}, 'odd_size': {}}
 
 
 def cleanvision_issues(paths: Sequence[str]):
   """Runs cleanvision's default checks on the image files (one process, quietly);
   returns its Imagelab (`issues` DataFrame, `info` with duplicate sets)."""
   from cleanvision import Imagelab  # pylint: disable=g-import-not-at-top  (pandas: slow import)
-  with contextlib.redirect_stdout(io.StringIO()):
+  with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
     lab = Imagelab(filepaths=list(paths), verbose=False)
-    lab.find_issues(n_jobs=1, verbose=False)
+    lab.find_issues(ISSUE_TYPES, n_jobs=1, verbose=False)
   return lab
 
 
