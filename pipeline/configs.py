@@ -44,6 +44,11 @@ class DataConfig:
   max_image_bytes: int = IngestOptions.max_image_bytes
   # At least this many output shards per split (more for large folders).
   num_shards: int = IngestOptions.num_shards
+  # Data insight gates (null = off): stop the run before the Trainer when more eval
+  # images than this have a near-copy in train, or when more than this fraction of
+  # the images look mislabeled (see findings.csv of the DataInsightGen step).
+  max_eval_leaks: Optional[int] = None
+  max_label_issue_fraction: Optional[float] = None
 
 
 @dataclasses.dataclass
@@ -117,6 +122,11 @@ class PipelineConfig:
     _check(self.data.max_image_pixels > 0, 'data.max_image_pixels',
            'a positive integer')
     _check(self.data.max_image_bytes > 0, 'data.max_image_bytes', 'a positive integer')
+    _check(self.data.max_eval_leaks is None or self.data.max_eval_leaks >= 0,
+           'data.max_eval_leaks', 'null (off) or an integer >= 0')
+    _check(self.data.max_label_issue_fraction is None or
+           0 <= self.data.max_label_issue_fraction <= 1,
+           'data.max_label_issue_fraction', 'null (off) or a number between 0 and 1')
     _check(self.model.image_size >= MIN_IMAGE_SIZE, 'model.image_size',
            f'an integer >= {MIN_IMAGE_SIZE} (InceptionV3 needs at least '
            f'{MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE})')

@@ -1,6 +1,7 @@
 """The pipeline definition: one function builds it for every orchestrator."""
 
 import dataclasses
+import json
 import os
 from typing import List, Optional
 
@@ -12,6 +13,7 @@ from components.inference.bulk_inferrer import BoundedBulkInferrer
 from components.report.evaluation_report import EvaluationReport
 from components.example_gen.image_folder_example_gen import ImageFolderExampleGen
 from components.inference.inference_table import InferenceTable
+from components.insight.data_insight import DataInsightGen
 from components.example_gen.unlabeled_images import UnlabeledImageExampleGen
 from contract.features import CLASS_NAME_KEY, EXAMPLES_NUMERIC_SIGNATURE, LABEL_KEY
 from contract.settings import trainer_custom_config
@@ -37,6 +39,17 @@ def _example_gen(config: PipelineConfig) -> ImageFolderExampleGen:
       num_shards=data.num_shards, max_skipped_fraction=data.max_skipped_fraction,
       max_image_pixels=data.max_image_pixels, max_image_bytes=data.max_image_bytes,
       class_names=data.class_names)
+
+
+def data_insight(config: PipelineConfig, examples) -> DataInsightGen:
+  """Label issues, image quality, duplicates, leaks and outliers of every run's data, on
+  the backbone the run trains (its weights, cut layer and image size)."""
+  data = config.data
+  return DataInsightGen(
+      examples=examples, model=json.dumps(dataclasses.asdict(config.model)),
+      max_eval_leaks=-1 if data.max_eval_leaks is None else data.max_eval_leaks,
+      max_label_issue_fraction=(-1.0 if data.max_label_issue_fraction is None
+                                else data.max_label_issue_fraction))
 
 
 def _accuracy_threshold(min_value: Optional[float],
@@ -115,6 +128,7 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
   Kubeflow bring their own metadata store and leave it None.
   """
   example_gen = _example_gen(config)
+  insight = data_insight(config, example_gen.outputs['examples'])
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
   schema_gen = tfx.components.SchemaGen(
       statistics=statistics_gen.outputs['statistics'], infer_feature_shape=True)
@@ -142,6 +156,8 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
       train_args=tfx.proto.TrainArgs(),  # epochs come from custom_config
       eval_args=tfx.proto.EvalArgs(),
       custom_config=custom_config)
+  if config.data.max_eval_leaks is not None or config.data.max_label_issue_fraction is not None:
+    trainer.add_upstream_node(insight)  # a gate that fails stops the run before training
   model_resolver = tfx.dsl.Resolver(
       strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
@@ -166,13 +182,14 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None) -> 
       evaluation=evaluator.outputs['evaluation'], blessing=evaluator.outputs['blessing'],
       model_run=trainer.outputs['model_run'], pushed_model=pusher.outputs['pushed_model'],
       tuner_results=tuner.outputs['tuner_results'] if tuner else None,
+      insight=insight.outputs['insight'],
       max_misclassified=config.evaluation.report_misclassified)
   inference = (batch_inference(config, trainer.outputs['model'], evaluator.outputs['blessing'])
                if config.inference.data else [])
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=_absolute(config.pipeline_root),
-      components=[example_gen, statistics_gen, schema_gen, transform, *([tuner] if tuner else []),
+      components=[example_gen, insight, statistics_gen, schema_gen, transform, *([tuner] if tuner else []),
                   trainer, model_resolver, evaluator, pusher, evaluation_report, *inference],
       enable_cache=config.enable_cache,
       metadata_connection_config=metadata_connection_config,

@@ -26,7 +26,8 @@ KUBEFLOW_DIR = os.path.join(PROJECT_ROOT, 'kubeflow')
 IMAGE = 'europe-docker.pkg.dev/test-project/ml/transfer-pipeline:0.1.0-test'
 BUCKET = 'gs://test-bucket/transfer'
 COMPONENTS = ('ImageFolderExampleGen', 'StatisticsGen', 'SchemaGen', 'Transform', 'Trainer',
-              'latest_blessed_model_resolver', 'Evaluator', 'EvaluationReport', 'AtomicPusher')
+              'latest_blessed_model_resolver', 'Evaluator', 'EvaluationReport', 'AtomicPusher',
+              'DataInsightGen')
 
 
 def _cloud_config(**overrides):
@@ -93,7 +94,7 @@ def test_one_task_per_component(compiled):
   tasks = _tasks(spec)
   for component in COMPONENTS:
     _task_of(tasks, component)
-  # Nothing else: every task belongs to one of the nine components.
+  # Nothing else: every task belongs to one of the ten components.
   owners = {t: [c for c in COMPONENTS if t == c or t.startswith(c + '-')] for t in tasks}
   assert all(len(o) == 1 for o in owners.values()), owners
   for component in COMPONENTS:
@@ -114,6 +115,11 @@ def test_dependency_order(compiled):
   # The report runs last, after the push (whose PushedModel exists blessed or not).
   report = _ancestors(tasks, 'EvaluationReport')
   assert {'AtomicPusher', 'Evaluator', 'Trainer', 'ImageFolderExampleGen'} <= report
+  # Data insight reads ExampleGen's output and feeds the report; without a gate the
+  # Trainer does not wait for it.
+  assert _ancestors(tasks, 'DataInsightGen') == {'ImageFolderExampleGen'}
+  assert 'DataInsightGen' in report
+  assert 'DataInsightGen' not in _ancestors(tasks, 'Trainer')
   # No cycles and nothing runs before ExampleGen.
   assert not tasks['ImageFolderExampleGen'].get('dependentTasks')
   for name in tasks:
@@ -403,6 +409,19 @@ def test_beam_preset_compiles_into_every_beam_executor(tmp_path):
   for name in ('StatisticsGen_executor', 'Transform_executor', 'Evaluator_executor'):
     assert '--runner=DataflowRunner' in executors[name]['container']['args'], name
     assert f'--temp_location={BUCKET}/beam-tmp' in executors[name]['container']['args']
+
+
+def test_data_gates_run_insight_before_the_trainer(tmp_path):
+  config = _cloud_config(**{'data.max_eval_leaks': 0, 'data.max_label_issue_fraction': 0.05})
+  out = runner.compile_pipeline(config.validate(), str(tmp_path / 'p.json'), IMAGE)
+  spec = json.loads(open(out).read())
+  tasks = _tasks(spec)
+  assert 'DataInsightGen' in _ancestors(tasks, 'Trainer')
+  parameters = tasks['DataInsightGen']['inputs']['parameters']
+  value = {name: p['runtimeValue']['constantValue'] for name, p in parameters.items()}
+  assert value['max_eval_leaks'] == {'intValue': '0'}
+  assert value['max_label_issue_fraction'] == {'doubleValue': 0.05}
+  assert json.loads(value['model']['stringValue'])['cut_layer'] == 'mixed7'
 
 
 def test_opt_in_components_compile(tmp_path):

@@ -1,7 +1,7 @@
 """One short line per component execution: its key result, read from its output artifacts.
 
 Dispatches on output keys (`examples`, `statistics`, `schema`, `transformed_examples`,
-`model_run`, `blessing`, `pushed_model`, `report`), so ImportExampleGen and the image
+`model_run`, `blessing`, `pushed_model`, `report`, `insight`), so ImportExampleGen and the image
 ExampleGen are described by the same code.
 """
 
@@ -106,11 +106,20 @@ def _report(outputs: Artifacts) -> str:
       f' ({missed} misclassified)' if missed is not None else '')
 
 
+def _insight(outputs: Artifacts) -> str:
+  from components.insight.data_insight import FINDINGS_FILE  # pylint: disable=g-import-not-at-top
+  from components.insight.findings import describe_counts  # pylint: disable=g-import-not-at-top
+  [insight] = outputs['insight']
+  counts = json.loads(_string(insight, 'finding_counts') or '{}')
+  return (f'{describe_counts(counts)} in {_int(insight, "num_images"):,} images: '
+          f'{os.path.join(insight.uri, FINDINGS_FILE)}')
+
+
 # Output key -> description; the first key a component has decides.
 DESCRIBERS: Dict[str, Callable[[Artifacts], str]] = {
     'examples': _examples, 'statistics': _statistics, 'schema': _schema,
     'transformed_examples': _transformed, 'model_run': _trained, 'blessing': _blessing,
-    'pushed_model': _pushed, 'report': _report,
+    'pushed_model': _pushed, 'report': _report, 'insight': _insight,
 }
 
 

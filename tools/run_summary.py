@@ -1,6 +1,7 @@
 """What a run produced, read back from ML Metadata: metrics, blessing, pushed model."""
 
 import dataclasses
+import json
 import os
 from typing import Dict, List, Optional
 
@@ -11,6 +12,8 @@ from tfx import v1 as tfx
 from components.report import evaluation_report, tfma_results
 from components.report.evaluation_report import HTML_FILE, ModelReport
 from components.inference.inference_table import CSV_FILE, PredictionTable
+from components.insight.data_insight import FINDINGS_FILE, DataInsight
+from components.insight.findings import describe_counts
 from pipeline.configs import PipelineConfig
 from trainer import tflite_export
 
@@ -27,6 +30,7 @@ class RunSummary:
   inference: Optional[str] = None  # batch inference: where predictions.csv is, or why none
   tflite: Optional[str] = None  # model.tflite of the pushed version: size and agreement
   tuning: Optional[str] = None  # the Tuner's trials and the chosen one
+  data_insight: Optional[str] = None  # findings of each kind and where findings.csv is
 
 
 def _store(config: PipelineConfig) -> metadata_store.MetadataStore:
@@ -89,7 +93,8 @@ def latest_run_summary(config: PipelineConfig) -> RunSummary:
                     report_html if report_html and os.path.exists(report_html) else None,
                     _inference_line(_newest(by_type.get(PredictionTable.TYPE_NAME, []))),
                     _tflite_line(pushed_path),
-                    _tuning_line(_newest(by_type.get('TunerResults', []))))
+                    _tuning_line(_newest(by_type.get('TunerResults', []))),
+                    _insight_line(_newest(by_type.get(DataInsight.TYPE_NAME, []))))
 
 
 def _tuning_line(tuner_results) -> Optional[str]:
@@ -101,6 +106,16 @@ def _tuning_line(tuner_results) -> Optional[str]:
                      for k, v in best.items() if k not in ('trial_id', 'score', 'trial_seconds'))
   return (f'{len(trials)} trials; chosen: trial {best["trial_id"]} (val accuracy '
           f'{best["score"]:.4f}): {values}')
+
+
+def _insight_line(insight) -> Optional[str]:
+  """'2 label_issue, 1 leak in 400 images: .../findings.csv' (None: no insight step)."""
+  if insight is None:
+    return None
+  properties = insight.custom_properties
+  counts = json.loads(properties['finding_counts'].string_value or '{}')
+  return (f'{describe_counts(counts)} in {properties["num_images"].int_value} images: '
+          f'{os.path.join(insight.uri, FINDINGS_FILE)}')
 
 
 def _tflite_line(pushed_path: Optional[str]) -> Optional[str]:
@@ -135,6 +150,8 @@ def format_summary(summary: RunSummary) -> str:
   lines.append(f'Pushed model: {summary.pushed_path or "nothing pushed"}')
   if summary.training_curves:
     lines.append(f'Training curves: {summary.training_curves}')
+  if summary.data_insight:
+    lines.append(f'Data insight: {summary.data_insight}')
   if summary.evaluation_report:
     lines.append(f'Evaluation report: {summary.evaluation_report}')
   if summary.inference:

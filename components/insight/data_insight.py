@@ -141,4 +141,4 @@ def DataInsightGen(
   findings_lib.check_gates(
       load_findings(insight.uri), summary['num_images'],
       max_eval_leaks if max_eval_leaks >= 0 else None,
-      max_label_issue_fraction if max_label_issue_fraction >= 0 else None)
+      max_label_issue_fraction if max_label_issue_fraction >= 0 else None, path)

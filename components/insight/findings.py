@@ -76,15 +76,17 @@ class GateError(RuntimeError):
 
 
 def check_gates(findings: Sequence[Finding], num_images: int, max_eval_leaks: Optional[int],
-                max_label_issue_fraction: Optional[float]) -> None:
-  """Raises GateError (one line) when a gate that is set (not None) is exceeded."""
+                max_label_issue_fraction: Optional[float],
+                table: str = 'findings.csv') -> None:
+  """Raises GateError (one line naming `table`) when a gate that is set (not None) is
+  exceeded."""
   leaks = sum(f.kind == LEAK for f in findings)
   if max_eval_leaks is not None and leaks > max_eval_leaks:
     raise GateError(f'{leaks} eval images have a near-copy in train (data.max_eval_leaks: '
-                    f'{max_eval_leaks}); see the leak rows of findings.csv.')
+                    f'{max_eval_leaks}); see the leak rows of {table}.')
   issues = sum(f.kind == LABEL_ISSUE for f in findings)
   fraction = issues / num_images if num_images else 0.0
   if max_label_issue_fraction is not None and fraction > max_label_issue_fraction:
     raise GateError(f'{issues} of {num_images} images ({fraction:.1%}) look mislabeled '
                     f'(data.max_label_issue_fraction: {max_label_issue_fraction}); see the '
-                    f'label_issue rows of findings.csv.')
+                    f'label_issue rows of {table}.')
