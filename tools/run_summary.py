@@ -12,6 +12,7 @@ from tfx import v1 as tfx
 from components.report import evaluation_report, tfma_results
 from components.report.evaluation_report import HTML_FILE, ModelReport
 from components.inference.inference_table import CSV_FILE, PredictionTable
+from components.inference.uncertainty import RANK_FILE
 from components.insight.data_insight import FINDINGS_FILE, DataInsight
 from components.insight.findings import describe_counts
 from pipeline.configs import PipelineConfig
@@ -31,6 +32,7 @@ class RunSummary:
   tflite: Optional[str] = None  # model.tflite of the pushed version: size and agreement
   tuning: Optional[str] = None  # the Tuner's trials and the chosen one
   data_insight: Optional[str] = None  # findings of each kind and where findings.csv is
+  label_next: Optional[str] = None  # batch inference's images ranked most uncertain first
 
 
 def _store(config: PipelineConfig) -> metadata_store.MetadataStore:
@@ -94,7 +96,8 @@ def latest_run_summary(config: PipelineConfig) -> RunSummary:
                     _inference_line(_newest(by_type.get(PredictionTable.TYPE_NAME, []))),
                     _tflite_line(pushed_path),
                     _tuning_line(_newest(by_type.get('TunerResults', []))),
-                    _insight_line(_newest(by_type.get(DataInsight.TYPE_NAME, []))))
+                    _insight_line(_newest(by_type.get(DataInsight.TYPE_NAME, []))),
+                    _label_next(_newest(by_type.get(PredictionTable.TYPE_NAME, []))))
 
 
 def _tuning_line(tuner_results) -> Optional[str]:
@@ -116,6 +119,11 @@ def _insight_line(insight) -> Optional[str]:
   counts = json.loads(properties['finding_counts'].string_value or '{}')
   return (f'{describe_counts(counts)} in {properties["num_images"].int_value} images: '
           f'{os.path.join(insight.uri, FINDINGS_FILE)}')
+
+
+def _label_next(table) -> Optional[str]:
+  path = os.path.join(table.uri, RANK_FILE) if table else None
+  return path if path and os.path.exists(path) else None
 
 
 def _tflite_line(pushed_path: Optional[str]) -> Optional[str]:
@@ -156,6 +164,8 @@ def format_summary(summary: RunSummary) -> str:
     lines.append(f'Evaluation report: {summary.evaluation_report}')
   if summary.inference:
     lines.append(f'Batch inference: {summary.inference}')
+  if summary.label_next:
+    lines.append(f'What to label next (most uncertain first): {summary.label_next}')
   if summary.tflite:
     lines.append(f'TFLite: {summary.tflite}')
   if summary.tuning:
