@@ -42,9 +42,14 @@ class Examples:
 
 
 def pooled_extractor(config: ModelConfig) -> keras.Model:
-  """image (0..255) -> frozen backbone -> global average pooling: [B, channels]."""
-  extractor = model_lib.feature_extractor(model_lib.build_backbone(config))
-  pooled = keras.layers.GlobalAveragePooling2D()(extractor.output)
+  """image (0..255) -> frozen backbone -> global average pooling: float32 [B, channels].
+
+  The backbone computes in the precision of the Trainer's feature cache
+  (`model.feature_precision`: bfloat16 where the hardware has it)."""
+  precision = model_lib.resolve_feature_precision(config.feature_precision)
+  extractor = model_lib.feature_extractor(model_lib.build_backbone(config), precision)
+  features = keras.layers.Activation('linear', dtype='float32')(extractor.output)
+  pooled = keras.layers.GlobalAveragePooling2D(dtype='float32')(features)
   return keras.Model(extractor.input, pooled, name='pooled_features')
 
 
