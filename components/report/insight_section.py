@@ -100,7 +100,7 @@ def section_html(summary: Dict, findings: Sequence[Finding],
       for f in shown:
         parts.append(_row([
             _figure(picture(f.file), f'{f.file} ({f.split}, {f.class_name})', suspect=True),
-            f'<span class="sep">copy of<br>(score {f.score:.3f})</span>',
+            f'<span class="sep">same picture as<br>(score {f.score:.3f})</span>',
             _figure(picture(f.other_file), f'{f.other_file} ({f.other_split})')]))
     else:
       parts.append(_row([_figure(picture(f.file), f'{f.file} ({f.split}); score {f.score:.2f}',
