@@ -12,13 +12,15 @@ from tools import cli, preflight, run_summary as report
 from console import known_noise
 from tests.cli_process import run_cli
 
-COMPONENTS = ('ImageFolderExampleGen', 'StatisticsGen', 'SchemaGen', 'Transform', 'Trainer',
-              'Evaluator', 'AtomicPusher', 'EvaluationReport')
+COMPONENTS = ('ImageFolderExampleGen', 'DataInsightGen', 'StatisticsGen', 'SchemaGen',
+              'Transform', 'Trainer', 'Evaluator', 'AtomicPusher', 'EvaluationReport')
 # Every line a default run may print; anything else on the console is noise.
 CONSOLE_LINES = [
     r"Running pipeline '.*' on .* -> .*", r'Backbone weights: .*', r'Beam: .*',
     r'Log: \S+run\.log( \(\d+ warnings?\))?',
-    r'\[\d/8\] \w+ \.\.\.', r'\[\d/8\] \w+ (done|cached) in [\d.]+ s(: .*)?',
+    r'\[\d/9\] \w+ \.\.\.', r'\[\d/9\] \w+ (done|cached) in [\d.]+ s(: .*)?',
+    r'Data insight: backbone features: \d+ images(, | in ).*images/s\)?',
+    r'Data insight: .* in \d+ images: \S+findings\.csv',
     r'Feature pass \((train|eval)\): \d+ images in [\d.]+ s \(.*images/s\)',
     r'  Epoch \d+/\d+ - [\d.]+ s( - \w+ [\d.]+)+',
     r'', r'\|.*\|', r'Blessed: .*', r'Pushed model: .*', r'Training curves: .*',
@@ -90,14 +92,15 @@ def test_small_run_shows_one_start_and_one_end_line_per_component_and_no_noise(
   assert not strays, strays
   assert not [line for line in console if any(re.search(n, line) for n in NOISE)]
   for k, component in enumerate(COMPONENTS, start=1):
-    assert console.count(f'[{k}/8] {component} ...') == 1, console
-    ends = [line for line in console if line.startswith(f'[{k}/8] {component} done in ')]
+    assert console.count(f'[{k}/9] {component} ...') == 1, console
+    ends = [line for line in console if line.startswith(f'[{k}/9] {component} done in ')]
     assert len(ends) == 1, console
   text = '\n'.join(console)
   assert re.search(r'ImageFolderExampleGen done in .*: \d+ train, \d+ eval examples, 0 skipped', text)
   assert re.search(r'Trainer done in .*: 1 epoch, val_accuracy', text)
   assert re.search(r'Evaluator done in .*: (blessed|not blessed: .+)', text)
   assert 'Feature pass (train)' in text and '  Epoch 1/1 - ' in text
+  assert re.search(r'DataInsightGen done in .*: (no findings|\d+ \w+.*) in 21 images: ', text)
   log = (output / 'logs' / 'run.log').read_text()
   assert 'Unable to register cuDNN factory' in log or 'INFO absl' in log  # it went to the log
   for patterns in known_noise.LOG_RECORDS.values():  # dropped where emitted, not just hidden

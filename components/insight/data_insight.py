@@ -19,6 +19,7 @@ import tensorflow as tf
 from PIL import Image
 from tfx import v1 as tfx
 
+import console
 from components.example_gen.ingest_summary import VOCABULARY_FILE
 from components.insight import analysis, features, findings as findings_lib
 from contract.settings import ModelConfig
@@ -81,8 +82,9 @@ def run_insight(examples_uri: str, output_uri: str, model: ModelConfig,
   names = class_names_of(examples_uri)
   scratch = tempfile.mkdtemp(prefix='data-insight-')
   try:
-    examples = features.read_examples(examples_uri, SPLITS, model,
-                                      os.path.join(scratch, 'images'), batch_size)
+    with console.Progress(label='Data insight: backbone features', unit='images') as bar:
+      examples = features.read_examples(examples_uri, SPLITS, model,
+                                        os.path.join(scratch, 'images'), batch_size, bar.update)
     feature_seconds = time.monotonic() - start
     insight = analysis.analyze(examples, names)
     shown = shown_findings(insight.findings)

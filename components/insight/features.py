@@ -73,7 +73,8 @@ def _local_name(index: int, filename: str) -> str:
 def read_examples(examples_uri: str, splits: List[str], config: ModelConfig,
                   image_folder: str, batch_size: int = 32,
                   progress: Optional[Callable[[int], None]] = None) -> Examples:
-  """Features of every example of `splits`; their encoded images saved to `image_folder`."""
+  """Features of every example of `splits`; their encoded images saved to `image_folder`.
+  `progress(n)` is called after each batch with its number of images."""
   extractor = pooled_extractor(config)
 
   @tf.function
@@ -100,7 +101,7 @@ def read_examples(examples_uri: str, splits: List[str], config: ModelConfig,
         split_of.append(split)
         local.append(path)
       if progress:
-        progress(len(files))
+        progress(len(batch[LABEL_KEY]))
   dims = extractor.output_shape[-1]
   return Examples(np.concatenate(features) if features else np.zeros((0, dims), np.float32),
                   np.asarray(labels, np.int64), names, files, split_of, local)
