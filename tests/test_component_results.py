@@ -49,3 +49,12 @@ def test_transformed_bytes_and_unreadable_results(tmp_path):
   missing = {'model_run': [_artifact(tmp_path / 'missing')]}
   assert component_results.describe(missing).startswith('(result not readable: ')
   assert component_results.describe({'something_else': [_artifact()]}) == ''
+
+
+def test_insight_counts_and_where_the_table_is(tmp_path):
+  counts = json.dumps({'label_issue': 3, 'leak': 1})
+  outputs = {'insight': [_artifact(tmp_path, num_images=2000, finding_counts=counts)]}
+  assert component_results.describe(outputs) == (
+      f'3 label_issue, 1 leak in 2,000 images: {tmp_path}/findings.csv')
+  clean = {'insight': [_artifact(tmp_path, num_images=5, finding_counts='{}')]}
+  assert component_results.describe(clean).startswith('no findings in 5 images: ')
