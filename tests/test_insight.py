@@ -4,10 +4,11 @@ are not flooded with findings, and the gates stop a run with one line."""
 import json
 import os
 
+import numpy as np
 import pytest
 
 from components.example_gen import ingest_pipeline
-from components.insight import data_insight, findings as findings_lib
+from components.insight import data_insight, findings as findings_lib, label_issues
 from components.insight.findings import Finding, GateError
 from contract.settings import ModelConfig
 from tests.planted_data import write_planted_folder
@@ -101,3 +102,20 @@ def test_gates_are_off_by_default_and_stop_with_one_line():
   assert '\n' not in str(leak.value)
   with pytest.raises(GateError, match=r'1 of 10 images \(10.0%\).*0.05'):
     findings_lib.check_gates(rows, 10, None, 0.05)
+
+
+def test_label_issues_on_separable_features_and_a_class_of_one():
+  rng = np.random.default_rng(0)
+  centers = np.eye(8)[:3] * 6
+  labels = np.array([0] * 20 + [1] * 20 + [2])
+  features = centers[labels] + rng.normal(size=(41, 8))
+  labels[3] = 1  # a class-0 image filed under class 1
+  files = [f'f{i}.jpg' for i in range(41)]
+  found = label_issues.label_issue_findings(features, labels, ['a', 'b', 'c'], files,
+                                            ['train'] * 41)
+  assert [(f.file, f.class_name, f.suggested_class) for f in found] == [('f3.jpg', 'b', 'a')]
+  outliers = label_issues.outlier_findings(np.vstack([features[:40], [[0] * 7 + [40]]]),
+                                           np.append(labels[:40], 0), ['a', 'b', 'c'],
+                                           files, ['train'] * 41)
+  # The far point, and the misfiled class-0 image among class 1: both unlike their class.
+  assert sorted(f.file for f in outliers) == ['f3.jpg', 'f40.jpg']

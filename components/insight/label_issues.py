@@ -5,6 +5,7 @@ backbone features: each image is scored by a model that never saw it, as cleanla
 confident learning needs.
 """
 
+import warnings
 from typing import List, Sequence
 
 import numpy as np
@@ -26,18 +27,18 @@ OUTLIER_FENCE = 3.0
 
 def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, num_classes: int,
                               seed: int = 0) -> np.ndarray:
-  """[N, num_classes] probabilities, each row from a fold that did not train on it."""
-  smallest = np.bincount(labels, minlength=num_classes)
-  folds = int(min(MAX_FOLDS, smallest[smallest > 0].min()))
-  probabilities = np.full((len(labels), num_classes), 1.0 / num_classes)
-  present = np.flatnonzero(smallest > 0)
-  if folds < 2 or len(present) < 2:
-    return probabilities  # too few images per class to say anything
-  classifier = make_pipeline(StandardScaler(),
-                             LogisticRegression(C=0.1, max_iter=2000))
-  predicted = cross_val_predict(
-      classifier, features, labels, method='predict_proba',
-      cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
+  """[N, num_classes] probabilities, each row from a fold that did not train on it
+  (2 to 5 stratified folds, as many as the smallest class allows)."""
+  counts = np.bincount(labels, minlength=num_classes)
+  present = np.flatnonzero(counts)
+  folds = int(np.clip(counts[present].min(), 2, MAX_FOLDS))
+  classifier = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
+  with warnings.catch_warnings():  # a class smaller than the folds: sklearn warns, copes
+    warnings.simplefilter('ignore', UserWarning)
+    predicted = cross_val_predict(
+        classifier, features, labels, method='predict_proba',
+        cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
+  probabilities = np.zeros((len(labels), num_classes))
   probabilities[:, present] = predicted
   return probabilities
 
@@ -46,8 +47,8 @@ def label_issue_findings(features: np.ndarray, labels: np.ndarray, class_names: 
                          files: Sequence[str], splits: Sequence[str]) -> List[Finding]:
   """cleanlab's find_label_issues over every split; score = 1 - label quality."""
   num_classes = len(class_names)
-  if len(labels) < 2 * num_classes:
-    return []
+  if len(np.unique(labels)) < 2 or len(labels) < 2 * num_classes:
+    return []  # nothing to compare a label with
   probabilities = out_of_fold_probabilities(features, labels, num_classes)
   issues = find_label_issues(labels, probabilities, filter_by='prune_by_noise_rate')
   quality = get_label_quality_scores(labels, probabilities, method='self_confidence')
