@@ -18,7 +18,7 @@ COMPONENTS = ('ImageFolderExampleGen', 'DataInsightGen', 'StatisticsGen', 'Schem
 CONSOLE_LINES = [
     r"Running pipeline '.*' on .* -> .*", r'Backbone weights: .*', r'Beam: .*',
     r'Log: \S+run\.log( \(\d+ warnings?\))?',
-    r'\[\d/9\] \w+ \.\.\.', r'\[\d/9\] \w+ (done|cached) in [\d.]+ s(: .*)?',
+    r'\[\d/9\] \w+ \.\.\.', r'\[\d/9\] \w+ (done|cached) in (\d+ min )?[\d.]+ s(: .*)?',
     r'Data insight: backbone features: \d+ images(, | in ).*images/s\)?',
     r'Data insight: .* in \d+ images: \S+findings\.csv',
     r'Feature pass \((train|eval)\): \d+ images in [\d.]+ s \(.*images/s\)',
