@@ -53,11 +53,19 @@ def pooled_extractor(config: ModelConfig) -> keras.Model:
   return keras.Model(extractor.input, pooled, name='pooled_features')
 
 
-def _records(files: List[str], batch_size: int) -> tf.data.Dataset:
+def _records(files: List[str], batch_size: int, image_size: int) -> tf.data.Dataset:
+  """Parsed batches with their images decoded and resized as Transform does (`pixels`),
+  decoding in parallel with the backbone's pass."""
   gzipped = all(f.endswith('.gz') for f in files)
+
+  def decode(batch):
+    return {**batch, 'pixels': decode_and_resize(batch[IMAGE_KEY], image_size)}
+
   return (tf.data.TFRecordDataset(files, compression_type='GZIP' if gzipped else '')
           .batch(batch_size)
-          .map(lambda s: tf.io.parse_example(s, _PARSE_SPEC)))
+          .map(lambda s: tf.io.parse_example(s, _PARSE_SPEC))
+          .map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+          .prefetch(tf.data.AUTOTUNE))
 
 
 def _split_files(examples_uri: str, split: str) -> List[str]:
@@ -77,10 +85,10 @@ def read_examples(examples_uri: str, splits: List[str], config: ModelConfig,
   `progress(n)` is called after each batch with its number of images."""
   extractor = pooled_extractor(config)
 
-  @tf.function
-  def features_of(encoded):
-    pixels = tf.cast(decode_and_resize(encoded, config.image_size), tf.float32)
-    return extractor(pixels, training=False)
+  @tf.function(input_signature=[tf.TensorSpec([None, config.image_size, config.image_size, 3],
+                                              tf.uint8)])
+  def features_of(pixels):
+    return extractor(tf.cast(pixels, tf.float32), training=False)
 
   os.makedirs(image_folder, exist_ok=True)
   features, labels, names, files, split_of, local = [], [], [], [], [], []
@@ -88,8 +96,8 @@ def read_examples(examples_uri: str, splits: List[str], config: ModelConfig,
     paths = _split_files(examples_uri, split)
     if not paths:
       continue
-    for batch in _records(paths, batch_size):
-      features.append(features_of(batch[IMAGE_KEY]).numpy())
+    for batch in _records(paths, batch_size, config.image_size):
+      features.append(features_of(batch['pixels']).numpy())
       labels.extend(batch[LABEL_KEY].numpy().tolist())
       names.extend(n.decode() for n in batch[CLASS_NAME_KEY].numpy())
       for image, filename in zip(batch[IMAGE_KEY].numpy(), batch[FILENAME_KEY].numpy()):
