@@ -58,11 +58,11 @@ def _png_width(page: str, alt: str) -> int:
 
 def test_misclassified_grid_shows_heatmaps_beside_images():
   wrong = [Prediction(f'{i}.png', 0, 1, 0.9, encode_image(random_pixels((30, 30, 3), i)))
-           for i in range(3)]
+           for i in range(2)]
   decision = Decision(True, [], [], None)
-  args = ('t', decision, {}, np.eye(2, dtype=int), ['a', 'b'], wrong, 3, None)
+  args = ('t', decision, {}, np.eye(2, dtype=int), ['a', 'b'], wrong, 2, None)
   plain = report_html.render_html(*args)
-  heatmaps = [random_pixels((75, 75, 3), i) for i in range(3)]
+  heatmaps = [random_pixels((75, 75, 3), i) for i in range(2)]
   with_cam = report_html.render_html(*args, heatmaps=heatmaps)
   assert 'Grad-CAM' in with_cam and 'Grad-CAM' not in plain
   alt = 'most confidently misclassified'

@@ -38,7 +38,8 @@ ADVICE = {
 TYPICAL_SHOWN = 3
 _STYLE = ('<style>.insight-row{display:flex;gap:10px;align-items:flex-start;margin:6px 0;'
           'flex-wrap:wrap;}.insight-row figure{margin:0;width:132px;font-size:11px;'
-          'word-break:break-all;}.insight-row img{margin:0 0 2px 0;}'
+          'word-break:break-all;}.insight-row img{margin:0 0 2px 0;width:128px;height:auto;'
+          'image-rendering:pixelated;}'
           '.insight-row .suspect img{outline:3px solid #cf222e;}'
           '.insight-row .sep{align-self:center;color:#666;font-size:12px;}</style>')
 

@@ -119,9 +119,9 @@ def misclassified_grid_png(examples: Sequence[Prediction], class_names: Sequence
                            heatmaps: Optional[Sequence[np.ndarray]] = None) -> bytes:
   """Images with their true and predicted labels and the model's confidence; with
   `heatmaps` (RGB Grad-CAM overlays, one per example), each beside its image."""
-  columns = min(columns, len(examples))
-  rows = math.ceil(len(examples) / columns)
   per_example = 2 if heatmaps is not None else 1
+  columns = min(columns // per_example, len(examples))  # pairs keep the page's width
+  rows = math.ceil(len(examples) / columns)
   fig, axes = plt.subplots(rows, columns * per_example,
                            figsize=(3 * columns * per_example, 3.3 * rows), squeeze=False)
   for ax in axes.flat:
