@@ -68,6 +68,11 @@ class DataConfig:
   max_class_drift: float = 0.2
   # Largest Jensen-Shannon divergence (0..1) of the stored image height and width.
   max_size_drift: float = 0.3
+  # Data insight gates (null = off): stop the run before the Trainer when more eval
+  # images than this have a near-copy in train, or when more than this fraction of
+  # the images look mislabeled (see findings.csv of the DataInsightGen step).
+  max_eval_leaks: Optional[int] = None
+  max_label_issue_fraction: Optional[float] = None
 
 
 # Evaluation settings that are fractions (accuracy bounds): each must lie in [0, 1].
@@ -184,6 +189,11 @@ class PipelineConfig:
            ' or '.join(map(repr, VALIDATION_MODES)))
     for name in ('max_class_drift', 'max_size_drift'):
       _check(0.0 <= getattr(self.data, name) <= 1.0, f'data.{name}', 'a number between 0 and 1')
+    _check(self.data.max_eval_leaks is None or self.data.max_eval_leaks >= 0,
+           'data.max_eval_leaks', 'null (off) or an integer >= 0')
+    _check(self.data.max_label_issue_fraction is None or
+           0 <= self.data.max_label_issue_fraction <= 1,
+           'data.max_label_issue_fraction', 'null (off) or a number between 0 and 1')
     _check(self.model.image_size >= MIN_IMAGE_SIZE, 'model.image_size',
            f'an integer >= {MIN_IMAGE_SIZE} (InceptionV3 needs at least '
            f'{MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE})')

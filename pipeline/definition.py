@@ -1,6 +1,7 @@
 """The pipeline definition: one function builds it for every orchestrator."""
 
 import dataclasses
+import json
 import os
 from typing import List, Optional
 
@@ -17,6 +18,7 @@ from components.inference.inference_table import InferenceTable
 from components.serving.serving_canary import ServingCanary
 from components.validation.curated_schema import CuratedSchemaGen
 from components.validation.data_validation import DataValidation
+from components.insight.data_insight import DataInsightGen
 from components.example_gen.unlabeled_images import UnlabeledImageExampleGen
 from contract.features import CLASS_NAME_KEY, EXAMPLES_NUMERIC_SIGNATURE, LABEL_KEY
 from contract.settings import trainer_custom_config
@@ -106,6 +108,17 @@ def data_validation(config: PipelineConfig, statistics_gen, schema) -> list:
       previous_statistics=previous.outputs['statistics'], mode=data.validation,
       max_class_drift=data.max_class_drift, max_size_drift=data.max_size_drift)
   return [previous, example_validator, gate]
+
+
+def data_insight(config: PipelineConfig, examples) -> DataInsightGen:
+  """Label issues, image quality, duplicates, leaks and outliers of every run's data, on
+  the backbone the run trains (its weights, cut layer and image size)."""
+  data = config.data
+  return DataInsightGen(
+      examples=examples, model=json.dumps(dataclasses.asdict(config.model)),
+      max_eval_leaks=-1 if data.max_eval_leaks is None else data.max_eval_leaks,
+      max_label_issue_fraction=(-1.0 if data.max_label_issue_fraction is None
+                                else data.max_label_issue_fraction))
 
 
 def _accuracy_threshold(min_value: Optional[float],
@@ -209,6 +222,7 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
   spans (Kubeflow V2 compiles no span resolver).
   """
   example_gen = _example_gen(config, config.data.train_spans if window_in_example_gen else 1)
+  insight = data_insight(config, example_gen.outputs['examples'])
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
   schema_gen = _schema_gen(config, statistics_gen.outputs['statistics'])
   validation = data_validation(config, statistics_gen, schema_gen.outputs['schema'])
@@ -257,6 +271,8 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
       custom_config={**custom_config, **code_and_weights(RUN_FN.rsplit('.', 1)[0], config)})
   for component in (transform, trainer):  # nothing is transformed or trained before the gate
     component.add_upstream_node(validation[-1])
+  if config.data.max_eval_leaks is not None or config.data.max_label_issue_fraction is not None:
+    trainer.add_upstream_node(insight)  # a gate that fails stops the run before training
   # TFX's Evaluator without a baseline of other classes or the candidate itself, and
   # not blessing while a class has no eval example, unless the config allows it.
   evaluator_class = (baseline_check.Evaluator if config.evaluation.allow_classes_without_eval
@@ -287,15 +303,16 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
       tuner_results=tuner.outputs['tuner_results'] if tuner else None,
       infra_blessing=canary.outputs['blessing'],
       data_validation=validation[-1].outputs['validation'],
+      insight=insight.outputs['insight'],
       max_misclassified=config.evaluation.report_misclassified)
   inference = (batch_inference(config, trainer.outputs['model'], evaluator.outputs['blessing'])
                if config.inference.data else [])
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=_absolute(config.pipeline_root),
-      components=[example_gen, statistics_gen, schema_gen, *validation, *window, transform,
-                  *([tuner] if tuner else []), model_resolver, trainer, evaluator, canary, pusher,
-                  evaluation_report, *inference],
+      components=[example_gen, insight, statistics_gen, schema_gen, *validation, *window,
+                  transform, *([tuner] if tuner else []), model_resolver, trainer, evaluator,
+                  canary, pusher, evaluation_report, *inference],
       enable_cache=config.enable_cache,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=beam.with_local_runner(config.beam_pipeline_args))

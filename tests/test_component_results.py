@@ -111,3 +111,12 @@ def test_data_validation_lines(tmp_path):
   (result / 'validation.json').write_text(json.dumps(
       {'anomalies': [], 'drift': [], 'note': 'no earlier accepted span'}))
   assert component_results.describe(outputs) == 'no anomalies; no earlier accepted span'
+
+
+def test_insight_counts_and_where_the_table_is(tmp_path):
+  counts = json.dumps({'label_issue': 3, 'leak': 1})
+  outputs = {'insight': [_artifact(tmp_path, num_images=2000, finding_counts=counts)]}
+  assert component_results.describe(outputs) == (
+      f'3 label_issue, 1 leak in 2,000 images: {tmp_path}/findings.csv')
+  clean = {'insight': [_artifact(tmp_path, num_images=5, finding_counts='{}')]}
+  assert component_results.describe(clean).startswith('no findings in 5 images: ')

@@ -31,7 +31,7 @@ BUCKET = 'gs://test-bucket/transfer'
 COMPONENTS = ('ImageFolderExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator',
               'DataValidation', 'previous_statistics_resolver', 'Transform', 'Trainer',
               'latest_blessed_model_resolver', 'Evaluator', 'ServingCanary', 'EvaluationReport',
-              'AtomicPusher')
+              'AtomicPusher', 'DataInsightGen')
 RESOLVERS = ('latest_blessed_model_resolver', 'previous_statistics_resolver')
 
 
@@ -128,6 +128,11 @@ def test_dependency_order(compiled):
           'previous_statistics_resolver'} <= _ancestors(tasks, 'DataValidation')
   assert 'DataValidation' in _ancestors(tasks, 'Transform')
   assert 'DataValidation' in _ancestors(tasks, 'Trainer')
+  # Data insight reads ExampleGen's output and feeds the report; without a gate the
+  # Trainer does not wait for it.
+  assert _ancestors(tasks, 'DataInsightGen') == {'ImageFolderExampleGen'}
+  assert 'DataInsightGen' in report
+  assert 'DataInsightGen' not in _ancestors(tasks, 'Trainer')
   # No cycles and nothing runs before ExampleGen.
   assert not tasks['ImageFolderExampleGen'].get('dependentTasks')
   for name in tasks:
@@ -479,6 +484,19 @@ def test_beam_preset_compiles_into_every_beam_executor(tmp_path):
   for name in ('StatisticsGen_executor', 'Transform_executor', 'Evaluator_executor'):
     assert '--runner=DataflowRunner' in executors[name]['container']['args'], name
     assert f'--temp_location={BUCKET}/beam-tmp' in executors[name]['container']['args']
+
+
+def test_data_gates_run_insight_before_the_trainer(tmp_path):
+  config = _cloud_config(**{'data.max_eval_leaks': 0, 'data.max_label_issue_fraction': 0.05})
+  out = runner.compile_pipeline(config.validate(), str(tmp_path / 'p.json'), IMAGE)
+  spec = json.loads(open(out).read())
+  tasks = _tasks(spec)
+  assert 'DataInsightGen' in _ancestors(tasks, 'Trainer')
+  parameters = tasks['DataInsightGen']['inputs']['parameters']
+  value = {name: p['runtimeValue']['constantValue'] for name, p in parameters.items()}
+  assert value['max_eval_leaks'] == {'intValue': '0'}
+  assert value['max_label_issue_fraction'] == {'doubleValue': 0.05}
+  assert json.loads(value['model']['stringValue'])['cut_layer'] == 'mixed7'
 
 
 def test_opt_in_components_compile(tmp_path):

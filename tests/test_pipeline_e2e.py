@@ -33,7 +33,7 @@ IMAGE_SIZE = 75
 COMPONENTS = ('ImageFolderExampleGen', 'StatisticsGen', 'CuratedSchemaGen', 'ExampleValidator',
               'DataValidation', 'Transform', 'Trainer', 'Evaluator', 'ServingCanary',
               'EvaluationReport', 'AtomicPusher', 'UnlabeledImageExampleGen',
-              'BoundedBulkInferrer', 'InferenceTable')
+              'BoundedBulkInferrer', 'InferenceTable', 'DataInsightGen')
 
 
 def _versions(serving_dir):
@@ -161,6 +161,25 @@ def test_bulk_inferrer_csv_is_what_predict_writes(first_run, tmp_path):
       assert list(row['probabilities']) == list(expected['probabilities']) == ['one', 'zero']
       np.testing.assert_allclose(list(row['probabilities'].values()),
                                  list(expected['probabilities'].values()), atol=1e-5)
+
+
+def test_data_insight_grad_cam_and_what_to_label_next(first_run):
+  """The insight step's line, table and report section; Grad-CAM beside the mistakes;
+  the batch inference's images ranked by uncertainty."""
+  _, summary = first_run
+  assert summary.data_insight and ' in 200 images: ' in summary.data_insight
+  findings_csv = summary.data_insight.split(': ')[-1]
+  with open(findings_csv) as f:
+    assert f.readline().startswith('kind,file,split,class_name,score')
+  assert f'Data insight: {summary.data_insight}' in report.format_summary(summary)
+  page = open(summary.evaluation_report).read()
+  assert 'Know your data (DataInsightGen)' in page and findings_csv in page
+  assert ('Grad-CAM' in page) == bool(_report_json(summary)['misclassified'])
+  with open(summary.label_next) as f:
+    ranked = [line.split(',')[1] for line in f.read().splitlines()[1:]]
+  classified = [r['path'] for r in prediction_table.read_rows(summary.inference.split(' (')[0])
+                if 'skipped' not in r]
+  assert sorted(ranked) == sorted(classified)
 
 
 def test_pushed_version_has_a_tflite_model_that_agrees(first_run, tmp_path):

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 import console
-from components.inference import prediction_table
+from components.inference import prediction_table, uncertainty
 from components.example_gen.image_walk import ImageFile, count_files, walk_images
 from tools import predict, predict_checks
 from pipeline.configs import ConfigError, DataConfig
@@ -145,10 +145,12 @@ def _open_output(output: Optional[str]):
 
 def command(model: str, inputs: Sequence[str], output: Optional[str],
             batch_size: int = DEFAULT_BATCH_SIZE, max_pixels: Optional[int] = None,
-            connect: Optional[Callable[[], object]] = None) -> int:
+            connect: Optional[Callable[[], object]] = None,
+            rank_uncertain: Optional[str] = None, method: str = 'margin') -> int:
   """`transfer-pipeline predict`: rows to `output` (or stdout), progress and summary to
-  stderr. `connect` returns another classifier than `model`'s (`tools.serving_client`).
-  Raises NothingToClassify (after the summary) when no file could be classified."""
+  stderr. `connect` returns another classifier than `model`'s (`tools.serving_client`);
+  `rank_uncertain` also writes the files ranked most uncertain first. Raises
+  NothingToClassify (after the summary) when no file could be classified."""
   max_pixels = max_pixels or DataConfig.max_image_pixels
   predict_checks.check_batch_size(batch_size)
   predict_checks.check_inputs(inputs)
@@ -159,13 +161,22 @@ def command(model: str, inputs: Sequence[str], output: Optional[str],
     raise ConfigError(f'--model: {e}') from e
   print(f'Model: {classifier.source} '
         f'(classes: {", ".join(classifier.class_names)})', file=sys.stderr)
+  try:
+    ranking = uncertainty.check_ranking_output(rank_uncertain, method)
+  except ValueError as e:
+    raise ConfigError(str(e)) from e
   target, fmt = _open_output(output)
   bar = console.Progress(total=count_files(inputs) if sys.stderr.isatty() else None,
                          label='predict', unit='files', stream=sys.stderr)
   with target as out:
     writer = prediction_table.PredictionWriter(out, classifier.class_names, fmt)
+    if ranking:
+      writer = uncertainty.RecordingWriter(writer)
     summary = predict_files(classifier, inputs, writer, batch_size, max_pixels, progress=bar)
   bar.close(summary=False)  # the summary below says it once
+  if ranking:
+    uncertainty.write_ranking_file(ranking, writer.rows, classifier.class_names, method)
+    print(f'Most uncertain first ({method}): {ranking}', file=sys.stderr)
   print('\n'.join(summary.lines()), file=sys.stderr)
   if not summary.images:
     reasons = ', '.join(f'{reason}: {n}' for reason, n in summary.skipped.most_common())

@@ -179,7 +179,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
   with run_log.stderr_to(log_file):  # TensorFlow's C++ start-up lines, as `run` hides them
     from tools import batch_predict  # pylint: disable=g-import-not-at-top
   return batch_predict.command(args.model, args.inputs, args.output, args.batch_size,
-                               args.max_image_pixels)
+                               args.max_image_pixels, args.rank_uncertain, args.uncertainty)
 
 
 def _predict_with_server(args: argparse.Namespace) -> int:
@@ -311,6 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
   predict.add_argument('--batch-size', type=int, default=32, help='images per model call')
   predict.add_argument('--max-image-pixels', type=int,
                        help='refuse larger images (default: data.max_image_pixels\'s)')
+  predict.add_argument('--rank-uncertain', metavar='FILE.csv',
+                       help='also write the images ranked most uncertain first: what to '
+                       'label next')
+  predict.add_argument('--uncertainty', choices=('margin', 'entropy'), default='margin',
+                       help='the ranking\'s score (default: margin)')
   predict.set_defaults(func=_cmd_predict)
 
   kfp = sub.add_parser('compile-kubeflow', help='compile a Kubeflow Pipelines / Vertex v2 spec')

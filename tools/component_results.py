@@ -2,7 +2,7 @@
 
 Dispatches on output keys (`examples`, `statistics`, `schema`, `anomalies`, `validation`,
 `transformed_examples`, `model_run`, `evaluation`, `blessing` (the serving canary's
-InfraBlessing), `pushed_model`, `report`), so ImportExampleGen and the image ExampleGen are
+InfraBlessing), `pushed_model`, `report`, `insight`), so ImportExampleGen and the image ExampleGen are
 described by the same code.
 """
 
@@ -176,13 +176,22 @@ def _report(outputs: Artifacts) -> str:
       f' ({missed} misclassified)' if missed is not None else '')
 
 
+def _insight(outputs: Artifacts) -> str:
+  from components.insight.data_insight import FINDINGS_FILE  # pylint: disable=g-import-not-at-top
+  from components.insight.findings import describe_counts  # pylint: disable=g-import-not-at-top
+  [insight] = outputs['insight']
+  counts = json.loads(_string(insight, 'finding_counts') or '{}')
+  return (f'{describe_counts(counts)} in {_int(insight, "num_images"):,} images: '
+          f'{os.path.join(insight.uri, FINDINGS_FILE)}')
+
+
 # Output key -> description; the first key a component has decides.
 DESCRIBERS: Dict[str, Callable[[Artifacts], str]] = {
     'examples': _examples, 'statistics': _statistics, 'schema': _schema,
     'anomalies': _anomalies, 'validation': _validation,
     'transformed_examples': _transformed, 'updated_analyzer_cache': _analyzer_cache,
     'model_run': _trained, 'evaluation': _blessing, 'blessing': _canary,
-    'pushed_model': _pushed, 'report': _report,
+    'pushed_model': _pushed, 'report': _report, 'insight': _insight,
 }
 
 

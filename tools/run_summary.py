@@ -1,6 +1,7 @@
 """What a run produced, read back from ML Metadata: metrics, blessing, pushed model."""
 
 import dataclasses
+import json
 import os
 from typing import Dict, List, Optional
 
@@ -14,6 +15,9 @@ from components.report import evaluation_report, tfma_results
 from components.report.evaluation_report import HTML_FILE, ModelReport
 from components.inference.inference_table import CSV_FILE, PredictionTable
 from components.validation.data_validation import DataValidationResult, anomaly_count, load_result
+from components.inference.uncertainty import RANK_FILE
+from components.insight.data_insight import FINDINGS_FILE, DataInsight
+from components.insight.findings import describe_counts
 from pipeline import definition
 from pipeline.configs import PipelineConfig
 from trainer import tflite_export
@@ -36,6 +40,8 @@ class RunSummary:
   canary: Optional[str] = None  # the serving canary's result (checks passed or failed)
   data_anomalies: List[str] = dataclasses.field(default_factory=list)  # accepted (warn)
   schema: Optional[str] = None  # the curated schema file new data is checked against
+  data_insight: Optional[str] = None  # findings of each kind and where findings.csv is
+  label_next: Optional[str] = None  # batch inference's images ranked most uncertain first
 
 
 def _store(config: PipelineConfig) -> metadata_store.MetadataStore:
@@ -104,7 +110,9 @@ def latest_run_summary(config: PipelineConfig) -> RunSummary:
                     _tuning_line(_newest(by_type.get('TunerResults', []))), not_used,
                     unchanged_as, _custom_string(canary, 'canary'),
                     _data_anomalies(_newest(by_type.get(DataValidationResult.TYPE_NAME, []))),
-                    definition.curated_schema_file(config) or None)
+                    definition.curated_schema_file(config) or None,
+                    _insight_line(_newest(by_type.get(DataInsight.TYPE_NAME, []))),
+                    _label_next(_newest(by_type.get(PredictionTable.TYPE_NAME, []))))
 
 
 def _custom_string(artifact, name: str) -> Optional[str]:
@@ -126,6 +134,21 @@ def _tuning_line(tuner_results) -> Optional[str]:
                      for k, v in best.items() if k not in ('trial_id', 'score', 'trial_seconds'))
   return (f'{len(trials)} trials; chosen: trial {best["trial_id"]} (val accuracy '
           f'{best["score"]:.4f}): {values}')
+
+
+def _insight_line(insight) -> Optional[str]:
+  """'2 label_issue, 1 leak in 400 images: .../findings.csv' (None: no insight step)."""
+  if insight is None:
+    return None
+  properties = insight.custom_properties
+  counts = json.loads(properties['finding_counts'].string_value or '{}')
+  return (f'{describe_counts(counts)} in {properties["num_images"].int_value} images: '
+          f'{os.path.join(insight.uri, FINDINGS_FILE)}')
+
+
+def _label_next(table) -> Optional[str]:
+  path = os.path.join(table.uri, RANK_FILE) if table else None
+  return path if path and os.path.exists(path) else None
 
 
 def _tflite_line(pushed_path: Optional[str]) -> Optional[str]:
@@ -172,10 +195,14 @@ def format_summary(summary: RunSummary) -> str:
     lines.append(f'Pushed model: {summary.pushed_path or "nothing pushed"}')
   if summary.training_curves:
     lines.append(f'Training curves: {summary.training_curves}')
+  if summary.data_insight:
+    lines.append(f'Data insight: {summary.data_insight}')
   if summary.evaluation_report:
     lines.append(f'Evaluation report: {summary.evaluation_report}')
   if summary.inference:
     lines.append(f'Batch inference: {summary.inference}')
+  if summary.label_next:
+    lines.append(f'What to label next (most uncertain first): {summary.label_next}')
   if summary.tflite:
     lines.append(f'TFLite: {summary.tflite}')
   if summary.tuning:

@@ -15,7 +15,7 @@ from tfx import v1 as tfx
 from tfx.utils import path_utils
 from tensorflow_serving.apis import prediction_log_pb2
 
-from components.inference import prediction_table
+from components.inference import prediction_table, uncertainty
 from components.example_gen.unlabeled_images import read_skipped
 from trainer import export
 from contract.features import FILENAME_KEY
@@ -25,7 +25,7 @@ CSV_FILE = 'predictions.csv'
 
 class PredictionTable(tfx.dsl.Artifact):
   """Batch predictions as a table: `predictions.csv` (path, class_name, one column per
-  class, skipped)."""
+  class, skipped), and `uncertain.csv` (the images ranked most uncertain first)."""
   TYPE_NAME = 'transfer_pipeline.PredictionTable'
 
 
@@ -80,6 +80,11 @@ def InferenceTable(
   tf.io.gfile.makedirs(table.uri)
   csv_path = os.path.join(table.uri, CSV_FILE)
   predicted, skipped = write_inference_csv(inference_result.uri, examples.uri, names, csv_path)
+  rows = list(read_prediction_logs(inference_result.uri))
+  with tf.io.gfile.GFile(os.path.join(table.uri, uncertainty.RANK_FILE), 'w') as out:
+    uncertainty.write_ranking(out, rows, export.fallback_class_names(
+        len(rows[0][1]) if rows else 0, names))
   table.set_int_custom_property('num_predicted', predicted)
   table.set_int_custom_property('num_skipped', skipped)
-  print(f'InferenceTable: {csv_path} ({predicted} images, {skipped} skipped)')
+  print(f'InferenceTable: {csv_path} ({predicted} images, {skipped} skipped); '
+        f'what to label next: {uncertainty.RANK_FILE}')

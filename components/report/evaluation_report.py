@@ -22,8 +22,10 @@ from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
 from components.evaluator.baseline_check import BASELINE_NOT_USED
+from components.insight.data_insight import (DataInsight, FINDINGS_FILE, load_findings,
+                                             load_summary)
 from components.pusher.atomic_pusher import UNCHANGED_AS
-from components.report import report_html
+from components.report import grad_cam, insight_section, report_html
 from components.report.tfma_results import load_confusion_matrix, load_decision, load_metrics
 from components.example_gen.ingest_summary import VOCABULARY_FILE
 from components.report.report_html import Prediction
@@ -179,6 +181,30 @@ def load_trials(tuner_results_uri: str) -> List[Dict]:
 
 # The component --------------------------------------------------------------------------
 
+def insight_section_html(insight_uri: str) -> str:
+  """The "Know your data" section from a DataInsight artifact."""
+  def read_thumbnail(relative: str) -> Optional[bytes]:
+    path = os.path.join(insight_uri, relative)
+    if not tf.io.gfile.exists(path):
+      return None
+    with tf.io.gfile.GFile(path, 'rb') as f:
+      return f.read()
+
+  return insight_section.section_html(load_summary(insight_uri), load_findings(insight_uri),
+                                      read_thumbnail, os.path.join(insight_uri, FINDINGS_FILE))
+
+
+def grad_cam_overlays(model_dir: str, shown: List[Prediction]) -> Optional[List[np.ndarray]]:
+  """Grad-CAM overlays of the grid's images for their predicted class; None (the grid
+  without heatmaps) when the model cannot be read as Keras (a report never fails on it)."""
+  try:
+    return grad_cam.overlays_for(model_dir, [p.image for p in shown],
+                                 [p.predicted for p in shown])
+  except Exception as e:  # pylint: disable=broad-except
+    print(f'EvaluationReport: no Grad-CAM heatmaps ({type(e).__name__}: {e})')
+    return None
+
+
 def _blessing_info(blessing: tfx.dsl.Artifact) -> Tuple[Optional[bool], Optional[str]]:
   blessed = (blessing.get_int_custom_property('blessed') == 1
              if blessing.has_custom_property('blessed') else None)
@@ -201,6 +227,7 @@ def EvaluationReport(
     infra_blessing: tfx.dsl.components.InputArtifact[
         tfx.types.standard_artifacts.InfraBlessing] = None,
     data_validation: tfx.dsl.components.InputArtifact[DataValidationResult] = None,
+    insight: tfx.dsl.components.InputArtifact[DataInsight] = None,
     split: tfx.dsl.components.Parameter[str] = 'eval',
     max_misclassified: tfx.dsl.components.Parameter[int] = 16,
     batch_size: tfx.dsl.components.Parameter[int] = 32,
@@ -250,10 +277,13 @@ def EvaluationReport(
   if validation:
     extra.append(('Data validation (schema and drift from the last accepted span)',
                   report_html.data_validation_html(validation)))
+  if insight:
+    extra.append(('Know your data (DataInsightGen)', insight_section_html(insight.uri)))
+  heatmaps = grad_cam_overlays(model_dir, misclassified[:max_misclassified])
   page = report_html.render_html(
       'Evaluation report', decision, metrics, matrix, names, misclassified,
       max_misclassified, training_curves(model_run.uri), model_uri=model_dir,
-      extra_sections=extra)
+      extra_sections=extra, heatmaps=heatmaps)
   tf.io.gfile.makedirs(report.uri)
   with tf.io.gfile.GFile(os.path.join(report.uri, HTML_FILE), 'w') as f:
     f.write(page)

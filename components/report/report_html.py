@@ -117,18 +117,26 @@ def thumbnail(image: Optional[bytes]) -> np.ndarray:
 
 @plt.rc_context(_LITERAL_TEXT)
 def misclassified_grid_png(examples: Sequence[Prediction], class_names: Sequence[str],
-                           columns: int = 4) -> bytes:
-  """Images with their true and predicted labels and the model's confidence."""
-  columns = min(columns, len(examples))
+                           columns: int = 4,
+                           heatmaps: Optional[Sequence[np.ndarray]] = None) -> bytes:
+  """Images with their true and predicted labels and the model's confidence; with
+  `heatmaps` (RGB Grad-CAM overlays, one per example), each beside its image."""
+  per_example = 2 if heatmaps is not None else 1
+  columns = min(columns // per_example, len(examples))  # pairs keep the page's width
   rows = math.ceil(len(examples) / columns)
-  fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.3 * rows), squeeze=False)
+  fig, axes = plt.subplots(rows, columns * per_example,
+                           figsize=(3 * columns * per_example, 3.3 * rows), squeeze=False)
   for ax in axes.flat:
     ax.axis('off')
-  for ax, example in zip(axes.flat, examples):
-    ax.imshow(thumbnail(example.image))
-    ax.set_title(f'true: {class_name(class_names, example.label)}\n'
-                 f'pred: {class_name(class_names, example.predicted)} ({example.confidence:.3f})',
-                 fontsize=9)
+  cells = axes.reshape(rows, columns, per_example).reshape(-1, per_example)
+  for index, (row, example) in enumerate(zip(cells, examples)):
+    row[0].imshow(thumbnail(example.image))
+    row[0].set_title(f'true: {class_name(class_names, example.label)}\n'
+                     f'pred: {class_name(class_names, example.predicted)} '
+                     f'({example.confidence:.3f})', fontsize=9)
+    if heatmaps is not None:
+      row[1].imshow(heatmaps[index])
+      row[1].set_title('Grad-CAM for the\npredicted class', fontsize=9)
   fig.tight_layout()
   return figure_png(fig)
 
@@ -248,7 +256,8 @@ def _decision_section(decision: Decision) -> str:
 
 
 def _misclassified_section(misclassified: Sequence[Prediction], class_names: Sequence[str],
-                           grid_size: int) -> str:
+                           grid_size: int,
+                           heatmaps: Optional[Sequence[np.ndarray]] = None) -> str:
   if not misclassified:
     return '<p>No misclassified images in the eval split.</p>'
   shown = list(misclassified[:grid_size])
@@ -256,8 +265,11 @@ def _misclassified_section(misclassified: Sequence[Prediction], class_names: Seq
     return f'<p>{len(misclassified)} misclassified (none shown).</p>'
   rows = [[p.filename, class_name(class_names, p.label), class_name(class_names, p.predicted),
            f'{p.confidence:.4f}'] for p in shown]
-  return (f'<p>{len(misclassified)} misclassified; the {len(shown)} most confident:</p>'
-          + _img(misclassified_grid_png(shown, class_names), 'most confidently misclassified')
+  cam = (' Beside each, Grad-CAM at the cut layer: red where the backbone\'s features '
+         'pushed the model toward the class it wrongly predicted.' if heatmaps is not None else '')
+  return (f'<p>{len(misclassified)} misclassified; the {len(shown)} most confident:{cam}</p>'
+          + _img(misclassified_grid_png(shown, class_names, heatmaps=heatmaps),
+                 'most confidently misclassified')
           + _table(['file', 'true', 'predicted', 'confidence'], rows))
 
 
@@ -272,9 +284,11 @@ def render_html(title: str, decision: Decision, metrics: Dict[str, Dict[str, flo
                 matrix: np.ndarray, class_names: Sequence[str],
                 misclassified: Sequence[Prediction], grid_size: int,
                 curves_png: Optional[bytes], model_uri: str = '',
-                extra_sections: Sequence[Tuple[str, str]] = ()) -> str:
+                extra_sections: Sequence[Tuple[str, str]] = (),
+                heatmaps: Optional[Sequence[np.ndarray]] = None) -> str:
   """The whole report as one HTML page with its images embedded as base64 PNG.
-  `extra_sections`: (heading, HTML body) pairs appended at the end (e.g. TFLite export)."""
+  `extra_sections`: (heading, HTML body) pairs appended at the end (e.g. TFLite export).
+  `heatmaps`: Grad-CAM overlays of the grid's images, in grid order (None: not drawn)."""
   n = len(matrix)
   names = [class_name(class_names, i) for i in range(n)]
   counts = _table(['true \\ predicted'] + names,
@@ -293,6 +307,6 @@ def render_html(title: str, decision: Decision, metrics: Dict[str, Dict[str, flo
       _img(confusion_matrix_png(matrix, names), 'confusion matrix'), counts,
       '<h2>Training curves</h2>', curves,
       '<h2>Most confidently misclassified</h2>',
-      _misclassified_section(misclassified, names, grid_size),
+      _misclassified_section(misclassified, names, grid_size, heatmaps),
       *(f'<h2>{html.escape(heading)}</h2>{body}' for heading, body in extra_sections),
       '</body></html>'])

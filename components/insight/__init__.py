@@ -1,0 +1,1 @@
+"""Data insight: likely label errors, image-quality issues, duplicates, leaks and outliers."""
