@@ -29,9 +29,11 @@ import logging
 import math
 import os
 import struct
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import apache_beam as beam
+import google_crc32c
+from google.protobuf import message
 import tensorflow as tf
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -184,37 +186,75 @@ class WriteImageShard(beam.DoFn):
 
 # TFRecord input -------------------------------------------------------------------------
 
-def read_records(path: str) -> Iterator[bytes]:
-  """The records of one TFRecord file on any Beam filesystem (.gz: gzipped)."""
+CORRUPT_RECORDS = '(corrupt TFRecord data)'  # the "class" of quarantined records
+
+
+def _masked_crc32c(data: bytes) -> int:
+  """TFRecord's checksum: crc32c rotated right by 15 bits plus a constant."""
+  crc = google_crc32c.value(data)
+  return (((crc >> 15) | (crc << 17)) + 0xa282ead8) & 0xffffffff
+
+
+def read_records(path: str) -> Iterator[Tuple[int, Union[bytes, Refused]]]:
+  """(byte offset, record) of one TFRecord file on any Beam filesystem (.gz: gzipped;
+  offsets in the uncompressed stream), each record checked against its masked crc32c.
+  A record whose data fails its check comes as a Refused and reading goes on; a length
+  that fails its check, or a file cut short, leaves no way to find the next record: one
+  Refused for the rest of the file."""
   with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as f:
+    offset = 0
     while True:
       header = f.read(12)  # uint64 length + its masked crc32c
       if not header:
         return
       if len(header) < 12:
-        raise IngestError(f'{path}: truncated TFRecord file.')
+        yield offset, Refused('truncated TFRecord file',
+                              f'{len(header)} bytes left at byte offset {offset}')
+        return
       (length,) = struct.unpack('<Q', header[:8])
+      (length_crc,) = struct.unpack('<I', header[8:])
+      if _masked_crc32c(header[:8]) != length_crc:
+        yield offset, Refused('corrupt TFRecord length: rest of the file unread',
+                              f'length checksum mismatch at byte offset {offset}')
+        return
       data = f.read(length + 4)  # the record + its masked crc32c
       if len(data) < length + 4:
-        raise IngestError(f'{path}: truncated TFRecord file.')
-      yield data[:length]
+        yield offset, Refused('truncated TFRecord file',
+                              f'record of {length} bytes at byte offset {offset} cut short')
+        return
+      (data_crc,) = struct.unpack('<I', data[length:])
+      if _masked_crc32c(data[:length]) != data_crc:
+        yield offset, Refused('corrupt TFRecord record',
+                              f'data checksum mismatch in the record at byte offset {offset}')
+      else:
+        yield offset, data[:length]
+      offset += 12 + length + 4
 
 
 def _records_of(shard: Shard, root: str, names: Sequence[str]) -> Iterator[Tuple[Any, ...]]:
-  """(split or None, key, label, class name, image values) of every record of a shard's
-  TFRecord file; the key is the `filename` feature, else '<file>#<index>'."""
+  """(split or None, key, label, class name, image values, Refused or None) of every
+  record of a shard's TFRecord file; the key is the `filename` feature, else
+  '<file>#<index>'. A corrupt record: ('<file>@<byte offset>', CORRUPT_RECORDS, Refused)."""
   for split, path in shard.items:
     base = os.path.relpath(path, root) if image_listing.is_local(path) else \
         path[len(root.rstrip('/')) + 1:]
-    for index, record in enumerate(read_records(path)):
-      features = tf.train.Example.FromString(record).features.feature
+    for index, (offset, record) in enumerate(read_records(path)):
+      if isinstance(record, Refused):
+        yield split, f'{base}@{offset}', [], CORRUPT_RECORDS, [], record
+        continue
+      try:
+        features = tf.train.Example.FromString(record).features.feature
+      except message.DecodeError:
+        yield split, f'{base}@{offset}', [], CORRUPT_RECORDS, [], Refused(
+            'not a tf.train.Example', f'record at byte offset {offset}')
+        continue
       labels = features[LABEL_KEY].int64_list.value if LABEL_KEY in features else []
       label = labels[0] if len(labels) == 1 else -1
       class_name = names[label] if 0 <= label < len(names) else UNKNOWN_LABEL
       key = (features[FILENAME_KEY].bytes_list.value[0].decode('utf-8', 'replace')
              if FILENAME_KEY in features else f'{base}#{index}')
       images = list(features[IMAGE_KEY].bytes_list.value) if IMAGE_KEY in features else []
-      yield split, key, labels, class_name, images
+      yield split, key, labels, class_name, images, None
 
 
 class HashRecordShard(beam.DoFn):
@@ -225,9 +265,9 @@ class HashRecordShard(beam.DoFn):
     self._options = options
 
   def process(self, shard: Shard) -> Iterator[Hashed]:
-    for split, key, _, class_name, images in _records_of(shard, self._root,
-                                                          self._options.class_names):
-      if class_name != UNKNOWN_LABEL and len(images) == 1:
+    for split, key, _, class_name, images, _ in _records_of(shard, self._root,
+                                                             self._options.class_names):
+      if class_name not in (UNKNOWN_LABEL, CORRUPT_RECORDS) and len(images) == 1:
         yield Hashed(key, class_name, split, content_split.content_digest(images[0]))
 
 
@@ -244,9 +284,12 @@ class WriteRecordShard(beam.DoFn):
     names = self._options.class_names
     writer = ShardWriter(self._output_dir, shard)
     try:
-      for split, key, labels, class_name, images in _records_of(shard, self._root, names):
+      for split, key, labels, class_name, images, corrupt in _records_of(shard, self._root,
+                                                                         names):
         yield beam.pvalue.TaggedOutput('found', class_name)
         try:
+          if corrupt:
+            raise corrupt
           if class_name == UNKNOWN_LABEL:
             raise Refused('label outside data.class_names', f'label {list(labels)}')
           if len(images) != 1:
