@@ -264,3 +264,37 @@ def test_the_split_of_tfrecord_examples_does_not_depend_on_how_files_are_cut(tmp
   first, second = split_by_image(one), split_by_image(three)
   assert len(first) == len(records) and first == second
   assert 0 < list(first.values()).count('eval') < len(records)
+
+
+def test_a_large_tfrecord_file_is_read_as_byte_ranges_each_record_once(tmp_path, monkeypatch):
+  data = tmp_path / 'records'
+  data.mkdir()
+  path = data / 'big.tfrecord'
+  _write_records(path, [0, 1] * 20)
+  offsets, size = _record_offsets(path), path.stat().st_size
+  whole = list(ingest_pipeline.read_records(str(path)))
+  for range_bytes in (100, 997, 4000, size):  # records are ~250 bytes: ranges cut them
+    items = ingest_pipeline.tfrecord_ranges([(None, str(path))], range_bytes)
+    assert len(items) == -(-size // range_bytes)
+    assert all(end is None for *_, end in items) == (range_bytes == size)
+    read = [r for _, p, start, end in items
+            for r in ingest_pipeline.read_records(p, start, end)]
+    assert read == whole
+  _flip_byte(path, offsets[7] + 12 + 20)  # a corrupt record: the range holding it goes on
+  read = [r for _, p, start, end in ingest_pipeline.tfrecord_ranges([(None, str(path))], 997)
+          for r in ingest_pipeline.read_records(p, start, end)]
+  assert [o for o, _ in read] == offsets
+  assert [o for o, r in read if isinstance(r, ingest_pipeline.Refused)] == [offsets[7]]
+  _flip_byte(path, offsets[7] + 12 + 20)  # mended
+  whole_out, ranged_out = str(tmp_path / 'whole'), str(tmp_path / 'ranged')
+  summary = ingest_pipeline.ingest(str(data), whole_out, class_names=('cats', 'dogs'))
+  monkeypatch.setattr(ingest_pipeline, 'TFRECORD_RANGE_BYTES', 2000)
+  ranged = ingest_pipeline.ingest(str(data), ranged_out, class_names=('cats', 'dogs'))
+  assert ranged.written == summary.written and ranged.total_skipped == 0
+  shards = os.listdir(os.path.join(ranged_out, 'Split-train'))
+  assert len(shards) == -(-size // 2000) > 1  # one shard per range: spread over workers
+  by_image = lambda out: {feature(e, 'image'): (s, feature(e, 'filename'))
+                          for s in ('train', 'eval') for e in read_examples(out, s)}
+  assert by_image(whole_out) == by_image(ranged_out)  # same splits, keys file@offset
+  assert {k for _, k in by_image(whole_out).values()} == {
+      f'big.tfrecord@{o}'.encode() for o in offsets}
