@@ -2,7 +2,7 @@
 free space where it is written.
 
     bytes = K x N_train x record(train) + N_eval x record(eval)
-    record = prod(feature shape) x (2 bytes bfloat16 | 4 bytes float32) + ~50 bytes
+    record = prod(feature shape) x (2 bytes bfloat16 | 4 bytes float32) + ~65 bytes
 
 K = min(training.augmented_views, training.epochs) with augmentation (else 1), the
 training features in `model.feature_precision`, the eval features in float32.

@@ -27,7 +27,7 @@ PIXEL_SHUFFLE_BYTES = 256 * 2**20
 
 def pixel_shuffle_buffer(image_size: int, budget: int = PIXEL_SHUFFLE_BYTES) -> int:
   """Examples the raw-pixel shuffle holds: `budget` bytes of serialized examples (raw RGB
-  plus ~100 bytes of proto), e.g. ~3,970 at 150 px and ~940 at 299 px."""
+  plus ~100 bytes of proto), e.g. 3,970 at 150 px and 1,000 at 299 px."""
   return max(1, budget // (3 * image_size * image_size + 100))
 
 

@@ -31,7 +31,7 @@ import tf_keras as keras
 
 from trainer import augment
 
-# Memory held by the per-epoch shuffle buffer (~850 examples of 75 KB: bfloat16 mixed7
+# Memory held by the per-epoch shuffle buffer (890 examples of 75 KB: bfloat16 mixed7
 # features at 150 px).
 SHUFFLE_BUFFER_BYTES = 64 * 2**20
 # Shard files open at once while writing, over all views (each view gets at least 16).
