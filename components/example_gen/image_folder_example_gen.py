@@ -101,7 +101,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     options = unpack_ingest_options(exec_properties)
     with self._make_beam_pipeline() as pipeline:  # sets the filesystems' options first
       listing = ingest_pipeline.list_data(
-          exec_properties[standard_component_specs.INPUT_BASE_KEY], options)
+          exec_properties[standard_component_specs.INPUT_BASE_KEY], options,
+          exec_properties.get('input_fingerprint'))  # the driver's listing, not another
       _ = pipeline | ingest_pipeline.IngestToTFRecords(listing, examples.uri, options)  # pylint: disable=no-value-for-parameter
     summary = ingest_pipeline.finish(listing, examples.uri, options)
     describe_examples(examples, SPLITS)

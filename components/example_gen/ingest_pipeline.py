@@ -457,10 +457,11 @@ def IngestToTFRecords(pipeline: beam.Pipeline, listing: Listing, output_dir: str
 
 # After the pipeline ---------------------------------------------------------------------
 
-def list_data(root: str, options: IngestOptions) -> Listing:
-  """The listing, with listing problems as IngestError (one line)."""
+def list_data(root: str, options: IngestOptions, fingerprint: Optional[str] = None) -> Listing:
+  """The listing, with listing problems as IngestError (one line); `fingerprint`: see
+  `image_listing.list_folder`."""
   try:
-    listing = image_listing.list_folder(root)
+    listing = image_listing.list_folder(root, fingerprint)
   except image_listing.ListingError as e:
     raise IngestError(str(e)) from e
   if listing.tfrecord_files and len(options.class_names) < 2:
