@@ -35,11 +35,10 @@ def test_ratios_are_per_image_between_the_two_sizes_and_checked_against_targets(
   assert not targets['scale.Trainer.peak_rss_ratio']['met']  # 1.3 > 1.2
 
 
-def test_extrapolation_counts_fixed_costs_once():
+def test_extrapolation_scales_the_larger_run_per_image():
   f = scale.figures(RAW)
   images = scale.EXTRAPOLATE_TO * 3 // 2
-  assert f['scale_extrapolated_seconds']['Transform'] == pytest.approx(
-      30 + (60 / 450) * (images - 150))
+  assert f['scale_extrapolated_seconds']['Transform'] == pytest.approx(90 / 600 * images)
   assert f['scale_extrapolated_seconds']['total'] == pytest.approx(
       sum(v for k, v in f['scale_extrapolated_seconds'].items() if k != 'total'))
 
