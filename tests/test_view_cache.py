@@ -176,3 +176,11 @@ def test_the_plain_cache_reshuffles_on_every_pass_and_eval_keeps_its_order(tmp_p
   in_order = np.concatenate([y.numpy().ravel() for _, y in view_cache.in_order_batches(
       written, 100)])
   np.testing.assert_array_equal(in_order, np.arange(n))
+
+
+def test_shards_are_bounded_by_open_files_and_by_examples_per_shard():
+  assert view_cache.shards_per_view(1) == view_cache.MAX_OPEN_SHARDS
+  assert view_cache.shards_per_view(4) == view_cache.MAX_OPEN_SHARDS // 4
+  assert view_cache.shards_per_view(64) == 16
+  assert view_cache.shards_per_view(4, examples=2000) == 2000 // view_cache.MIN_SHARD_EXAMPLES
+  assert view_cache.shards_per_view(1, examples=10) == 1

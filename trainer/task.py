@@ -65,7 +65,8 @@ def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
 
 
 def write_cache(dataset: tf.data.Dataset, extractor: keras.Model, cache_dir: str,
-                label: str, in_order: bool = False) -> view_cache.ViewCache:
+                label: str, in_order: bool = False,
+                examples: Optional[int] = None) -> view_cache.ViewCache:
   """The feature pass: (pixels, label) batches -> their features in sharded files under
   `cache_dir`, stored as the extractor computes them (bfloat16 features stay compact),
   with a progress bar (or periodic lines) on the console."""
@@ -73,17 +74,18 @@ def write_cache(dataset: tf.data.Dataset, extractor: keras.Model, cache_dir: str
     return view_cache.write_views(dataset, extractor, 1, cache_dir, seed=0,
                                   dtype=tf.as_dtype(extractor.output.dtype),
                                   progress=lambda done: bar.update(done - bar.done),
-                                  augmented=False, in_order=in_order)
+                                  augmented=False, in_order=in_order, examples=examples)
 
 
 def cached_features(dataset: tf.data.Dataset, extractor: keras.Model, cache_dir: str,
-                    batch_size: int, shuffle_seed=None) -> tf.data.Dataset:
+                    batch_size: int, shuffle_seed=None,
+                    examples: Optional[int] = None) -> tf.data.Dataset:
   """(pixels, label) batches -> (features, label) batches; the features are computed
   now, once, and streamed to `cache_dir`; every epoch reads them back: in order, or
   with `shuffle_seed` reshuffled every epoch (shard order and buffer)."""
   cache = write_cache(dataset, extractor, cache_dir,
                       f'Feature pass ({os.path.basename(cache_dir)})',
-                      in_order=shuffle_seed is None)
+                      in_order=shuffle_seed is None, examples=examples)
   if shuffle_seed is None:
     return view_cache.in_order_batches(cache, batch_size)
   return view_cache.shuffled_batches(cache, batch_size, shuffle_seed)
@@ -119,15 +121,16 @@ def uses_view_cache(training: TrainingConfig) -> bool:
 
 
 def cached_views(pixels: tf.data.Dataset, extractor: keras.Model, cache_dir: str,
-                 training: TrainingConfig,
-                 dtype: tf.DType = tf.float32) -> Tuple[tf.data.Dataset, int]:
+                 training: TrainingConfig, dtype: tf.DType = tf.float32,
+                 examples: Optional[int] = None) -> Tuple[tf.data.Dataset, int]:
   """(pixels, label, key) batches -> (feature batches of one augmented view per image
   and epoch, steps per epoch); min(augmented_views, epochs) views computed once."""
   views = min(training.augmented_views, training.epochs)
   with console.Progress(label=f'Feature pass (train, {views} augmented view'
                         f'{"s" if views != 1 else ""})', unit='images') as bar:
     cache = view_cache.write_views(pixels, extractor, views, cache_dir, training.seed, dtype,
-                                   progress=lambda done: bar.update(done - bar.done))
+                                   progress=lambda done: bar.update(done - bar.done),
+                                   examples=examples)
   logging.info('Cached %d views of %d training images.', cache.views, cache.examples)
   batches = view_cache.epoch_batches(cache, training.epochs, training.batch_size, training.seed)
   return batches, view_cache.steps_per_epoch(cache, training.batch_size)
@@ -196,20 +199,21 @@ def _train_head(model: keras.Model, backbone: keras.Model, head: keras.Model,
                                         model_config)
   train_extractor, _ = pooled_for_cache(
       model_lib.feature_extractor(backbone, feature_precision), head, model_config)
-  cache_space.check_fits(
-      cache_estimate(fn_args, tuple(extractor.output_shape[1:]), training,
-                     tf.dtypes.as_dtype(feature_precision)),
-      cache_dir, shrink_hint(model_config, training, feature_precision))
+  estimate = cache_estimate(fn_args, tuple(extractor.output_shape[1:]), training,
+                            tf.dtypes.as_dtype(feature_precision))
+  cache_space.check_fits(estimate, cache_dir,
+                         shrink_hint(model_config, training, feature_precision))
   tf.io.gfile.makedirs(cache_dir)
   try:
     if uses_view_cache(training):
       train, steps = cached_views(datasets['train'], train_extractor,
                                   os.path.join(cache_dir, 'train_views'), training,
-                                  tf.dtypes.as_dtype(feature_precision))
+                                  tf.dtypes.as_dtype(feature_precision),
+                                  estimate.train_examples)
     else:
       train = cached_features(datasets['train'], train_extractor,
-                              os.path.join(cache_dir, 'train'),
-                              training.batch_size, shuffle_seed=training.seed)
+                              os.path.join(cache_dir, 'train'), training.batch_size,
+                              shuffle_seed=training.seed, examples=estimate.train_examples)
       steps = None
     evaluation = cached_features(datasets['eval'], extractor, os.path.join(cache_dir, 'eval'),
                                  training.batch_size)

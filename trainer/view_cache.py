@@ -83,8 +83,15 @@ def shuffle_buffer(feature_shape: Sequence[int], dtype: tf.DType,
   return max(1, shuffle_bytes // record_bytes(feature_shape, dtype))
 
 
-def shards_per_view(views: int) -> int:
-  return max(16, MAX_OPEN_SHARDS // views)
+# Fewer examples per shard cost more in file opens than they give in shuffling.
+MIN_SHARD_EXAMPLES = 32
+
+
+def shards_per_view(views: int, examples: Optional[int] = None) -> int:
+  """MAX_OPEN_SHARDS over the views (at least 16), and with a known example count at most
+  one shard per MIN_SHARD_EXAMPLES examples."""
+  shards = max(16, MAX_OPEN_SHARDS // views)
+  return shards if examples is None else max(1, min(shards, examples // MIN_SHARD_EXAMPLES))
 
 
 class _ShardedWriter:
@@ -129,7 +136,8 @@ def _plain_features_fn(extractor: keras.Model, dtype: tf.DType) -> Callable[...,
 def write_views(pixel_batches: tf.data.Dataset, extractor: keras.Model, views: int,
                 cache_dir: str, seed: int, dtype: tf.DType = tf.float32,
                 progress: Optional[Callable[[int], None]] = None, augmented: bool = True,
-                shuffle_bytes: int = SHUFFLE_BUFFER_BYTES, in_order: bool = False) -> ViewCache:
+                shuffle_bytes: int = SHUFFLE_BUFFER_BYTES, in_order: bool = False,
+                examples: Optional[int] = None) -> ViewCache:
   """One pass over (pixels, label, key) batches; writes `views` sharded feature files.
 
   `augmented=False`: (pixels, label) batches, one view of the images as they are (the
@@ -141,7 +149,7 @@ def write_views(pixel_batches: tf.data.Dataset, extractor: keras.Model, views: i
   shape = tuple(extractor.output_shape[1:])
   compute = (view_features_fn(extractor, seed, dtype) if augmented
              else _plain_features_fn(extractor, dtype))
-  shards = 1 if in_order else shards_per_view(views)
+  shards = 1 if in_order else shards_per_view(views, examples)
   writers = [_ShardedWriter(f'{cache_dir}/view-{k}', shards) for k in range(views)]
   examples = 0
   try:
