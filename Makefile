@@ -11,10 +11,11 @@ DEMO_DATA := data/digits
 DEMO_OUTPUT := runs/demo
 # Offline, no pretrained weights can be downloaded: the demo uses random kernels with
 # BatchNorm statistics calibrated on its images (see README). Online: --weights imagenet.
+# The TFX CLI runs the same without TRANSFER_PIPELINE_CONFIG (pipeline/local_runner.py).
 DEMO_WEIGHTS := data/inception_v3_calibrated_notop.h5
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast lock clean venv
+.PHONY: demo demo-spans test test-fast lock clean venv
 
 venv: $(VENV)/.installed
 
@@ -37,6 +38,14 @@ demo: venv
 	$(BIN)/transfer-pipeline demo-data --output $(DEMO_DATA)
 	$(BIN)/transfer-pipeline calibrate-weights --data $(DEMO_DATA) --output $(DEMO_WEIGHTS)
 	$(BIN)/transfer-pipeline run --data $(DEMO_DATA) --output $(DEMO_OUTPUT) --weights $(DEMO_WEIGHTS)
+
+# Continuous training (README "Weekly spans"): each call adds one weekly span of the
+# digits and runs the pipeline on it (span 3's class balance has drifted).
+DEMO_SPANS := data/digit-spans
+demo-spans: venv
+	$(BIN)/transfer-pipeline demo-data --next-span --output $(DEMO_SPANS)
+	test -f $(DEMO_WEIGHTS) || $(BIN)/transfer-pipeline calibrate-weights --data $(DEMO_SPANS)/span-1 --output $(DEMO_WEIGHTS)
+	$(BIN)/transfer-pipeline run --data '$(DEMO_SPANS)/span-{SPAN}' --train-spans 2 --output runs/weekly --weights $(DEMO_WEIGHTS)
 
 test: venv
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS) tests

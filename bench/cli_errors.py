@@ -36,7 +36,8 @@ def _cases(tmp: str) -> List[Tuple[str, List[str]]]:
       ('run --bogus (unknown flag)', ['run', '--data', data, '--bogus']),
       ('run --config <unknown key>', ['run', '--data', data, '--config', bad_config]),
       ('run --weights <missing .h5>', ['run', '--data', data, '--weights', f'{tmp}/w.h5']),
-      ('run into a locked output', ['run', '--data', data, '--output', os.path.join(tmp, 'out')]),
+      ('run into a locked output', ['run', '--data', data, '--output', os.path.join(tmp, 'out'),
+                                    '--weights', 'none']),
       ('predict --model <missing>', ['predict', '--model', os.path.join(tmp, 'm'), 'x.jpg']),
   ]
 

@@ -21,7 +21,7 @@ def _cached_epoch_figures(cached: Dict[str, Any], baseline_seconds: float) -> Fi
   if len(epochs) < 2:
     return {}
   later = statistics.median(epochs[1:])
-  # The feature pass runs just before `fit` (trainer.task.write_cache): counted in epoch 1.
+  # The feature pass runs just before `fit` (trainer.task.write_feature_cache): counted in epoch 1.
   first = epochs[0] + cached.get('feature_pass_seconds', 0.0)
   return {'cached_first_epoch_seconds': first, 'cached_later_epoch_seconds': later,
           'speedup_ceiling_head_only': _ratio(baseline_seconds, later * len(epochs))}

@@ -33,6 +33,11 @@ class IngestOptions:
   max_image_side: int = 0
   # TFRecord input only: class names in label order (image folders: the folder names).
   class_names: Tuple[str, ...] = ()
+  # Span folders (issue 22): the part of data.path with {SPAN}/{YYYY}{MM}{DD} specs, and
+  # how many of the newest spans the ExampleGen itself ingests (more than 1 only where no
+  # span resolver runs: Kubeflow V2).
+  span_pattern: str = ''
+  ingest_spans: int = 1
 
 
 def max_stored_bytes(max_side: int) -> int:
@@ -44,8 +49,9 @@ def max_stored_bytes(max_side: int) -> int:
 @dataclasses.dataclass
 class ModelConfig:
   """The lesson's model: frozen InceptionV3 cut at a layer, plus a small head."""
-  # 'imagenet' (downloads), 'none' (random init) or a path to a `_notop.h5` file.
-  weights: str = 'none'
+  # 'imagenet' (the lesson's; Keras downloads them once), 'none' (random init) or a
+  # `_notop.h5` file: a local path or any URI TensorFlow reads (gs://...).
+  weights: str = 'imagenet'
   cut_layer: str = 'mixed7'
   image_size: int = 150
   dense_units: int = 1024
@@ -84,6 +90,9 @@ class TrainingConfig:
   fine_tune_from: str = ''
   fine_tune_epochs: int = 0
   fine_tune_learning_rate: float = 1e-5
+  # Start the head from the latest blessed model's head when its classes are the same
+  # (and its head has the same shape); else train from scratch and say why.
+  warm_start: bool = True
 
 
 @dataclasses.dataclass
@@ -107,6 +116,9 @@ class TuningConfig:
   trials: int = 10
   algorithm: str = 'random'  # 'random' or 'bayesian' (keras-tuner's oracles)
   epochs: int = 0  # epochs per trial; 0 = training.epochs
+  # Trials are scored on this share of the train split (chosen by a hash of each image's
+  # pixels), never on the eval split that the Evaluator blesses on.
+  validation_percent: int = 20
   # The space: choices, or [min, max] ranges (learning rate sampled on a log scale).
   dense_units: List[int] = dataclasses.field(default_factory=lambda: [256, 512, 1024])
   dropout: List[float] = dataclasses.field(default_factory=lambda: [0.0, 0.5])

@@ -57,7 +57,9 @@ def build_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
   own). Offline: the data folder is not read (its classes are found when ExampleGen runs)."""
   config.validate()
   preflight.check_paths(config)
-  return pipeline_lib.create_pipeline(config, metadata_connection_config=None)
+  # No span resolver compiles for Kubeflow V2: the ExampleGen reads the training window.
+  return pipeline_lib.create_pipeline(config, metadata_connection_config=None,
+                                      window_in_example_gen=True)
 
 
 def runner_for(output_path: str, image: str) -> tfx.orchestration.experimental.KubeflowV2DagRunner:

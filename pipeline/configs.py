@@ -21,6 +21,9 @@ from contract.settings import (FEATURE_PRECISIONS, MIN_IMAGE_SIZE, POOLINGS, TFL
                                max_stored_bytes)
 from pipeline import beam
 
+VALIDATION_MODES = ('stop', 'warn')
+
+
 class ConfigError(ValueError):
   """A configuration value is missing, unknown or out of range."""
 
@@ -51,6 +54,20 @@ class DataConfig:
   # serving limits. 0 keeps every image as it is (then data.max_image_pixels and
   # data.max_image_bytes must be within the serving limits).
   max_side_multiple: int = 2
+  # Train (and evaluate) on the newest N spans of a `path` with {SPAN} or {YYYY}{MM}{DD}:
+  # earlier spans' Examples are reused, not re-ingested (Kubeflow: see README).
+  train_spans: int = 1
+  # A curated schema.pbtxt every span is checked against, imported by SchemaGen. Empty:
+  # the one the first run inferred and wrote to <output>/schema/schema.pbtxt for editing.
+  schema: str = ''
+  # What anomalies do (schema violations, drift from the last accepted span): 'stop' the
+  # run before training, or 'warn' and train anyway.
+  validation: str = 'stop'
+  # Largest L-infinity distance between the class shares of the last accepted span and
+  # the new one (0.2: no class's share may move by more than 20 points).
+  max_class_drift: float = 0.2
+  # Largest Jensen-Shannon divergence (0..1) of the stored image height and width.
+  max_size_drift: float = 0.3
 
 
 # Evaluation settings that are fractions (accuracy bounds): each must lie in [0, 1].
@@ -87,6 +104,24 @@ class InferenceConfig:
 
 
 @dataclasses.dataclass
+class CanaryConfig:
+  """The serving canary before the Pusher (components/serving/serving_canary.py): the
+  candidate, loaded in a fresh process from its files, must pass every check."""
+  # Load with the `serve` tag plus the warmup requests' replay, in seconds.
+  max_load_seconds: float = 120.0
+  # Peak RSS of the serving process; below the Deployment's 4 GiB memory limit.
+  max_memory_mib: int = 3072
+  # Largest difference of a probability from the Evaluator's serving_default call.
+  tolerance: float = 1e-4
+  # Eval examples sent through every signature (and written as warmup requests).
+  num_examples: int = 8
+  # Timed REST requests at batch 1 and at serving.max_batch (p50/p99 latency).
+  timed_requests: int = 10
+  # The serving process is stopped after this many seconds.
+  timeout_seconds: int = 900
+
+
+@dataclasses.dataclass
 class PipelineConfig:
   pipeline_name: str = 'image-transfer'
   model_name: str = 'image_classifier'
@@ -102,6 +137,7 @@ class PipelineConfig:
   evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
   serving: ServingConfig = dataclasses.field(default_factory=ServingConfig)
   inference: InferenceConfig = dataclasses.field(default_factory=InferenceConfig)
+  canary: CanaryConfig = dataclasses.field(default_factory=CanaryConfig)
   export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
   tuning: TuningConfig = dataclasses.field(default_factory=TuningConfig)
 
@@ -109,6 +145,11 @@ class PipelineConfig:
   @property
   def pipeline_root(self) -> str:
     return os.path.join(self.output, 'pipeline_root')
+
+  @property
+  def curated_schema_path(self) -> str:
+    """Where the first run writes its inferred schema for people to edit."""
+    return os.path.join(self.output, 'schema', 'schema.pbtxt')
 
   @property
   def metadata_path(self) -> str:
@@ -133,11 +174,16 @@ class PipelineConfig:
            'an integer between 1 and 99')
     _check_fraction(self.data.max_skipped_fraction, 'data.max_skipped_fraction')
     _check(self.data.num_shards >= 1, 'data.num_shards', 'an integer >= 1')
+    _check(self.data.train_spans >= 1, 'data.train_spans', 'an integer >= 1')
     _check(self.data.max_image_pixels > 0, 'data.max_image_pixels',
            'a positive integer')
     _check(self.data.max_image_bytes > 0, 'data.max_image_bytes', 'a positive integer')
     _check(self.data.max_side_multiple >= 0, 'data.max_side_multiple',
            'an integer >= 0 (0 keeps images as they come)')
+    _check(self.data.validation in VALIDATION_MODES, 'data.validation',
+           ' or '.join(map(repr, VALIDATION_MODES)))
+    for name in ('max_class_drift', 'max_size_drift'):
+      _check(0.0 <= getattr(self.data, name) <= 1.0, f'data.{name}', 'a number between 0 and 1')
     _check(self.model.image_size >= MIN_IMAGE_SIZE, 'model.image_size',
            f'an integer >= {MIN_IMAGE_SIZE} (InceptionV3 needs at least '
            f'{MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE})')
@@ -162,6 +208,9 @@ class PipelineConfig:
     for name in ('max_image_bytes', 'max_image_pixels', 'max_batch'):
       _check(getattr(self.serving, name) >= 1, f'serving.{name}', 'an integer >= 1')
     self._validate_stored_size()
+    for name in ('max_load_seconds', 'max_memory_mib', 'tolerance', 'num_examples',
+                 'timed_requests', 'timeout_seconds'):
+      _check(getattr(self.canary, name) > 0, f'canary.{name}', 'a positive number')
     _check(self.export.tflite_quantization in TFLITE_QUANTIZATIONS, 'export.tflite_quantization',
            ' or '.join(map(repr, TFLITE_QUANTIZATIONS)))
     _check(self.export.tflite_representative_images >= 1,
@@ -205,6 +254,8 @@ class PipelineConfig:
     _check(tuning.algorithm in TUNING_ALGORITHMS, 'tuning.algorithm',
            ' or '.join(map(repr, TUNING_ALGORITHMS)))
     _check(tuning.epochs >= 0, 'tuning.epochs', 'an integer >= 0 (0 = training.epochs)')
+    _check(0 < tuning.validation_percent < 100, 'tuning.validation_percent',
+           'an integer between 1 and 99 (the share of the train split that scores trials)')
     _check(tuning.dense_units and min(tuning.dense_units) >= 1, 'tuning.dense_units',
            'a list of integers >= 1')
     _check(len(tuning.dropout) == 2 and 0 <= tuning.dropout[0] <= tuning.dropout[1] < 1,

@@ -163,3 +163,51 @@ def test_private_pusher_api_it_relies_on_is_still_there():
   not_pushed = standard_artifacts.PushedModel()
   executor._MarkNotPushed(not_pushed)  # pylint: disable=protected-access
   assert not_pushed.get_int_custom_property('pushed') == 0
+
+
+def test_only_the_newest_identical_version_counts_as_unchanged(serving_base, tmp_path):
+  model = _fake_saved_model(tmp_path / 'a')
+  assert atomic_pusher.newest_identical_version(model, serving_base) is None  # nothing yet
+  first = atomic_pusher.publish_new_version(model, serving_base)
+  assert atomic_pusher.newest_identical_version(model, serving_base) == first
+  same_size = _fake_saved_model(tmp_path / 'b', seed=1)  # one byte differs in each file
+  assert atomic_pusher.newest_identical_version(same_size, serving_base) is None
+  extra = _fake_saved_model(tmp_path / 'c')
+  (tmp_path / 'c' / 'assets.extra').mkdir()
+  (tmp_path / 'c' / 'assets.extra' / 'tflite.json').write_text('{}')
+  assert atomic_pusher.newest_identical_version(extra, serving_base) is None
+  atomic_pusher.publish_new_version(same_size, serving_base)
+  assert atomic_pusher.newest_identical_version(model, serving_base) is None  # not the newest
+
+
+def _push_artifacts(model_uri: str, tmp_path, name: str):
+  from tfx.types import standard_artifacts  # pylint: disable=g-import-not-at-top
+  model = standard_artifacts.Model()
+  model.uri = model_uri
+  blessing = standard_artifacts.ModelBlessing()
+  blessing.uri = str(tmp_path / 'blessing')
+  blessing.set_int_custom_property('blessed', 1)
+  pushed = standard_artifacts.PushedModel()
+  pushed.uri = str(tmp_path / name)
+  return {'model': [model], 'model_blessing': [blessing]}, {'pushed_model': [pushed]}
+
+
+def test_a_rerun_with_the_same_model_pushes_nothing(serving_base, tmp_path):
+  import json  # pylint: disable=g-import-not-at-top
+  model_uri = str(tmp_path / 'model')
+  _fake_saved_model(tmp_path / 'model' / 'Format-Serving')
+  properties = {'push_destination': json.dumps(
+      {'filesystem': {'base_directory': serving_base}})}
+  executor = atomic_pusher.AtomicPushExecutor()
+  for name in ('push1', 'push2'):
+    inputs, outputs = _push_artifacts(model_uri, tmp_path, name)
+    executor.Do(inputs, outputs, properties)
+    [pushed] = outputs['pushed_model']
+    if name == 'push1':
+      first = pushed.get_string_custom_property('pushed_destination')
+      listing = _listing(serving_base)
+      assert pushed.get_int_custom_property('pushed') == 1 and len(listing) == 1
+  assert pushed.get_int_custom_property('pushed') == 0
+  assert pushed.get_string_custom_property(atomic_pusher.UNCHANGED_AS) == first
+  assert _listing(serving_base) == listing
+  assert not fileio.exists(pushed.uri) or not _files(pushed.uri)

@@ -16,9 +16,8 @@ from ml_metadata.proto import metadata_store_pb2
 from tensorflow_model_analysis.proto import config_pb2, validation_result_pb2
 from tfx.components.evaluator import executor as tfx_evaluator
 from tfx.types import standard_artifacts
-from tfx import v1 as tfx
 
-from components.evaluator import class_coverage
+from components.evaluator import baseline_check, class_coverage
 from components.example_gen.ingest_summary import IngestSummary, QUARANTINE_FILE, SUMMARY_FILE
 from components.report import tfma_results
 from pipeline import definition
@@ -99,7 +98,7 @@ def test_every_class_evaluated_keeps_the_blessing(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize('allow, evaluator_class', [
-    (False, class_coverage.Evaluator), (True, tfx.components.Evaluator)])
+    (False, class_coverage.Evaluator), (True, baseline_check.Evaluator)])
 def test_the_pipeline_opts_in_through_the_config(allow, evaluator_class):
   config = load_config(overrides={'data.path': '/data', 'output': '/runs/x',
                                   'evaluation.allow_classes_without_eval': allow}).validate()

@@ -67,7 +67,7 @@ def _cases(data, config, tmp):
       (['run', '--data', data, '--image-size', '74'], 'model.image_size: expected an integer >= 75'),
       (['run', '--data', data, '--weights', f'{tmp}/w_notop.h5'], 'w_notop.h5 does not exist'),
       (['run', '--data', data, '--beam-option', 'num_workers=2'], '--beam-option needs --beam-preset'),
-      (['predict', f'{tmp}/x.jpg'], 'the following arguments are required: --model'),
+      (['predict', f'{tmp}/x.jpg'], 'one of the arguments --model --server is required'),
       (['predict', '--model', f'{tmp}/missing', 'x.jpg'], f'--model: {tmp}/missing does not exist'),
       (['predict', '--model', tmp, 'x.jpg'], f'--model: No SavedModel versions under {tmp}'),
       (['predict', '--model', f'{tmp}/unpushed', 'x.jpg'],
@@ -111,7 +111,7 @@ def test_a_locked_output_is_refused_in_one_line_without_tensorflow(class_folder,
                             text=True, cwd=PROJECT_ROOT)
   try:
     assert holder.stdout.readline().strip() == 'locked'
-    result = run_cli(['run', '--data', str(class_folder), '--output', output],
+    result = run_cli(['run', '--data', str(class_folder), '--output', output, '--weights', 'none'],
                      str(tmp_path / 'bin'))
   finally:
     holder.send_signal(signal.SIGKILL)

@@ -20,7 +20,7 @@ def test_yaml_and_overrides(tmp_path):
   assert config.training.epochs == 5
   assert config.training.learning_rate == 1.0 and isinstance(config.training.learning_rate, float)
   assert config.data.path == '/x'
-  assert config.model.weights == 'none'
+  assert config.model.weights == 'imagenet'  # the lesson's default
 
 
 @pytest.mark.parametrize('values, message', [

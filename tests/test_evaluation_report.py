@@ -232,3 +232,23 @@ def test_trainer_predictions_are_matched_to_raw_examples_by_image_key(tmp_path):
   del saved.by_key[int(keys[3])]
   with pytest.raises(ValueError, match="no prediction for eval example '3.png'"):
     evaluation_report.match_trainer_predictions(saved, [str(tmp_path / 'eval.tfrecord')], 2, 1)
+
+
+def test_html_with_no_grid_an_unused_baseline_and_an_unchanged_push():
+  """report_misclassified: 0 shows no grid; the decision says why the last blessed model
+  was not the baseline and that an identical model is already serving."""
+  predictions = _predictions()
+  matrix = report_html.confusion_matrix([p.label for p in predictions],
+                                        [p.predicted for p in predictions], 3)
+  decision = _decision(blessed=True)
+  decision.baseline_not_used = "classes changed from ['cats', 'dogs'] to ['birds', 'cats', 'dogs']"
+  decision.unchanged_as = '/serving/m/17'
+  page = report_html.render_html('R', decision, METRICS, matrix, CLASSES,
+                                 report_html.rank_misclassified(predictions), 0, None)
+  assert '2 misclassified (none shown)' in page and len(_pngs(page)) == 1
+  assert ('Baseline model: not used: classes changed from [&#x27;cats&#x27;, &#x27;dogs&#x27;] '
+          'to [&#x27;birds&#x27;') in page
+  assert 'Unchanged, nothing pushed: /serving/m/17 holds the same model.' in page
+  data = report_html.report_json(matrix, CLASSES, [], 0, decision, METRICS)
+  assert data['baseline_not_used'] == decision.baseline_not_used
+  assert data['unchanged_as'] == '/serving/m/17'

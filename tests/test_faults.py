@@ -172,7 +172,8 @@ def test_cli_refuses_a_locked_output_in_one_line(class_folder, tmp_path, capsys)
                             text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
   try:
     assert holder.stdout.readline().strip() == 'locked'
-    assert cli.main(['run', '--data', str(class_folder), '--output', output]) == 2
+    assert cli.main(['run', '--data', str(class_folder), '--output', output,
+                     '--weights', 'none']) == 2
   finally:
     holder.send_signal(signal.SIGKILL)
     holder.wait()

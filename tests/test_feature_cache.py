@@ -9,7 +9,7 @@ from tests.conftest import compiled_classifier
 from trainer import model as model_lib
 from trainer.task import cached_features
 
-CONFIG = ModelConfig(image_size=75)
+CONFIG = ModelConfig(weights='none', image_size=75)
 
 
 def _pixels(n, seed=0):

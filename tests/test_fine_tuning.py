@@ -14,7 +14,7 @@ from trainer import eval_predictions, model as model_lib
 from contract.settings import ExportConfig, trainer_custom_config
 from trainer import task
 
-MODEL = ModelConfig(image_size=75, cut_layer='mixed1', dense_units=8)
+MODEL = ModelConfig(weights='none', image_size=75, cut_layer='mixed1', dense_units=8)
 TRAINING = TrainingConfig(epochs=2, batch_size=4, augment=False, fine_tune_from='mixed0',
                           fine_tune_epochs=1)
 
@@ -112,7 +112,8 @@ def test_unfreeze_from_checks_the_name_and_keeps_batch_norm_frozen():
 
 def test_preflight_rejects_unknown_fine_tune_layer(class_folder):
   config = load_config(overrides={
-      'data.path': str(class_folder), 'model.image_size': 75, 'model.cut_layer': 'mixed1',
+      'data.path': str(class_folder), 'model.weights': 'none', 'model.image_size': 75,
+      'model.cut_layer': 'mixed1',
       'training.fine_tune_from': 'mixed6', 'training.fine_tune_epochs': 2}).validate()
   with pytest.raises(model_lib.ModelConfigError, match="fine_tune_from layer 'mixed6'"):
     preflight.check(config)

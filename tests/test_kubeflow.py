@@ -17,7 +17,8 @@ import tempfile
 import pytest
 import yaml
 
-from pipeline import beam
+from components.evaluator import baseline_check, class_coverage
+from pipeline import beam, fingerprints
 from kubeflow import preflight as kfp_preflight
 from kubeflow import runner
 from tools import cli
@@ -27,8 +28,11 @@ PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KUBEFLOW_DIR = os.path.join(PROJECT_ROOT, 'kubeflow')
 IMAGE = 'europe-docker.pkg.dev/test-project/ml/transfer-pipeline:0.1.0-test'
 BUCKET = 'gs://test-bucket/transfer'
-COMPONENTS = ('ImageFolderExampleGen', 'StatisticsGen', 'SchemaGen', 'Transform', 'Trainer',
-              'latest_blessed_model_resolver', 'Evaluator', 'EvaluationReport', 'AtomicPusher')
+COMPONENTS = ('ImageFolderExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator',
+              'DataValidation', 'previous_statistics_resolver', 'Transform', 'Trainer',
+              'latest_blessed_model_resolver', 'Evaluator', 'ServingCanary', 'EvaluationReport',
+              'AtomicPusher')
+RESOLVERS = ('latest_blessed_model_resolver', 'previous_statistics_resolver')
 
 
 def _cloud_config(**overrides):
@@ -95,7 +99,7 @@ def test_one_task_per_component(compiled):
   tasks = _tasks(spec)
   for component in COMPONENTS:
     _task_of(tasks, component)
-  # Nothing else: every task belongs to one of the nine components.
+  # Nothing else: every task belongs to one of the components.
   owners = {t: [c for c in COMPONENTS if t == c or t.startswith(c + '-')] for t in tasks}
   assert all(len(o) == 1 for o in owners.values()), owners
   for component in COMPONENTS:
@@ -112,10 +116,18 @@ def test_dependency_order(compiled):
   evaluator = _ancestors(tasks, 'Evaluator')
   assert 'Trainer' in evaluator
   assert any(t.startswith('latest_blessed_model_resolver') for t in evaluator)
-  assert {'Evaluator', 'Trainer'} <= _ancestors(tasks, 'AtomicPusher')
+  assert {'Evaluator', 'Trainer'} <= _ancestors(tasks, 'ServingCanary')
+  assert {'ServingCanary', 'Evaluator', 'Trainer'} <= _ancestors(tasks, 'AtomicPusher')
   # The report runs last, after the push (whose PushedModel exists blessed or not).
   report = _ancestors(tasks, 'EvaluationReport')
   assert {'AtomicPusher', 'Evaluator', 'Trainer', 'ImageFolderExampleGen'} <= report
+  # Data validation: the last accepted span's statistics are resolved before this run's
+  # exist; the gate stands between the data and Transform/Trainer.
+  assert 'previous_statistics_resolver' in _ancestors(tasks, 'StatisticsGen')
+  assert {'StatisticsGen', 'SchemaGen', 'ExampleValidator',
+          'previous_statistics_resolver'} <= _ancestors(tasks, 'DataValidation')
+  assert 'DataValidation' in _ancestors(tasks, 'Transform')
+  assert 'DataValidation' in _ancestors(tasks, 'Trainer')
   # No cycles and nothing runs before ExampleGen.
   assert not tasks['ImageFolderExampleGen'].get('dependentTasks')
   for name in tasks:
@@ -126,8 +138,8 @@ def test_every_executor_uses_the_image(compiled):
   _, spec, _ = compiled
   executors = spec['pipelineSpec']['deploymentSpec']['executors']
   containers = {k: v['container'] for k, v in executors.items() if 'container' in v}
-  # Eight container components; the resolver runs in the orchestrator, not a container.
-  assert len(containers) == len(COMPONENTS) - 1, sorted(executors)
+  # Container components; the resolvers run in the orchestrator, not a container.
+  assert len(containers) == len(COMPONENTS) - len(RESOLVERS), sorted(executors)
   for name, container in containers.items():
     assert container['image'] == IMAGE, name
   assert all('resolver' in v for k, v in executors.items() if k not in containers)
@@ -154,13 +166,28 @@ def test_cloud_paths_in_spec_and_no_class_names(compiled):
   assert push['filesystem']['base_directory'] == \
       f'{BUCKET}/runs/kfp/serving_model/image_classifier'
   custom = json.loads(_constant_params(tasks['Trainer'])['custom_config'])
-  assert set(custom) == {'model', 'training', 'serving', 'export'}
+  assert set(custom) == {'model', 'training', 'serving', 'export', 'code_fingerprint',
+                         'weights_fingerprint'}
   assert 'label_vocabulary' not in text and 'cats' not in text and 'dogs' not in text
   # TFX's own ExampleGen driver fingerprints the input when the task runs (cache key).
   example_gen = spec['pipelineSpec']['deploymentSpec']['executors'][
       'ImageFolderExampleGen_executor']['container']
   assert example_gen['lifecycle']['preCacheCheck']['command'][-1] == \
       'tfx.orchestration.kubeflow.v2.file_based_example_gen.driver'
+
+
+def test_evaluator_checks_its_baseline_and_the_trainer_key_sees_code_and_weights(compiled):
+  """The baseline check lives in the Evaluator's executor (the V2 compiler accepts only the
+  stock resolver strategies), and the fingerprints are compiled into the Trainer's key."""
+  _, spec, _ = compiled
+  executors = spec['pipelineSpec']['deploymentSpec']['executors']
+  # The class coverage rule's executor, which runs the baseline check's.
+  assert 'components.evaluator.class_coverage.Executor' in json.dumps(
+      executors['Evaluator_executor'])
+  assert issubclass(class_coverage.Executor, baseline_check.Executor)
+  custom = json.loads(_constant_params(_tasks(spec)['Trainer'])['custom_config'])
+  assert custom['weights_fingerprint'] == 'imagenet'  # the default: named, not hashed
+  assert custom['code_fingerprint'] == fingerprints.code_fingerprint('trainer.task')
 
 
 def test_no_local_path_leaks(compiled):
@@ -209,7 +236,7 @@ def test_compile_kubeflow_keeps_the_run_options_in_the_spec(tmp_path, capsys):
   assert custom['training']['batch_size'] == 8
   transform = json.loads(_constant_params(_tasks(json.loads(out.read_text()))['Transform'])[
       'custom_config'])
-  assert transform == {'image_size': 96}
+  assert transform['image_size'] == 96
   captured = capsys.readouterr()
   assert captured.err.startswith(
       'warning: image transfer-pipeline:0.1.0 names no registry'), captured.err
@@ -359,9 +386,9 @@ def test_serving_manifest_matches_pusher_layout():
   (container,) = pod['containers']
   assert container['image'].split(':')[0] == 'tensorflow/serving'
   args = dict(a.lstrip('-').split('=', 1) for a in container['args'])
-  assert args['model_name'] == model_name
-  base_path = args['model_base_path']
-  assert base_path == f'/models/{model_name}'
+  # The model comes from models.config (its base path: components/serving/serving_config.py).
+  assert 'model_base_path' not in args and 'model_name' not in args
+  base_path = f'/models/{model_name}'
   ports = {p['containerPort'] for p in container['ports']}
   assert ports == {8500, 8501}
   assert args.get('rest_api_port', '8501') == '8501' and args.get('port', '8500') == '8500'
@@ -462,3 +489,38 @@ def test_opt_in_components_compile(tmp_path):
   tasks = _tasks(json.loads(open(out).read()))
   for name in ('tuner', 'boundedbulkinferrer', 'inferencetable', 'unlabeledimageexamplegen'):
     assert any(t.lower() == name for t in tasks), sorted(tasks)
+
+
+def test_span_pattern_and_training_window_compile(tmp_path):
+  """Kubeflow V2 compiles no span resolver: TFX's own driver resolves the newest span
+  of the `{SPAN}` pattern and the ExampleGen ingests the window itself."""
+  config = _cloud_config(**{'data.path': f'{BUCKET}/photos/week-{{SPAN:3}}',
+                            'data.train_spans': 3})
+  out = runner.compile_pipeline(config.validate(), str(tmp_path / 'p.json'), IMAGE)
+  tasks = _tasks(json.loads(open(out).read()))
+  params = _constant_params(tasks['ImageFolderExampleGen'])
+  assert params['input_base'] == f'{BUCKET}/photos'
+  assert json.loads(params['input_config'])['splits'][0]['pattern'] == 'week-{SPAN:3}/*'
+  options = json.loads(json.loads(params['custom_config'])['custom_config']['value'])
+  assert (options['span_pattern'], options['ingest_spans']) == ('week-{SPAN:3}/*', 3)
+  assert not any('span_window' in t or 'transform_cache' in t for t in tasks), sorted(tasks)
+  # Warm start: the Trainer reads the latest blessed model (a resolver that compiles).
+  assert any(t.startswith('latest_blessed_model_resolver') for t in _ancestors(tasks, 'Trainer'))
+  assert 'base_model' in tasks['Trainer']['inputs']['artifacts']
+  assert 'raw_examples' not in json.loads(_constant_params(tasks['Trainer'])['custom_config'])
+
+
+def test_previous_statistics_resolver_queries_statistics_and_schema_can_be_imported(tmp_path):
+  """Kubeflow's latest-artifact resolver queries by type only (the README says what that
+  means); a `data.schema` on gs:// is imported when SchemaGen runs, never read here."""
+  config = _cloud_config(**{'data.schema': f'{BUCKET}/schema/schema.pbtxt'})
+  out = runner.compile_pipeline(config.validate(), str(tmp_path / 'p.json'), IMAGE)
+  spec = json.loads(open(out).read())
+  executors = spec['pipelineSpec']['deploymentSpec']['executors']
+  [query] = executors['previous_statistics_resolver_executor']['resolver'][
+      'outputArtifactQueries'].values()
+  assert query['filter'] == 'schema_title="tfx.ExampleStatistics" AND state=LIVE'
+  schema_task = _tasks(spec)['SchemaGen']
+  assert _constant_params(schema_task)['schema_file'] == f'{BUCKET}/schema/schema.pbtxt'
+  assert 'curated_schema._CuratedSchemaGenExecutor' in json.dumps(executors['SchemaGen_executor'])
+  assert _constant_params(schema_task)['schema_fingerprint'] == ''  # not read when compiled

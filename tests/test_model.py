@@ -9,7 +9,7 @@ from trainer import model as model_lib
 
 @pytest.fixture(scope='module')
 def binary_model():
-  return compiled_classifier(2, ModelConfig(), learning_rate=1e-4)
+  return compiled_classifier(2, ModelConfig(weights='none'), learning_rate=1e-4)
 
 
 def _backbone(model):
@@ -61,7 +61,8 @@ def test_average_pooling_head_reads_the_channel_means():
 
 
 def test_more_classes_use_softmax():
-  model = compiled_classifier(5, ModelConfig(image_size=75), learning_rate=1e-4)
+  model = compiled_classifier(5, ModelConfig(weights='none', image_size=75),
+                              learning_rate=1e-4)
   output = model.get_layer('head').layers[-1]
   assert (output.units, output.activation.__name__) == (5, 'softmax')
   assert model.loss == 'sparse_categorical_crossentropy'
@@ -77,11 +78,12 @@ def test_input_is_scaled_like_inception_preprocess_input(binary_model):
 
 def test_unknown_cut_layer_lists_valid_names():
   with pytest.raises(model_lib.ModelConfigError, match=r"Unknown cut layer 'mixed77'.*mixed0, mixed1"):
-    model_lib.build_backbone(ModelConfig(cut_layer='mixed77', image_size=75))
+    model_lib.build_backbone(ModelConfig(weights='none', cut_layer='mixed77', image_size=75))
 
 
 def test_other_cut_layer():
-  backbone = model_lib.build_backbone(ModelConfig(cut_layer='mixed5', image_size=150))
+  backbone = model_lib.build_backbone(ModelConfig(weights='none', cut_layer='mixed5',
+                                                  image_size=150))
   assert tuple(backbone.output.shape[1:]) == (7, 7, 768)
   assert backbone.layers[-1].name == 'mixed5'
 

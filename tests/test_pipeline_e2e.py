@@ -4,14 +4,19 @@ import base64
 import glob
 import json
 import os
+import re
 import shutil
+import dataclasses
 
 import numpy as np
 import pytest
+from PIL import Image
 import tensorflow as tf
 import tf_keras as keras
 
 from components.inference import prediction_table
+from components.serving import serving_config, serving_requests
+from components.validation.data_validation import DataValidationError
 from pipeline import local_runner
 from tools import batch_predict, demo_data, predict, run_summary as report
 from tools.model_dir import resolve_model_dir
@@ -24,8 +29,10 @@ from trainer.preprocessing import decode_and_resize
 
 pytestmark = pytest.mark.slow
 IMAGE_SIZE = 75
-COMPONENTS = ('ImageFolderExampleGen', 'StatisticsGen', 'SchemaGen', 'Transform', 'Trainer',
-              'Evaluator', 'EvaluationReport', 'AtomicPusher', 'UnlabeledImageExampleGen',
+# Execution type names (the SchemaGen node runs CuratedSchemaGen).
+COMPONENTS = ('ImageFolderExampleGen', 'StatisticsGen', 'CuratedSchemaGen', 'ExampleValidator',
+              'DataValidation', 'Transform', 'Trainer', 'Evaluator', 'ServingCanary',
+              'EvaluationReport', 'AtomicPusher', 'UnlabeledImageExampleGen',
               'BoundedBulkInferrer', 'InferenceTable')
 
 
@@ -46,11 +53,12 @@ def first_run(tmp_path_factory):
   (unlabeled / 'batch0' / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\n')
   weights = str(tmp / 'inception_v3_calibrated_notop.h5')
   write_calibrated_weights(weights, load_class_folder(data, IMAGE_SIZE, per_class=16).images)
+  # The default training settings (augmentation and the view cache on), TFLite int8.
   config = load_config(overrides={
       'data.path': data, 'output': str(tmp / 'run'), 'model.weights': weights,
-      'model.image_size': IMAGE_SIZE, 'training.epochs': 3, 'training.augment': False,
+      'model.image_size': IMAGE_SIZE, 'training.epochs': 3,
       'training.seed': 1, 'evaluation.min_accuracy': 0.6, 'inference.data': str(unlabeled),
-      'export.tflite': True})
+      'export.tflite': True, 'export.tflite_quantization': 'int8'})
   local_runner.run(config)
   return config, report.latest_run_summary(config)
 
@@ -73,6 +81,28 @@ def test_pusher_wrote_a_versioned_saved_model(first_run):
   assert len(versions) == 1 and versions[0].isdigit()
   assert summary.pushed_path == os.path.join(os.path.abspath(config.serving_model_dir), versions[0])
   assert os.path.isfile(os.path.join(summary.pushed_path, 'saved_model.pb'))
+
+
+def test_canary_passed_and_the_pushed_version_holds_warmup_requests_that_replay(first_run):
+  config, summary = first_run
+  assert summary.canary.startswith('passed: loaded in '), summary.canary
+  assert 'batch 1 p50' in summary.canary and f'batch {config.serving.max_batch} p50' in summary.canary
+  assert 'peak RSS' in summary.canary
+  assert f'Serving canary: {summary.canary}' in report.format_summary(summary)
+  assert _report_json(summary)['serving_canary'] == summary.canary
+  requests = list(serving_requests.read_warmup(summary.pushed_path))
+  served = tf.saved_model.load(summary.pushed_path)
+  assert sorted({r.model_spec.signature_name for r in requests}) == sorted(
+      n for n in served.signatures)
+  for request in requests:
+    outputs = served.signatures[request.model_spec.signature_name](
+        **serving_requests.request_tensors(request))
+    np.testing.assert_allclose(outputs['probabilities'].numpy().sum(axis=1), 1.0, atol=1e-5)
+  parsed = serving_config.read_serving_config(
+      serving_config.config_folder(config.serving_model_dir))
+  [model] = parsed[serving_config.MODELS_CONFIG].model_config_list.config
+  assert dict(model.version_labels) == {'stable': int(os.path.basename(summary.pushed_path))}
+  assert parsed[serving_config.BATCHING_CONFIG].max_batch_size.value == config.serving.max_batch
 
 
 def _example(image: bytes) -> bytes:
@@ -134,14 +164,16 @@ def test_bulk_inferrer_csv_is_what_predict_writes(first_run, tmp_path):
 
 
 def test_pushed_version_has_a_tflite_model_that_agrees(first_run, tmp_path):
-  """The demo model (InceptionV3@mixed7, float32 TFLite) against its SavedModel: on the
-  eval split (checked in the Trainer) and through `predict --model model.tflite`."""
+  """The demo model (InceptionV3@mixed7) trained with the default settings (augmented
+  views through the feature cache), int8 TFLite calibrated on its train images, against
+  its SavedModel: on the eval split (checked in the Trainer) and through
+  `predict --model model.tflite`."""
   config, summary = first_run
   check = tflite_export.read_check(summary.pushed_path)
+  assert check['quantization'] == 'int8' and check['representative_images'] == 100
   assert check['eval_split']['examples'] == summary.metrics['Overall']['example_count']
-  assert check['eval_split']['top1_agreement'] >= 0.99, check
-  assert check['eval_split']['max_abs_probability_difference'] < 1e-3, check
-  assert summary.tflite.startswith(os.path.join(summary.pushed_path, 'model.tflite') + ' (float32')
+  assert check['eval_split']['top1_agreement'] >= 0.95, check
+  assert summary.tflite.startswith(os.path.join(summary.pushed_path, 'model.tflite') + ' (int8')
   assert 'TFLite export' in open(summary.evaluation_report).read()
   rows = {}
   for name in ('', 'model.tflite'):
@@ -153,13 +185,13 @@ def test_pushed_version_has_a_tflite_model_that_agrees(first_run, tmp_path):
       r.get('class_name') for r in rows['']]
 
 
-@pytest.mark.parametrize('quantization, min_agreement', [
-    ('dynamic_range', 0.99), ('int8', 0.95)])
+@pytest.mark.parametrize('quantization, min_agreement, max_difference', [
+    ('float32', 0.99, 1e-3), ('dynamic_range', 0.99, 1.0)])
 def test_quantized_tflite_of_the_demo_model_agrees(first_run, tmp_path, quantization,
-                                                   min_agreement):
-  """The pushed demo model converted with quantization, against itself on the eval split:
-  dynamic range >= 0.99 top-1 agreement (the issue's bound); int8, calibrated on train
-  images, measured here at 1.000 and held to 0.95 (README: TFLite export)."""
+                                                   min_agreement, max_difference):
+  """The pushed demo model converted again, against itself on the eval split: float32 and
+  dynamic range >= 0.99 top-1 agreement (the issue's bound); int8 is converted in the
+  Trainer (above)."""
   config, summary = first_run
   model = keras.models.load_model(summary.pushed_path, compile=False)
   pixels = decode_and_resize(tf.constant(_eval_split(config, 'image')), IMAGE_SIZE).numpy()
@@ -168,6 +200,7 @@ def test_quantized_tflite_of_the_demo_model_agrees(first_run, tmp_path, quantiza
                                      [train], [pixels], str(tmp_path))
   assert check['eval_split']['examples'] == summary.metrics['Overall']['example_count']
   assert check['eval_split']['top1_agreement'] >= min_agreement, check
+  assert check['eval_split']['max_abs_probability_difference'] < max_difference, check
 
 
 def _report_json(summary):
@@ -239,6 +272,7 @@ def test_stricter_threshold_is_not_blessed_and_keeps_the_pushed_version(first_ru
   assert summary.blessed is False
   assert any('sparse_categorical_accuracy' in f for f in summary.failures)
   assert summary.pushed_path is None
+  assert summary.canary == 'not run: the Evaluator did not bless the model'
   assert _versions(config.serving_model_dir) == before
   assert tree_digest(os.path.join(config.serving_model_dir, before[-1])) == pushed_bytes
   # The report is written for the unblessed model too, and says why.
@@ -252,3 +286,74 @@ def test_stricter_threshold_is_not_blessed_and_keeps_the_pushed_version(first_ru
   assert summary.inference == ('none: the model was not blessed, so the BulkInferrer ran no '
                                'inference')
   assert 'Batch inference: none: the model was not blessed' in report.format_summary(summary)
+
+
+# Data validation: later spans against the first run's -------------------------------------
+
+def _drifted_run(config, tmp, name, digits, per_class, scale=1.0, validation='stop'):
+  """Runs the pipeline on a new folder of digits; (summary, DataValidationError or None)."""
+  data = tmp / name
+  for digit, count in zip(digits, per_class):
+    demo_data.write_digits(str(data), (digit,), per_class=count)
+  if scale != 1.0:  # the same photos at a fraction of the resolution
+    for path in glob.glob(str(data / '*' / '*.png')):
+      with Image.open(path) as image:
+        image.resize((round(image.width * scale), round(image.height * scale))).save(path)
+  config = dataclasses.replace(
+      config, data=dataclasses.replace(config.data, path=str(data), validation=validation),
+      inference=dataclasses.replace(config.inference, data=''),
+      export=dataclasses.replace(config.export, tflite=False),
+      evaluation=dataclasses.replace(config.evaluation, min_accuracy=0.0))
+  try:
+    local_runner.run(config)
+    error = None
+  except DataValidationError as e:
+    error = e
+  return report.latest_run_summary(config), error
+
+
+def test_later_spans_are_checked_against_the_curated_schema_and_the_last_accepted_span(
+    first_run, tmp_path):
+  config, _ = first_run
+  schema = os.path.join(config.output, 'schema', 'schema.pbtxt')
+  assert 'image_domain' in open(schema).read()  # written by the first run, for editing
+  before = _versions(config.serving_model_dir)
+  # 1. 90% one class: the class balance drifted.
+  summary, error = _drifted_run(config, tmp_path, 'imbalanced', (0, 1), (100, 11))
+  assert error is not None
+  [line] = error.lines
+  assert line.startswith('class_name (train): L-infinity distance 0.')
+  assert re.search(r'expected at most 0.2 \(data.max_class_drift\): was one [45]\d%, zero [45]\d%, '
+                   r'came one \d+%, zero [89]\d%$', line), line
+  assert summary.executions['DataValidation'] == 'FAILED', summary.executions
+  for later in ('Transform', 'Trainer', 'Evaluator', 'AtomicPusher'):  # nothing ran after
+    assert later not in summary.executions, summary.executions
+  assert summary.executions['CuratedSchemaGen'] in ('COMPLETE', 'CACHED')  # the curated file
+  # 2. Stopped runs never become the baseline: the same data stops again.
+  _, again = _drifted_run(config, tmp_path, 'imbalanced', (0, 1), (100, 11))
+  assert again is not None and again.lines == error.lines
+  # 3. A class gone, a new one, and the images at a tenth of their resolution.
+  _, error = _drifted_run(config, tmp_path, 'small_other_class', (0, 2), (100, 100), scale=0.1)
+  lines = '\n'.join(error.lines)
+  assert ('class_name (train): the class set changed, expected one, zero, came two, zero '
+          '(new: two; missing: one)') in lines
+  for feature in ('image_height', 'image_width'):
+    assert re.search(rf'{feature} \(train\): Jensen-Shannon divergence [\d.]+ from the '
+                     r'previous span, expected at most 0.3 \(data.max_size_drift\): was mean '
+                     r'32 px, came mean 3 px', lines), lines
+  assert _versions(config.serving_model_dir) == before  # the model in production stays
+  # 4. data.validation: warn trains anyway; the report shows the anomaly and the drift, and
+  # the span becomes the baseline: the same data then passes with `stop`.
+  summary, error = _drifted_run(config, tmp_path, 'imbalanced', (0, 1), (100, 11),
+                                validation='warn')
+  assert error is None and summary.executions['Trainer'] == 'COMPLETE', summary.executions
+  assert summary.data_anomalies == [line]
+  assert f'  {line}' in report.format_summary(summary)
+  data = _report_json(summary)['data_validation']
+  assert data['anomalies'] == [line] and data['mode'] == 'warn'
+  assert {d['feature']: d['exceeded'] for d in data['drift']} == {
+      'class_name': True, 'image_height': False, 'image_width': False}
+  assert 'Data validation' in open(summary.evaluation_report).read()
+  summary, error = _drifted_run(config, tmp_path, 'imbalanced', (0, 1), (100, 11))
+  assert error is None and summary.data_anomalies == []
+  assert summary.executions['DataValidation'] == 'COMPLETE', summary.executions

@@ -21,7 +21,7 @@ from trainer.model import write_calibrated_weights
 
 pytestmark = pytest.mark.slow
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-UPSTREAM = ('ImageFolderExampleGen', 'StatisticsGen', 'SchemaGen', 'Transform')
+UPSTREAM = ('ImageFolderExampleGen', 'StatisticsGen', 'CuratedSchemaGen', 'Transform')
 _RUN = ('import json, sys\nfrom pipeline import local_runner\nfrom pipeline.configs import '
         'load_config\nlocal_runner.run(load_config(overrides=json.loads(sys.argv[1])))\n')
 

@@ -12,18 +12,20 @@ from tools import cli, preflight, run_summary as report
 from console import known_noise
 from tests.cli_process import run_cli
 
-COMPONENTS = ('ImageFolderExampleGen', 'StatisticsGen', 'SchemaGen', 'Transform', 'Trainer',
-              'Evaluator', 'AtomicPusher', 'EvaluationReport')
+COMPONENTS = ('ImageFolderExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator',
+              'DataValidation', 'Transform', 'Trainer', 'Evaluator', 'ServingCanary',
+              'AtomicPusher', 'EvaluationReport')
 # Every line a default run may print; anything else on the console is noise.
 CONSOLE_LINES = [
     r"Running pipeline '.*' on .* -> .*", r'Backbone weights: .*', r'Beam: .*',
     r'Log: \S+run\.log( \(\d+ warnings?\))?',
-    r'\[\d/8\] \w+ \.\.\.', r'\[\d/8\] \w+ (done|cached) in [\d.]+ s(: .*)?',
+    r'\[\d+/\d+\] \w+ \.\.\.', r'\[\d+/\d+\] \w+ (done|cached) in (\d+ min )?[\d.]+ s(: .*)?',
     r'Feature pass \((train|eval)(, \d+ augmented views?)?\): \d+ images in [\d.]+ s '
     r'\(.*images/s\)',
     r'  Epoch \d+/\d+ - [\d.]+ s( - \w+ [\d.]+)+',
-    r'', r'\|.*\|', r'Blessed: .*', r'Pushed model: .*', r'Training curves: .*',
-    r'Evaluation report: .*',
+    r'', r'\|.*\|', r'Blessed: .*', r'Serving canary: .*', r'Pushed model: .*',
+    r'Training curves: .*',
+    r'Evaluation report: .*', r'Schema: .*',
 ]
 # Messages the libraries emit in every run, which must stay out of the console.
 NOISE = [r'Unable to register cu', r'TensorRT', r'Local rendezvous', r'Instructions for updating',
@@ -48,7 +50,8 @@ def test_library_output_goes_to_the_log_and_verbose_shows_it_live(
     class_folder, tmp_path, monkeypatch, capfd):
   _fake_pipeline(monkeypatch, _library_output)
   log = tmp_path / 'run' / 'logs' / 'run.log'
-  args = ['run', '--data', str(class_folder), '--output', str(tmp_path / 'run')]
+  args = ['run', '--data', str(class_folder), '--output', str(tmp_path / 'run'),
+          '--weights', 'none']
   assert cli.main(args) == 0
   out, err = capfd.readouterr()
   assert 'summary table' in out and f'Log: {log} (0 warnings)' in out
@@ -66,7 +69,8 @@ def test_an_unexpected_failure_is_one_line_with_the_log_path_exit_1(
   def fail(config, listener=None):
     raise RuntimeError('disk on fire\nsecond line of detail')
   _fake_pipeline(monkeypatch, fail)
-  assert cli.main(['run', '--data', str(class_folder), '--output', str(tmp_path / 'run')]) == 1
+  assert cli.main(['run', '--data', str(class_folder), '--output', str(tmp_path / 'run'),
+                   '--weights', 'none']) == 1
   log = tmp_path / 'run' / 'logs' / 'run.log'
   err = capfd.readouterr().err
   assert err == f'error: RuntimeError: disk on fire (traceback in {log})\n'
@@ -82,7 +86,8 @@ def test_small_run_shows_one_start_and_one_end_line_per_component_and_no_noise(
     class_folder, tmp_path):
   output = tmp_path / 'run'
   result = run_cli(['run', '--data', str(class_folder), '--output', str(output),
-                    '--image-size', '75', '--epochs', '1', '--no-augment'], str(tmp_path / 'bin'))
+                    '--image-size', '75', '--epochs', '1', '--no-augment', '--weights', 'none'],
+                   str(tmp_path / 'bin'))
   assert result.returncode == 0, result.stderr[-3000:]
   assert result.stderr == ''
   console = result.stdout.replace('tensorflow imported: True\n', '').splitlines()
@@ -91,13 +96,16 @@ def test_small_run_shows_one_start_and_one_end_line_per_component_and_no_noise(
   assert not strays, strays
   assert not [line for line in console if any(re.search(n, line) for n in NOISE)]
   for k, component in enumerate(COMPONENTS, start=1):
-    assert console.count(f'[{k}/8] {component} ...') == 1, console
-    ends = [line for line in console if line.startswith(f'[{k}/8] {component} done in ')]
+    assert console.count(f'[{k}/{len(COMPONENTS)}] {component} ...') == 1, console
+    ends = [line for line in console
+            if line.startswith(f'[{k}/{len(COMPONENTS)}] {component} done in ')]
     assert len(ends) == 1, console
   text = '\n'.join(console)
   assert re.search(r'ImageFolderExampleGen done in .*: \d+ train, \d+ eval examples, 0 skipped', text)
   assert re.search(r'Trainer done in .*: 1 epoch, val_accuracy', text)
   assert re.search(r'Evaluator done in .*: (blessed|not blessed: .+)', text)
+  assert re.search(r'ServingCanary done in .*: (passed: loaded in [\d.]+ s|not run: the Evaluator '
+                   r'did not bless)', text)
   assert 'Feature pass (train)' in text and '  Epoch 1/1 - ' in text
   # Only real warnings are counted: progress lines are INFO, known-harmless library
   # messages are dropped, and this data has none that changes a result's meaning.

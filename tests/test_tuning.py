@@ -16,13 +16,16 @@ from pipeline.configs import (ConfigError, ModelConfig, ServingConfig, TrainingC
                               load_config)
 from pipeline.definition import create_pipeline
 from contract.settings import ExportConfig, trainer_custom_config
-from trainer import task, tuning
+from trainer import augment, task, tuning
 
-MODEL = ModelConfig(image_size=75, cut_layer='mixed0', dense_units=8)
+MODEL = ModelConfig(weights='none', image_size=75, cut_layer='mixed0', dense_units=8)
 TRAINING = TrainingConfig(epochs=2, batch_size=4, augment=False)
 TUNING = TuningConfig(enabled=True, trials=3, dense_units=[4, 8], dropout=[0.0, 0.3],
-                      learning_rate=[1e-4, 1e-2])
+                      learning_rate=[1e-4, 1e-2], validation_percent=25)
 IMAGES = 8  # per split
+# Content-hash keys of the train images: with validation_percent 25, images 0 and 1 (one of
+# each class) score the trials.
+KEYS = np.array([1000, 13, 26, 39, 52, 65, 78, 91], dtype=np.int64)
 
 
 def _pixels(split):
@@ -39,15 +42,17 @@ def searched(tmp_path_factory):
   tmp = tmp_path_factory.mktemp('tuning')
   reads = tf.Variable(0, dtype=tf.int64)
 
-  def input_fn(files, data_accessor, tft_output, image_size, training, shuffle, augment):
+  def input_fn(files, data_accessor, tft_output, image_size, training, shuffle, augment,
+               keep_keys):
     assert tft_output == 'transform/'  # the Tuner's fn_args.transform_graph_path
-    assert not shuffle and not augment
+    assert files == ['train'], 'the Tuner read the eval split the Evaluator blesses on'
+    assert not shuffle and not augment and keep_keys
     pixels, labels = _pixels(files[0])
 
-    def count(x, y):
+    def count(x, y, keys):
       reads.assign_add(tf.shape(x, out_type=tf.int64)[0])
-      return x, y
-    return tf.data.Dataset.from_tensor_slices((pixels, labels)).batch(4).map(count)
+      return x, y, keys
+    return tf.data.Dataset.from_tensor_slices((pixels, labels, KEYS)).batch(4).map(count)
 
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(task, 'input_fn', input_fn)
@@ -74,8 +79,32 @@ def test_trials_share_one_feature_pass(searched):
   trials = tuner.oracle.trials.values()
   assert len(trials) == TUNING.trials
   assert all(t.status == 'COMPLETED' for t in trials), [t.message for t in trials]
-  # 3 trials x 2 epochs, yet every image went through the backbone once.
-  assert reads == 2 * IMAGES
+  # 3 trials x 2 epochs, yet every train image went through the backbone once.
+  assert reads == IMAGES
+
+
+def test_trials_are_scored_on_a_part_of_the_train_split_fixed_by_content(tmp_path):
+  keys = tf.constant(KEYS)
+  assert tuning.held_out(keys, 25).numpy().tolist() == [True, True] + [False] * 6
+  # The same image (key) is in the same part whatever the order or the batch.
+  shuffled = tf.constant(KEYS[::-1].copy())
+  assert tuning.held_out(shuffled, 25).numpy().tolist() == [False] * 6 + [True, True]
+  real_keys = augment.image_keys(tf.constant([b'pixels of one image', b'of another']))
+  assert (tuning.held_out(real_keys, 50).numpy().tolist() ==
+          tuning.held_out(real_keys[::-1], 50).numpy().tolist()[::-1])
+
+
+def test_validation_part_must_hold_images(monkeypatch, tmp_path):
+  """With too small a share (no key under it) the Tuner stops with one line naming the key."""
+  monkeypatch.setattr(task, 'input_fn', lambda *a, **k: tf.data.Dataset.from_tensor_slices(
+      (*_pixels('train'), np.full(IMAGES, 50, np.int64))).batch(4))  # no key mod 100 under 1
+  monkeypatch.setattr(tuning.tft, 'TFTransformOutput', lambda path: path)
+  fn_args = tfx.components.FnArgs(train_files=['train'], transform_graph_path='t',
+                                  data_accessor=None)
+  training = TrainingConfig(epochs=1, batch_size=4, augment=False)
+  with pytest.raises(ValueError, match='tuning.validation_percent=1 puts 0 of the 8'):
+    tuning.feature_datasets(fn_args, MODEL, training,
+                            TuningConfig(enabled=True, validation_percent=1), str(tmp_path))
 
 
 def test_trials_explore_the_configured_space(searched):

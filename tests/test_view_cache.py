@@ -11,7 +11,7 @@ from pipeline.configs import ModelConfig
 from trainer import augment, model as model_lib, view_cache
 from trainer.preprocessing import pixels_to_bytes
 
-CONFIG = ModelConfig(image_size=75, cut_layer='mixed0')
+CONFIG = ModelConfig(weights='none', image_size=75, cut_layer='mixed0')
 SEED = 7
 N, PER_CLASS, BATCH = 10, 5, 4   # ids 0-4 are class 0, ids 5-9 class 1 (class-sorted input)
 

@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import sys
 import time
-from typing import Counter, Iterable, Iterator, List, Optional, Sequence
+from typing import Callable, Counter, Iterable, Iterator, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -144,15 +144,17 @@ def _open_output(output: Optional[str]):
 
 
 def command(model: str, inputs: Sequence[str], output: Optional[str],
-            batch_size: int = DEFAULT_BATCH_SIZE, max_pixels: Optional[int] = None) -> int:
+            batch_size: int = DEFAULT_BATCH_SIZE, max_pixels: Optional[int] = None,
+            connect: Optional[Callable[[], object]] = None) -> int:
   """`transfer-pipeline predict`: rows to `output` (or stdout), progress and summary to
-  stderr. Raises NothingToClassify (after the summary) when no file could be classified."""
+  stderr. `connect` returns another classifier than `model`'s (`tools.serving_client`).
+  Raises NothingToClassify (after the summary) when no file could be classified."""
   max_pixels = max_pixels or DataConfig.max_image_pixels
   predict_checks.check_batch_size(batch_size)
   predict_checks.check_inputs(inputs)
   predict_checks.output_format(output)
   try:
-    classifier = load_classifier(model)
+    classifier = connect() if connect else load_classifier(model)
   except (FileNotFoundError, ValueError) as e:
     raise ConfigError(f'--model: {e}') from e
   print(f'Model: {classifier.source} '

@@ -24,6 +24,8 @@ from tools import predict_checks, preflight, run_log
 
 # User errors that need no TensorFlow to raise (tools.errors has the full list).
 FAST_USER_ERRORS = (ConfigError, OutputLockedError, predict_checks.NothingToClassify)
+DEMO_OUTPUT = 'data/digits'
+DEMO_SPANS_OUTPUT = 'data/digit-spans'
 
 
 class UsageError(Exception):
@@ -79,13 +81,17 @@ def _add_model_flags(parser: argparse.ArgumentParser) -> None:
                       help=f'square input size (default {ModelConfig.image_size}, '
                       f'>= {MIN_IMAGE_SIZE})')
   parser.add_argument('--no-augment', action='store_true', help='turn data augmentation off')
+  parser.add_argument('--train-spans', type=int, metavar='N',
+                      help='with --data .../span-{SPAN}: train on the newest N spans '
+                      '(data.train_spans, default 1)')
 
 
 def _model_overrides(args: argparse.Namespace) -> dict:
   """Config overrides of `_add_model_flags` (None: not given, the config's value stays)."""
   return {'model.weights': args.weights, 'training.epochs': args.epochs,
           'model.image_size': args.image_size,
-          'training.augment': False if args.no_augment else None}
+          'training.augment': False if args.no_augment else None,
+          'data.train_spans': args.train_spans}
 
 
 def _run_config(args: argparse.Namespace):
@@ -93,7 +99,7 @@ def _run_config(args: argparse.Namespace):
   from pipeline.configs import load_config  # pylint: disable=g-import-not-at-top
   config = load_config(args.config, {
       'data.path': args.data, 'output': args.output, **_model_overrides(args),
-      'inference.data': args.infer_data,
+      'inference.data': args.infer_data, 'data.validation': args.validation,
   })
   if not config.data.path:
     raise UsageError('run needs --data (a folder of class subfolders or of TFRecords), '
@@ -154,6 +160,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+  if args.server:
+    return _predict_with_server(args)
   from tools.model_dir import resolve_model_dir  # pylint: disable=g-import-not-at-top
   # Every check that needs no TensorFlow comes first: a mistake answers at once.
   if not os.path.exists(args.model):
@@ -174,8 +182,31 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                                args.max_image_pixels)
 
 
+def _predict_with_server(args: argparse.Namespace) -> int:
+  """`predict --server`: the same output through a running TF Serving (tools/serving_client.py)."""
+  from tools.server_address import parse_server  # pylint: disable=g-import-not-at-top
+  parse_server(args.server)  # before TensorFlow is imported: answers at once
+  from tools import batch_predict, serving_client  # pylint: disable=g-import-not-at-top
+  return batch_predict.command(
+      args.server, args.inputs, args.output, args.batch_size, args.max_image_pixels,
+      connect=lambda: serving_client.connect(args.server, args.model_name, args.model_version,
+                                             args.class_names or ()))
+
+
 def _cmd_demo_data(args: argparse.Namespace) -> int:
   from tools import demo_data  # pylint: disable=g-import-not-at-top
+  if args.spans or args.next_span:
+    output = args.output if args.output != DEMO_OUTPUT else DEMO_SPANS_OUTPUT
+    if len(args.digits) < 2:
+      raise UsageError('--spans needs at least two --digits.')
+    first = demo_data.next_span(output) if args.next_span else 1
+    last = args.spans or first
+    for span in range(first, last + 1):
+      counts = demo_data.write_digit_span(output, span, args.digits)
+      print(f'Span {span}: {sum(counts.values())} digit images in '
+            f'{os.path.join(output, demo_data.SPAN_FOLDER.format(span))}: {counts}')
+    print(f'Run with --data {os.path.join(output, demo_data.SPAN_PATTERN)} (the newest span).')
+    return 0
   counts = demo_data.write_digits(args.output, args.digits)
   print(f'Wrote {sum(counts.values())} digit images to {args.output}: {counts}')
   return 0
@@ -253,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument('--data', help='folder of class subfolders of images, or of TFRecords')
   run.add_argument('--output', help='folder for everything the run writes (default runs/default)')
   _add_model_flags(run)
+  run.add_argument('--validation', choices=('stop', 'warn'),
+                   help='what data anomalies do: stop the run before training (default), '
+                   'or warn and train anyway (overrides data.validation)')
   run.add_argument('--verbose', action='store_true',
                    help="also show the libraries' log live (always in <output>/logs/run.log)")
   run.add_argument('--infer-data', metavar='FOLDER', help='unlabeled images: batch inference '
@@ -261,9 +295,16 @@ def build_parser() -> argparse.ArgumentParser:
   run.set_defaults(func=_cmd_run)
 
   predict = sub.add_parser('predict', help='classify image files and folders with a pushed model')
-  predict.add_argument('--model', required=True,
-                       help='serving_model/<model_name> folder (newest version), a version '
-                       'folder, or a model.tflite file')
+  model = predict.add_mutually_exclusive_group(required=True)
+  model.add_argument('--model',
+                     help='serving_model/<model_name> folder (newest version), a version '
+                     'folder, or a model.tflite file')
+  model.add_argument('--server', metavar='URL', help='a running TF Serving instead: '
+                     'http://HOST:8501 (REST) or grpc://HOST:8500 (gRPC)')
+  predict.add_argument('--model-name', default='image_classifier', help='with --server')
+  predict.add_argument('--model-version', type=int, help='with --server (default: the newest)')
+  predict.add_argument('--class-names', nargs='+', metavar='NAME',
+                       help='with --server: class names in class-id order (default class_0, ...)')
   predict.add_argument('inputs', nargs='+', metavar='FOLDER_OR_FILE',
                        help='image files and folders (walked recursively)')
   predict.add_argument('--output', help='predictions.csv or .jsonl (default: CSV on stdout)')
@@ -309,8 +350,14 @@ def build_parser() -> argparse.ArgumentParser:
   pre.set_defaults(func=_cmd_pretrain)
 
   demo = sub.add_parser('demo-data', help="write scikit-learn's digits as class-folder PNGs")
-  demo.add_argument('--output', default='data/digits')
+  demo.add_argument('--output', default=DEMO_OUTPUT,
+                    help=f'folder to write (with --spans: default {DEMO_SPANS_OUTPUT})')
   demo.add_argument('--digits', type=int, nargs='+', default=[0, 1])
+  demo.add_argument('--spans', type=int, default=0,
+                    help='write weekly span folders span-1 .. span-N of different images '
+                         '(span 3: a drifted class balance), for --data <output>/span-{SPAN}')
+  demo.add_argument('--next-span', action='store_true',
+                    help='write the spans so far and one more (a new week of data)')
   demo.set_defaults(func=_cmd_demo_data)
   return parser
 

@@ -1,8 +1,9 @@
 """One short line per component execution: its key result, read from its output artifacts.
 
-Dispatches on output keys (`examples`, `statistics`, `schema`, `transformed_examples`,
-`model_run`, `blessing`, `pushed_model`, `report`), so ImportExampleGen and the image
-ExampleGen are described by the same code.
+Dispatches on output keys (`examples`, `statistics`, `schema`, `anomalies`, `validation`,
+`transformed_examples`, `model_run`, `evaluation`, `blessing` (the serving canary's
+InfraBlessing), `pushed_model`, `report`), so ImportExampleGen and the image ExampleGen are
+described by the same code.
 """
 
 import json
@@ -38,12 +39,20 @@ def _folder_bytes(uri: str) -> int:
              for root, _, files in os.walk(uri) for f in files)
 
 
+def _span_prefix(examples: Artifact) -> str:
+  """'span 2: ' (or 'spans 1,2: ' for a window ingested at once) for span folders; ''."""
+  spans = _string(examples, 'spans')
+  if not spans or spans == '0':
+    return ''
+  return f'span{"s" if "," in spans else ""} {spans}: '
+
+
 def _examples(outputs: Artifacts) -> str:
   [examples] = outputs['examples']
   counts = [_int(examples, k) for k in ('num_train', 'num_eval', 'num_skipped')]
   if None in counts:
     return f'splits {", ".join(json.loads(_string(examples, "split_names") or "[]"))}'
-  line = f'{counts[0]:,} train, {counts[1]:,} eval examples, {counts[2]:,} skipped'
+  line = f'{_span_prefix(examples)}{counts[0]:,} train, {counts[1]:,} eval examples, {counts[2]:,} skipped'
   extras = [(_int(examples, key), label) for key, label in (
       ('num_ignored', 'ignored (OS/tool files)'), ('num_downscaled', 'downscaled'),
       ('num_duplicate_groups', 'groups of identical files'))]
@@ -68,12 +77,50 @@ def _schema(outputs: Artifacts) -> str:
   [schema] = outputs['schema']
   with open(os.path.join(schema.uri, 'schema.pbtxt')) as f:
     parsed = text_format.Parse(f.read(), schema_pb2.Schema())
-  return f'{len(parsed.feature)} features: {", ".join(f.name for f in parsed.feature)}'
+  editable, imported = _string(schema, 'editable_copy'), _string(schema, 'imported_from')
+  return (f'{len(parsed.feature)} features: {", ".join(f.name for f in parsed.feature)}'
+          + (f'; editable copy written to {editable}' if editable else '')
+          + (f'; imported from {imported}' if imported else ''))
+
+
+def _anomalies(outputs: Artifacts) -> str:
+  from tensorflow_metadata.proto.v0 import anomalies_pb2  # pylint: disable=g-import-not-at-top
+  [anomalies] = outputs['anomalies']
+  features = set()
+  for split in sorted(os.listdir(anomalies.uri)):
+    with open(os.path.join(anomalies.uri, split, 'SchemaDiff.pb'), 'rb') as f:
+      found = anomalies_pb2.Anomalies.FromString(f.read())
+    features.update(found.anomaly_info)
+    if found.dataset_anomaly_info.reason:
+      features.add('(data set)')
+  if not features:
+    return 'no anomalies against the schema'
+  return f'anomalies against the schema in {", ".join(sorted(features))}'
+
+
+def _validation(outputs: Artifacts) -> str:
+  # pylint: disable-next=g-import-not-at-top
+  from components.validation.data_validation import anomaly_count, load_result
+  [validation] = outputs['validation']
+  result = load_result(validation.uri)
+  drift = ', '.join(f'{d["feature"]} {d["value"]:.2f}' for d in result.get('drift', []))
+  found = len(result.get('anomalies', []))
+  head = (f'{anomaly_count(found)}, training anyway '
+          '(data.validation: warn)' if found else 'no anomalies')
+  return head + (f'; drift from the last accepted span: {drift}' if drift else
+                 f'; {result["note"]}' if result.get('note') else '')
 
 
 def _transformed(outputs: Artifacts) -> str:
   [transformed] = outputs['transformed_examples']
   return f'{_size(_folder_bytes(transformed.uri))} of transformed examples'
+
+
+def _analyzer_cache(outputs: Artifacts) -> str:
+  """Transform over a training window (nothing materialized): its analyzer cache."""
+  [cache] = outputs['updated_analyzer_cache']
+  datasets = len(os.listdir(cache.uri)) if os.path.isdir(cache.uri) else 0
+  return f'analyzer cache of {datasets} dataset{"s" if datasets != 1 else ""} (kept for the next run)'
 
 
 def _trained(outputs: Artifacts) -> str:
@@ -83,24 +130,43 @@ def _trained(outputs: Artifacts) -> str:
   epochs = len(next(iter(history.values()), []))
   final = ', '.join(f'{k} {v[-1]:.4f}' for k, v in sorted(history.items())
                     if k.startswith('val_') and v)
-  return f'{epochs} epoch{"s" if epochs != 1 else ""}' + (f', {final}' if final else '')
+  from trainer import warm_start  # pylint: disable=g-import-not-at-top
+  decision = warm_start.read_decision(model_run.uri)
+  started = '' if decision is None else (
+      '; warm start from the blessed model' if decision.used
+      else f'; from scratch: {decision.reason}')
+  return (f'{epochs} epoch{"s" if epochs != 1 else ""}' + (f', {final}' if final else '')
+          + started)
 
 
 def _blessing(outputs: Artifacts) -> str:
+  from components.evaluator.baseline_check import BASELINE_NOT_USED  # pylint: disable=g-import-not-at-top
   from components.report.evaluation_report import load_decision  # pylint: disable=g-import-not-at-top
   [blessing] = outputs['blessing']
   [evaluation] = outputs['evaluation']
   decision = load_decision(evaluation.uri, bool(_int(blessing, 'blessed')), None)
   if decision.blessed:
-    return 'blessed (passed all thresholds)'
-  return 'not blessed: ' + ('; '.join(decision.failures) or 'no threshold passed')
+    text = 'blessed (passed all thresholds)'
+  else:
+    text = 'not blessed: ' + ('; '.join(decision.failures) or 'no threshold passed')
+  not_used = _string(blessing, BASELINE_NOT_USED)
+  return text + (f'; baseline not used: {not_used}' if not_used else '')
+
+
+def _canary(outputs: Artifacts) -> str:
+  """The serving canary's line (components/serving/serving_canary.py writes it)."""
+  [blessing] = outputs['blessing']
+  return _string(blessing, 'canary') or ('blessed' if _int(blessing, 'blessed') else 'not blessed')
 
 
 def _pushed(outputs: Artifacts) -> str:
   [pushed] = outputs['pushed_model']
   if _int(pushed, 'pushed') == 1:
     return f'pushed to {_string(pushed, "pushed_destination")}'
-  return 'nothing pushed (the model was not blessed)'
+  unchanged = _string(pushed, 'unchanged_as')  # atomic_pusher.UNCHANGED_AS (no TFX import here)
+  if unchanged:
+    return f'unchanged, nothing pushed ({unchanged} holds the same model)'
+  return 'nothing pushed (the model was not blessed by the Evaluator and the serving canary)'
 
 
 def _report(outputs: Artifacts) -> str:
@@ -113,7 +179,9 @@ def _report(outputs: Artifacts) -> str:
 # Output key -> description; the first key a component has decides.
 DESCRIBERS: Dict[str, Callable[[Artifacts], str]] = {
     'examples': _examples, 'statistics': _statistics, 'schema': _schema,
-    'transformed_examples': _transformed, 'model_run': _trained, 'blessing': _blessing,
+    'anomalies': _anomalies, 'validation': _validation,
+    'transformed_examples': _transformed, 'updated_analyzer_cache': _analyzer_cache,
+    'model_run': _trained, 'evaluation': _blessing, 'blessing': _canary,
     'pushed_model': _pushed, 'report': _report,
 }
 

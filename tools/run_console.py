@@ -2,12 +2,15 @@
 
     [1/8] ImageFolderExampleGen ...
     [1/8] ImageFolderExampleGen done in 4.2 s: 35 train, 5 eval examples, 0 skipped
+
+A component that fails on the data (DataValidation) adds one indented line per anomaly.
 """
 
 import time
 from typing import List
 
 import console
+from components.validation.data_validation import DataValidationError
 from tools import component_results
 from pipeline.observed_runner import Outcome
 
@@ -47,3 +50,5 @@ class ComponentLines:
   def component_failed(self, component_id: str, error: BaseException) -> None:
     took = _seconds(time.monotonic() - self._started)
     console.say(f'{self._prefix(component_id)} FAILED after {took}: {type(error).__name__}')
+    for line in error.lines if isinstance(error, DataValidationError) else ():
+      console.say(f'  {line}')

@@ -8,9 +8,13 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
+from components.evaluator.baseline_check import BASELINE_NOT_USED
+from components.pusher.atomic_pusher import UNCHANGED_AS
 from components.report import evaluation_report, tfma_results
 from components.report.evaluation_report import HTML_FILE, ModelReport
 from components.inference.inference_table import CSV_FILE, PredictionTable
+from components.validation.data_validation import DataValidationResult, anomaly_count, load_result
+from pipeline import definition
 from pipeline.configs import PipelineConfig
 from trainer import tflite_export
 
@@ -27,6 +31,11 @@ class RunSummary:
   inference: Optional[str] = None  # batch inference: where predictions.csv is, or why none
   tflite: Optional[str] = None  # model.tflite of the pushed version: size and agreement
   tuning: Optional[str] = None  # the Tuner's trials and the chosen one
+  baseline_not_used: Optional[str] = None  # why the last blessed model was not compared
+  unchanged_as: Optional[str] = None  # blessed, not pushed: this version holds the same model
+  canary: Optional[str] = None  # the serving canary's result (checks passed or failed)
+  data_anomalies: List[str] = dataclasses.field(default_factory=list)  # accepted (warn)
+  schema: Optional[str] = None  # the curated schema file new data is checked against
 
 
 def _store(config: PipelineConfig) -> metadata_store.MetadataStore:
@@ -80,16 +89,32 @@ def latest_run_summary(config: PipelineConfig) -> RunSummary:
   pushed_path = None
   if pushed and pushed.custom_properties['pushed'].int_value == 1:
     pushed_path = pushed.custom_properties['pushed_destination'].string_value
+  unchanged_as = _custom_string(pushed, UNCHANGED_AS)
+  not_used = _custom_string(_newest(by_type.get('ModelBlessing', [])), BASELINE_NOT_USED)
   model_run = _newest(by_type.get('ModelRun', []))
   curves = os.path.join(model_run.uri, 'training_curves.png') if model_run else None
   report = _newest(by_type.get(ModelReport.TYPE_NAME, []))
   report_html = os.path.join(report.uri, HTML_FILE) if report else None
+  canary = _newest(by_type.get('InfraBlessing', []))
   return RunSummary(metrics, blessed, failures, pushed_path,
                     curves if curves and os.path.exists(curves) else None, executions,
                     report_html if report_html and os.path.exists(report_html) else None,
                     _inference_line(_newest(by_type.get(PredictionTable.TYPE_NAME, []))),
-                    _tflite_line(pushed_path),
-                    _tuning_line(_newest(by_type.get('TunerResults', []))))
+                    _tflite_line(pushed_path or unchanged_as),
+                    _tuning_line(_newest(by_type.get('TunerResults', []))), not_used,
+                    unchanged_as, _custom_string(canary, 'canary'),
+                    _data_anomalies(_newest(by_type.get(DataValidationResult.TYPE_NAME, []))),
+                    definition.curated_schema_file(config) or None)
+
+
+def _custom_string(artifact, name: str) -> Optional[str]:
+  if artifact is None or name not in artifact.custom_properties:
+    return None
+  return artifact.custom_properties[name].string_value or None
+
+
+def _data_anomalies(validation) -> List[str]:
+  return load_result(validation.uri).get('anomalies', []) if validation else []
 
 
 def _tuning_line(tuner_results) -> Optional[str]:
@@ -122,8 +147,12 @@ def _inference_line(table) -> Optional[str]:
 
 
 def format_summary(summary: RunSummary) -> str:
+  lines = []
+  if summary.data_anomalies:
+    lines += ['', f'Data validation: {anomaly_count(len(summary.data_anomalies))}, trained anyway '
+              '(data.validation: warn):'] + [f'  {line}' for line in summary.data_anomalies]
   names = sorted({n for m in summary.metrics.values() for n in m})
-  lines = ['', '| slice | ' + ' | '.join(names) + ' |', '|---' * (len(names) + 1) + '|']
+  lines += ['', '| slice | ' + ' | '.join(names) + ' |', '|---' * (len(names) + 1) + '|']
   for slice_name, values in sorted(summary.metrics.items(), key=lambda kv: kv[0] != 'Overall'):
     cells = [f'{values[n]:.4f}' if n in values else '' for n in names]
     lines.append(f'| {slice_name} | ' + ' | '.join(cells) + ' |')
@@ -132,7 +161,15 @@ def format_summary(summary: RunSummary) -> str:
     lines.append('Blessed: yes (passed all thresholds)')
   else:
     lines.append('Blessed: no' + (': ' + '; '.join(summary.failures) if summary.failures else ''))
-  lines.append(f'Pushed model: {summary.pushed_path or "nothing pushed"}')
+  if summary.baseline_not_used:
+    lines.append(f'Baseline not used: {summary.baseline_not_used}')
+  if summary.canary:
+    lines.append(f'Serving canary: {summary.canary}')
+  if summary.unchanged_as:
+    lines.append(f'Pushed model: unchanged, nothing pushed ({summary.unchanged_as} holds the '
+                 'same model)')
+  else:
+    lines.append(f'Pushed model: {summary.pushed_path or "nothing pushed"}')
   if summary.training_curves:
     lines.append(f'Training curves: {summary.training_curves}')
   if summary.evaluation_report:
@@ -143,4 +180,7 @@ def format_summary(summary: RunSummary) -> str:
     lines.append(f'TFLite: {summary.tflite}')
   if summary.tuning:
     lines.append(f'Tuning: {summary.tuning}')
+  if summary.schema:
+    lines.append(f'Schema: {summary.schema} (curated: edit it; every run checks new data '
+                 'against it)')
   return '\n'.join(lines)

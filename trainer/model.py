@@ -6,13 +6,14 @@
 """
 
 import os
-from typing import List, Optional, Set, Tuple
+from typing import ContextManager, List, Optional, Set, Tuple
 
 import h5py
 import tensorflow as tf
 import tf_keras as keras
 
 from contract.settings import ModelConfig
+from trainer import artifact_io
 
 
 class ModelConfigError(ValueError):
@@ -25,38 +26,50 @@ def inception_preprocess() -> keras.layers.Layer:
 
 
 def _inception_v3(image_size: int, weights: str) -> keras.Model:
-  """Top-less InceptionV3 with 'imagenet', no ('none') or local `.h5` weights."""
-  local_file = weights not in ('imagenet', 'none')
-  if local_file:
-    check_weights_file(weights)  # before the seconds it takes to build the network
-  base = keras.applications.InceptionV3(
-      include_top=False, input_shape=(image_size, image_size, 3),
-      weights='imagenet' if weights == 'imagenet' else None)
-  if local_file:
-    load_weights_file(base, weights)
+  """Top-less InceptionV3 with 'imagenet', no ('none') or `.h5` file weights (a local
+  path or any URI TensorFlow reads, e.g. gs://...)."""
+  if weights in ('imagenet', 'none'):
+    return keras.applications.InceptionV3(
+        include_top=False, input_shape=(image_size, image_size, 3),
+        weights='imagenet' if weights == 'imagenet' else None)
+  with _local_weights_file(weights) as local:  # h5py reads local files only
+    check_weights_file(local, weights)  # before the seconds it takes to build the network
+    base = keras.applications.InceptionV3(include_top=False, weights=None,
+                                          input_shape=(image_size, image_size, 3))
+    load_weights_file(base, local, weights)
   return base
 
 
-def check_weights_file(path: str) -> None:
-  """Fails fast for a missing file or one that is not HDF5."""
-  if not os.path.isfile(path):
+def _local_weights_file(path: str) -> ContextManager[str]:
+  """`path` itself when local, else a temporary local copy (deleted afterwards)."""
+  if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):
     raise ModelConfigError(f'Weights file {path} does not exist.')
+  return artifact_io.local_copy(path)
+
+
+def check_weights_file(path: str, name: Optional[str] = None) -> None:
+  """Fails fast for a missing local file or one that is not HDF5 (`name`: how the error
+  names it, e.g. the URI it was copied from)."""
+  name = name or path
+  if not os.path.isfile(path):
+    raise ModelConfigError(f'Weights file {name} does not exist.')
   if not h5py.is_hdf5(path):
-    raise ModelConfigError(f'Weights file {path} is not an HDF5 (.h5) file.')
+    raise ModelConfigError(f'Weights file {name} is not an HDF5 (.h5) file.')
 
 
-def load_weights_file(model: keras.Model, path: str) -> None:
+def load_weights_file(model: keras.Model, path: str, name: Optional[str] = None) -> None:
   """The lesson's `load_weights(local_weights_file)`, with clear errors.
 
   Only weights are read from the HDF5 file: no layer code or config is
   deserialized, so a weights file cannot run code.
   """
-  check_weights_file(path)
+  name = name or path
+  check_weights_file(path, name)
   try:
     model.load_weights(path)
   except (ValueError, OSError, KeyError) as e:
     raise ModelConfigError(
-        f'Weights file {path} does not fit a top-less InceptionV3 at this image size '
+        f'Weights file {name} does not fit a top-less InceptionV3 at this image size '
         f'(is it an ..._notop.h5 file?), or is truncated: {e}') from e
 
 

@@ -1,11 +1,14 @@
 """The lesson's two plots: training and validation accuracy, and loss, per epoch."""
 
+import io
 from typing import Dict, List, Optional
 
 import matplotlib
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+from trainer import artifact_io  # pylint: disable=g-import-not-at-top
 
 
 def training_curves_figure(history: Dict[str, List[float]],
@@ -34,7 +37,10 @@ def training_curves_figure(history: Dict[str, List[float]],
 
 def save_training_curves(history: Dict[str, List[float]], path: str,
                          fine_tune_start: Optional[int] = None) -> None:
-  """Writes `training_curves_figure` as a PNG."""
+  """Writes `training_curves_figure` as a PNG to `path` (local or any URI TensorFlow
+  writes, such as gs://)."""
   fig = training_curves_figure(history, fine_tune_start)
-  fig.savefig(path, dpi=100)
+  png = io.BytesIO()
+  fig.savefig(png, format='png', dpi=100)
   plt.close(fig)
+  artifact_io.write_bytes(path, png.getvalue())

@@ -3,8 +3,9 @@
 import json
 import logging
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
@@ -14,8 +15,9 @@ from tfx_bsl.public import tfxio
 import console
 from contract.features import IMAGE_KEY, LABEL_KEY
 from contract.settings import ExportConfig, ModelConfig, ServingConfig, TrainingConfig
-from trainer import augment as augment_lib, eval_predictions, export, model as model_lib, plots
-from trainer import cache_space, preprocessing, view_cache
+from trainer import artifact_io, augment as augment_lib, eval_predictions, export
+from trainer import cache_space, model as model_lib, plots, preprocessing, view_cache
+from trainer import warm_start
 from trainer.epoch_lines import EpochLines
 from trainer.preprocessing import bytes_to_pixels
 
@@ -34,18 +36,27 @@ def pixel_shuffle_buffer(image_size: int, budget: int = PIXEL_SHUFFLE_BYTES) -> 
 def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor,
              tf_transform_output: tft.TFTransformOutput, image_size: int,
              training: TrainingConfig, shuffle: bool, augment: bool,
-             keep_keys: bool = False) -> tf.data.Dataset:
+             keep_keys: bool = False, raw_examples: bool = False) -> tf.data.Dataset:
   """Batches of (float pixels [B, H, W, 3] in 0..255, float label [B, 1]), one pass;
   with `keep_keys`, (pixels, label, image key [B]) for `augment.augment`.
 
+  `raw_examples`: the files hold ExampleGen's examples (a training window of several
+  spans, which Transform does not materialize): the Transform graph is applied here.
   Augmented batches draw a new seeded augmentation of every image each epoch."""
+  metadata = (tf_transform_output.raw_metadata if raw_examples
+              else tf_transform_output.transformed_metadata)
   dataset = data_accessor.tf_dataset_factory(
       file_pattern,
       tfxio.TensorFlowDatasetOptions(batch_size=training.batch_size, label_key=LABEL_KEY,
                                      num_epochs=1, shuffle=shuffle,
                                      shuffle_buffer_size=pixel_shuffle_buffer(image_size),
                                      shuffle_seed=training.seed if shuffle else None),
-      tf_transform_output.transformed_metadata.schema)
+      metadata.schema)
+  if raw_examples:
+    transform_layer = tf_transform_output.transform_features_layer()
+    dataset = dataset.map(
+        lambda features, label: (transform_layer({IMAGE_KEY: features[IMAGE_KEY]}), label),
+        num_parallel_calls=tf.data.AUTOTUNE)
 
   def to_pixels(features, label):
     data = features[IMAGE_KEY]
@@ -64,9 +75,22 @@ def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
   return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def write_cache(dataset: tf.data.Dataset, extractor: keras.Model, cache_dir: str,
-                label: str, in_order: bool = False,
-                examples: Optional[int] = None) -> view_cache.ViewCache:
+def reads_raw_examples(fn_args: tfx.components.FnArgs) -> bool:
+  """The pipeline passes ExampleGen's examples (a training window), not Transform's."""
+  return bool((fn_args.custom_config or {}).get('raw_examples'))
+
+
+def write_cache(features: tf.data.Dataset, batch_size: int, label: str) -> None:
+  """The Tuner's feature pass: reads `features` (a cached dataset) to the end once, which
+  writes its cache file, with a progress bar (or periodic lines) on the console."""
+  with console.Progress(label=label, unit='images') as bar:
+    for _, labels in features.batch(batch_size).prefetch(tf.data.AUTOTUNE):
+      bar.update(int(tf.shape(labels)[0]))
+
+
+def write_feature_cache(dataset: tf.data.Dataset, extractor: keras.Model, cache_dir: str,
+                        label: str, in_order: bool = False,
+                        examples: Optional[int] = None) -> view_cache.ViewCache:
   """The feature pass: (pixels, label) batches -> their features in sharded files under
   `cache_dir`, stored as the extractor computes them (bfloat16 features stay compact),
   with a progress bar (or periodic lines) on the console."""
@@ -83,9 +107,9 @@ def cached_features(dataset: tf.data.Dataset, extractor: keras.Model, cache_dir:
   """(pixels, label) batches -> (features, label) batches; the features are computed
   now, once, and streamed to `cache_dir`; every epoch reads them back: in order, or
   with `shuffle_seed` reshuffled every epoch (shard order and buffer)."""
-  cache = write_cache(dataset, extractor, cache_dir,
-                      f'Feature pass ({os.path.basename(cache_dir)})',
-                      in_order=shuffle_seed is None, examples=examples)
+  cache = write_feature_cache(dataset, extractor, cache_dir,
+                              f'Feature pass ({os.path.basename(cache_dir)})',
+                              in_order=shuffle_seed is None, examples=examples)
   if shuffle_seed is None:
     return view_cache.in_order_batches(cache, batch_size)
   return view_cache.shuffled_batches(cache, batch_size, shuffle_seed)
@@ -100,7 +124,8 @@ def _pixel_datasets(fn_args: tfx.components.FnArgs, tf_transform_output: tft.TFT
                       model_config.image_size, training,
                       shuffle=(split == 'train' and shuffle_train),
                       augment=(split == 'train' and augment_train),
-                      keep_keys=(split == 'train' and keep_keys))
+                      keep_keys=(split == 'train' and keep_keys),
+                      raw_examples=reads_raw_examples(fn_args))
       for split, files in (('train', fn_args.train_files), ('eval', fn_args.eval_files))}
 
 
@@ -224,9 +249,8 @@ def _train_head(model: keras.Model, backbone: keras.Model, head: keras.Model,
       _write_eval_predictions(trained, evaluation, datasets['eval_keys'],
                               backbone.input_shape[1], fn_args)
     return history
-  finally:  # the cache can be large: never leave it in the ModelRun artifact
-    if tf.io.gfile.exists(cache_dir):
-      tf.io.gfile.rmtree(cache_dir)
+  finally:  # the cache can be large: never leave it in the ModelRun artifact (or bucket)
+    artifact_io.remove_dir(cache_dir)
 
 
 def eval_keys(fn_args: tfx.components.FnArgs, tf_transform_output: tft.TFTransformOutput,
@@ -234,7 +258,7 @@ def eval_keys(fn_args: tfx.components.FnArgs, tf_transform_output: tft.TFTransfo
   """[B] image keys of the eval split, in the order of the 'eval' pixel dataset."""
   keyed = input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
                    model_config.image_size, training, shuffle=False, augment=False,
-                   keep_keys=True)
+                   keep_keys=True, raw_examples=reads_raw_examples(fn_args))
   return keyed.map(lambda pixels, label, keys: keys)
 
 
@@ -273,7 +297,7 @@ def merge_histories(first: Dict[str, List[float]],
 
 def _save_history(history: Dict[str, List[float]], model_run_dir: str,
                   fine_tune_start: Optional[int]) -> None:
-  with open(os.path.join(model_run_dir, 'history.json'), 'w') as f:
+  with tf.io.gfile.GFile(os.path.join(model_run_dir, 'history.json'), 'w') as f:
     json.dump(history, f, indent=2)
   plots.save_training_curves(history, os.path.join(model_run_dir, 'training_curves.png'),
                              fine_tune_start=fine_tune_start)
@@ -311,7 +335,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   model = model_lib.assemble(backbone, head)
   logging.info('Training on %d classes %s, backbone weights: %s.', num_classes, class_names,
                model_config.weights)
-  os.makedirs(fn_args.model_run_dir, exist_ok=True)
+  tf.io.gfile.makedirs(fn_args.model_run_dir)
+  started = warm_start.warm_start(model, head, class_names, fn_args.base_model,
+                                  training.warm_start)
+  warm_start.log(started)
+  warm_start.write_decision(started, fn_args.model_run_dir)
   history = _train_head(model, backbone, head, datasets, num_classes, training, fn_args,
                         model_lib.resolve_feature_precision(model_config.feature_precision),
                         model_config).history
@@ -345,6 +373,13 @@ def _export_tflite(model: keras.Model, datasets: Dict[str, tf.data.Dataset],
   from trainer import tflite_export  # pylint: disable=g-import-not-at-top
   check = tflite_export.write_tflite(
       model, class_names, image_size, export_config.tflite_quantization,
-      (x.numpy() for x, _ in datasets['train']), (x.numpy() for x, _ in datasets['eval']),
+      pixel_batches(datasets['train']), pixel_batches(datasets['eval']),
       export_dir, export_config.tflite_representative_images)
   logging.info('TFLite: %s', tflite_export.describe(check))
+
+
+def pixel_batches(dataset: tf.data.Dataset) -> Iterator[np.ndarray]:
+  """The pixel batches of a (pixels, label) or, with the view cache, (pixels, label, key)
+  dataset."""
+  for batch in dataset:
+    yield batch[0].numpy()

@@ -24,7 +24,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from contract.settings import TFLITE_QUANTIZATIONS
-from trainer import export
+from trainer import artifact_io, export
 from trainer.preprocessing import decode_and_resize
 
 TFLITE_FILE = 'model.tflite'
@@ -67,16 +67,19 @@ class TFLiteClassifier:
   """Encoded images -> probabilities with the TFLite interpreter (as `predict` needs)."""
 
   def __init__(self, path: str, num_threads: Optional[int] = None):
-    if not os.path.isfile(path):
+    """`path`: a local file or any URI TensorFlow reads (gs://...)."""
+    if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):
       raise FileNotFoundError(f'No TFLite model at {path}.')
     self.source = path
-    self.interpreter = tf.lite.Interpreter(model_path=path, num_threads=num_threads)
+    self.interpreter = tf.lite.Interpreter(model_content=artifact_io.read_bytes(path),
+                                           num_threads=num_threads)
     self._input = self.interpreter.get_input_details()[0]
     self._output = self.interpreter.get_output_details()[0]
     self.image_size = int(self._input['shape'][1])
     num_classes = int(self._output['shape'][-1])
     self.class_names = export.fallback_class_names(
-        num_classes, export.read_class_names(os.path.dirname(os.path.abspath(path))))
+        num_classes, export.read_class_names(
+            os.path.dirname(path if artifact_io.is_uri(path) else os.path.abspath(path))))
 
   def predict_pixels(self, pixels: np.ndarray) -> np.ndarray:
     """uint8 or float pixels [B, size, size, 3] (0..255) -> probabilities [B, classes]."""
@@ -140,8 +143,7 @@ def write_tflite(model: keras.Model, class_names: List[str], image_size: int,
                     if quantization == 'int8' else None)
   flatbuffer = convert(model, num_classes, image_size, quantization, representative)
   path = os.path.join(export_dir, TFLITE_FILE)
-  with tf.io.gfile.GFile(path, 'wb') as f:
-    f.write(flatbuffer)
+  artifact_io.write_bytes(path, flatbuffer)
   check = {'file': TFLITE_FILE, 'bytes': len(flatbuffer), 'quantization': quantization,
            'representative_images': sum(map(len, representative or [])),
            'eval_split': compare_on(model, TFLiteClassifier(path), num_classes, image_size,

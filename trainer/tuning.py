@@ -1,9 +1,10 @@
 """Hyperparameter search for the head: `tuner_fn` for TFX's Tuner component.
 
 The backbone is frozen and augmentation is off, so the cut layer's features are
-computed once (the Trainer's feature cache, `task.cached_features`) and every trial
-trains only a head on them: `trials: 10` costs about one feature pass plus ten head
-trainings. The space (`tuning:` in the config): dense units, dropout, learning rate,
+computed once and every trial trains only a head on them: `trials: 10` costs about one
+feature pass plus ten head trainings. Trials are scored on a validation part carved
+from the train split by content hash (`tuning.validation_percent`), never on the eval
+split that the Evaluator blesses on, so a lucky trial cannot buy a blessing. The space (`tuning:` in the config): dense units, dropout, learning rate,
 pooling. The Trainer reads the best trial's values (`apply_hyperparameters`).
 """
 
@@ -19,7 +20,7 @@ import tf_keras as keras
 from tfx import v1 as tfx
 
 from contract.settings import ModelConfig, TrainingConfig, TuningConfig
-from trainer import model as model_lib, preprocessing, task
+from trainer import artifact_io, model as model_lib, preprocessing, task
 
 OBJECTIVE = 'val_accuracy'
 SECONDS_KEY = 'trial_seconds'  # added to each trial's values: the report lists it
@@ -50,13 +51,26 @@ def _range(hp: kt.HyperParameters, name: str, bounds, sampling: str = 'linear') 
 
 
 class _Timed:
-  """Records each trial's wall time among its values (TFX writes them to tuner_results)."""
+  """Records each trial's wall time among its values (TFX writes them to tuner_results),
+  and deletes the search's files when it ends.
+
+  TFX reads the results from the tuner in memory after `search`; its working folder is
+  not removed on Kubeflow (a `.temp` folder in the bucket), so the cached features and
+  the trials' checkpoints are removed here, where they were written."""
+  cleanup_dirs: Tuple[str, ...] = ()
 
   def run_trial(self, trial, *args, **kwargs):
     start = time.perf_counter()
     result = super().run_trial(trial, *args, **kwargs)
     trial.hyperparameters.values[SECONDS_KEY] = round(time.perf_counter() - start, 2)
     return result
+
+  def search(self, *args, **kwargs):
+    try:
+      return super().search(*args, **kwargs)
+    finally:
+      for folder in self.cleanup_dirs:
+        artifact_io.remove_dir(folder)
 
 
 class TimedRandomSearch(_Timed, kt.RandomSearch):
@@ -70,20 +84,46 @@ class TimedBayesianOptimization(_Timed, kt.BayesianOptimization):
 TUNERS = {'random': TimedRandomSearch, 'bayesian': TimedBayesianOptimization}
 
 
+def held_out(keys: tf.Tensor, validation_percent: int) -> tf.Tensor:
+  """True for the images of the Tuner's validation part: content hash mod 100 < percent."""
+  return tf.math.floormod(keys, 100) < validation_percent
+
+
 def feature_datasets(fn_args: tfx.components.FnArgs, model_config: ModelConfig,
-                     training: TrainingConfig, cache_dir: str) -> Dict[str, tf.data.Dataset]:
-  """'train' (shuffled per epoch) and 'eval' batches of cached backbone features."""
+                     training: TrainingConfig, tuning: TuningConfig,
+                     cache_dir: str) -> Dict[str, tf.data.Dataset]:
+  """'train' (shuffled per epoch) and 'validation' batches of cached backbone features,
+  both from the train split: an image is in 'validation' when the hash of its transformed
+  pixels (`augment.image_keys`) mod 100 is under `tuning.validation_percent`, the same
+  images in every run. The eval split, on which the Evaluator blesses, is never read."""
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
   extractor = model_lib.feature_extractor(model_lib.build_backbone(model_config))
-  os.makedirs(cache_dir, exist_ok=True)
-  datasets = {}
-  for split, files in (('train', fn_args.train_files), ('eval', fn_args.eval_files)):
-    pixels = task.input_fn(files, fn_args.data_accessor, tf_transform_output,
-                           model_config.image_size, training, shuffle=False, augment=False)
-    datasets[split] = task.cached_features(
-        pixels, extractor, os.path.join(cache_dir, split), training.batch_size,
-        shuffle_seed=training.seed if split == 'train' else None)
-  return datasets
+  tf.io.gfile.makedirs(cache_dir)
+  pixels = task.input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
+                         model_config.image_size, training, shuffle=False, augment=False,
+                         keep_keys=True, raw_examples=task.reads_raw_examples(fn_args))
+  features = pixels.map(lambda x, y, keys: (extractor(x, training=False), y, keys)).unbatch()
+  features = features.cache(os.path.join(cache_dir, 'train'))
+  task.write_cache(features.map(lambda f, y, keys: (f, y)), training.batch_size,
+                   'Feature pass (train, Tuner)')
+  validation_count, total = (int(n) for n in features.reduce(
+      (0, 0), lambda counts, element: (counts[0] + tf.cast(
+          held_out(element[2], tuning.validation_percent), tf.int32), counts[1] + 1)))
+  if not 0 < validation_count < total:
+    raise ValueError(
+        f'tuning.validation_percent={tuning.validation_percent} puts {validation_count} of '
+        f'the {total} train images into the Tuner\'s validation part: both parts need images.')
+
+  def part(validation: bool) -> tf.data.Dataset:
+    chosen = features.filter(
+        lambda f, y, keys: tf.equal(held_out(keys, tuning.validation_percent), validation))
+    chosen = chosen.map(lambda f, y, keys: (tf.cast(f, tf.float32), y))
+    if not validation:
+      chosen = chosen.shuffle(4 * training.batch_size, seed=training.seed,
+                              reshuffle_each_iteration=True)
+    return chosen.batch(training.batch_size).prefetch(tf.data.AUTOTUNE)
+
+  return {'train': part(False), 'validation': part(True)}
 
 
 def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
@@ -94,16 +134,17 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
   tuning = TuningConfig(**settings['tuning'])
   num_classes = len(preprocessing.class_names(tft.TFTransformOutput(fn_args.transform_graph_path)))
   keras.utils.set_random_seed(training.seed)
-  datasets = feature_datasets(fn_args, model_config, training,
-                              os.path.join(fn_args.working_dir, 'feature_cache'))
+  cache_dir = os.path.join(fn_args.working_dir, 'feature_cache')
+  datasets = feature_datasets(fn_args, model_config, training, tuning, cache_dir)
   feature_shape = tuple(datasets['train'].element_spec[0].shape[1:])
   tuner = TUNERS[tuning.algorithm](
       build_head_fn(feature_shape, num_classes, model_config, tuning),
       objective=kt.Objective(OBJECTIVE, 'max'), max_trials=tuning.trials,
       seed=training.seed, directory=fn_args.working_dir, project_name='head_search',
       overwrite=True)
+  tuner.cleanup_dirs = (cache_dir, tuner.project_dir)
   return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs={
-      'x': datasets['train'], 'validation_data': datasets['eval'],
+      'x': datasets['train'], 'validation_data': datasets['validation'],
       'epochs': tuning.epochs or training.epochs, 'verbose': 2})
 
 

@@ -151,7 +151,7 @@ def write_views(pixel_batches: tf.data.Dataset, extractor: keras.Model, views: i
              else _plain_features_fn(extractor, dtype))
   shards = 1 if in_order else shards_per_view(views, examples)
   writers = [_ShardedWriter(f'{cache_dir}/view-{k}', shards) for k in range(views)]
-  examples = 0
+  written = 0
   try:
     for number, batch in enumerate(pixel_batches):
       pixels, labels = batch[0], batch[1].numpy()
@@ -161,15 +161,15 @@ def write_views(pixel_batches: tf.data.Dataset, extractor: keras.Model, views: i
         places = np.random.default_rng([seed, view, number]).integers(shards, size=len(labels))
         for one, label, shard in zip(features, labels, places):
           writer.write(int(shard), _serialize(one, label))
-      examples += len(labels)
+      written += len(labels)
       if progress:
-        progress(examples)
+        progress(written)
   finally:
     for writer in writers:
       writer.close()
-  if not examples:
+  if not written:
     raise ValueError('The training split is empty: no features to cache.')
-  return ViewCache(tuple(w.files for w in writers), examples, shape, dtype,
+  return ViewCache(tuple(w.files for w in writers), written, shape, dtype,
                    shuffle_buffer(shape, dtype, shuffle_bytes))
 
 

@@ -3,10 +3,10 @@ has no eval example.
 
 TFMA checks the slices it sees, and a class absent from the eval split has no slice: its
 accuracy was never measured, yet every threshold passes. This executor runs TFX's
-Evaluator, then reads the ingest summary ExampleGen wrote beside the examples; for each
+Evaluator (with `baseline_check`'s baseline rule), then reads the ingest summary ExampleGen wrote beside the examples; for each
 class with no eval example it records a failure (`UNEVALUATED_FILE` in the evaluation
 output, which the report and the run summary read) and withholds the blessing. The
-pipeline uses TFX's own Evaluator instead when `evaluation.allow_classes_without_eval`
+pipeline uses `baseline_check.Evaluator` alone when `evaluation.allow_classes_without_eval`
 is true.
 """
 
@@ -18,26 +18,32 @@ from typing import Any, Dict, List
 import tensorflow as tf
 from tfx import types
 from tfx.components.evaluator import constants
-from tfx.components.evaluator import executor as evaluator_executor
 from tfx.dsl.components.base import executor_spec
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils
 from tfx import v1 as tfx
 
+from components.evaluator import baseline_check
 from components.example_gen.ingest_summary import SUMMARY_FILE, load_summary
 
 UNEVALUATED_FILE = 'unevaluated_classes.json'
 OPT_IN = 'evaluation.allow_classes_without_eval: true'
 
 
-def unevaluated_classes(examples_uri: str) -> Dict[str, int]:
-  """Class -> train examples, for every class with no eval example (empty when the
-  examples carry no ingest summary, e.g. from another ExampleGen)."""
-  if not tf.io.gfile.exists(os.path.join(examples_uri, SUMMARY_FILE)):
-    return {}
-  written = load_summary(examples_uri).written
-  return {name: train for name, train in written['train'].items()
-          if not written['eval'].get(name)}
+def unevaluated_classes(*examples_uris: str) -> Dict[str, int]:
+  """Class -> train examples, for every class with no eval example in any of the Examples
+  (a training window holds several spans; none when they carry no ingest summary, e.g.
+  from another ExampleGen)."""
+  train: Dict[str, int] = {}
+  evaluated = set()
+  for uri in examples_uris:
+    if not tf.io.gfile.exists(os.path.join(uri, SUMMARY_FILE)):
+      continue
+    written = load_summary(uri).written
+    for name, count in written['train'].items():
+      train[name] = train.get(name, 0) + count
+    evaluated.update(name for name, count in written['eval'].items() if count)
+  return {name: count for name, count in train.items() if name not in evaluated}
 
 
 def failure_texts(classes: Dict[str, int]) -> List[str]:
@@ -63,16 +69,16 @@ def _withhold_blessing(blessing: types.Artifact) -> None:
                                    constants.NOT_BLESSED_VALUE)
 
 
-class Executor(evaluator_executor.Executor):
-  """TFX's Evaluator executor; then no blessing while a class has no eval example."""
+class Executor(baseline_check.Executor):
+  """The baseline-checked Evaluator executor; then no blessing while a class has no eval
+  example."""
 
   def Do(self, input_dict: Dict[str, List[types.Artifact]],
          output_dict: Dict[str, List[types.Artifact]],
          exec_properties: Dict[str, Any]) -> None:
     super().Do(input_dict, output_dict, exec_properties)
-    examples = artifact_utils.get_single_instance(
-        input_dict[standard_component_specs.EXAMPLES_KEY])
-    failures = failure_texts(unevaluated_classes(examples.uri))
+    examples = input_dict[standard_component_specs.EXAMPLES_KEY]
+    failures = failure_texts(unevaluated_classes(*(e.uri for e in examples)))
     if not failures:
       return
     evaluation = artifact_utils.get_single_uri(
@@ -85,6 +91,6 @@ class Executor(evaluator_executor.Executor):
 
 
 class Evaluator(tfx.components.Evaluator):
-  """`tfx.components.Evaluator` whose executor refuses to bless a model with a class that
-  has no eval example (same inputs, outputs and id)."""
+  """`baseline_check.Evaluator` that also refuses to bless a model with a class that has
+  no eval example (same inputs, outputs and id)."""
   EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)

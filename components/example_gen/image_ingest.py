@@ -45,10 +45,11 @@ from PIL import Image
 
 from components.example_gen.image_listing import HIDDEN_FOLDER, display, is_local
 from contract.settings import IngestOptions, max_stored_bytes
-from contract.features import CLASS_NAME_KEY, FILENAME_KEY, IMAGE_KEY, LABEL_KEY
+from contract.features import (CLASS_NAME_KEY, FILENAME_KEY, IMAGE_BYTE_SIZE_KEY,
+                               IMAGE_EXTENSIONS, IMAGE_FORMAT_KEY, IMAGE_HEIGHT_KEY, IMAGE_KEY,
+                               IMAGE_WIDTH_KEY, LABEL_KEY)
 from trainer import orientation
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.gif', '.bmp')
 # The only formats read: what tf.io.decode_image (Transform, serving) decodes.
 IMAGE_FORMATS = ('JPEG', 'PNG', 'GIF', 'BMP')
 _SIGNATURES = (b'\xff\xd8\xff', b'\x89PNG\r\n\x1a\n', b'GIF87a', b'GIF89a', b'BM')
@@ -342,14 +343,24 @@ def read_image(path: str, real_root: str, max_pixels: int,
 
 
 def make_example(image: bytes, label: int, class_name: str, relpath: str) -> tf.train.Example:
-  """The raw example every ExampleGen path writes (feature keys from contract.features)."""
+  """The raw example every ExampleGen path writes (feature keys from contract.features):
+  the image, its label, and the stored image's size and format for data validation."""
   def strings(value: str) -> tf.train.Feature:
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode('utf-8')]))
 
+  def integer(value: int) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+
+  with Image.open(io.BytesIO(image), formats=IMAGE_FORMATS) as probe:  # the header only
+    (width, height), image_format = probe.size, probe.format
   feature = {
       IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image])),
-      LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+      LABEL_KEY: integer(label),
       CLASS_NAME_KEY: strings(class_name),
       FILENAME_KEY: strings(display(relpath)),
+      IMAGE_HEIGHT_KEY: integer(height),
+      IMAGE_WIDTH_KEY: integer(width),
+      IMAGE_BYTE_SIZE_KEY: integer(len(image)),
+      IMAGE_FORMAT_KEY: strings(image_format),
   }
   return tf.train.Example(features=tf.train.Features(feature=feature))

@@ -25,12 +25,19 @@ versions. Leftovers of killed pushes (`.staging-*` folders, versions without
 `saved_model.pb` on object stores) older than STALE_AFTER_SECONDS are removed by the
 next push.
 
+A blessed model whose files are byte-identical to the newest version (an unchanged
+rerun: the Trainer was cached) is not pushed again: the PushedModel artifact says
+`pushed` 0 and names that version in its `unchanged_as` property.
+
 `AtomicPusher` is the stock Pusher component with this executor: same inputs,
-outputs, blessing check and PushedModel artifact.
+outputs, blessing check and PushedModel artifact. With `custom_config={'serving_config':
+{'model_name': ..., 'max_batch': ...}}` it also writes TF Serving's configuration for the
+new version beside the model folder (`components.serving.serving_config`).
 """
 
 import datetime
 import errno
+import json
 import os
 import random
 import time
@@ -47,12 +54,16 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
+from components.serving import serving_config
+
 STAGING_PREFIX = '.staging-'
+UNCHANGED_AS = 'unchanged_as'  # PushedModel property: the identical version already there
 SAVED_MODEL_PB = 'saved_model.pb'
 # Older than any push in progress: a push copies one model (minutes at most).
 STALE_AFTER_SECONDS = 24 * 3600
 _TIME_FORMAT = '%Y%m%d%H%M%S'
 _RANDOM_RANGE = 100_000
+_CHUNK = 1 << 20
 
 
 class PushError(RuntimeError):
@@ -112,6 +123,32 @@ def _copy_files(model_dir: str, target: str, written: List[str]) -> None:
     fileio.makedirs(os.path.dirname(destination))
     fileio.copy(os.path.join(model_dir, relative), destination, overwrite=False)
     written.append(destination)
+
+
+def _same_bytes(first: str, second: str) -> bool:
+  if fileio.stat(first).length != fileio.stat(second).length:
+    return False
+  with fileio.open(first, 'rb') as a, fileio.open(second, 'rb') as b:
+    while True:
+      chunk = a.read(_CHUNK)
+      if chunk != b.read(_CHUNK):
+        return False
+      if not chunk:
+        return True
+
+
+def newest_identical_version(model_dir: str, base_directory: str) -> Optional[str]:
+  """The newest version folder if it holds exactly the files of `model_dir`, else None."""
+  versions = _existing_versions(base_directory)
+  if not versions:
+    return None
+  newest = os.path.join(base_directory, max(versions, key=int))
+  files = _model_files(model_dir)
+  if files != _model_files(newest):
+    return None
+  if all(_same_bytes(os.path.join(model_dir, f), os.path.join(newest, f)) for f in files):
+    return newest
+  return None
 
 
 def _fsync(path: str) -> None:
@@ -239,12 +276,26 @@ class AtomicPushExecutor(pusher_executor.Executor):
       raise NotImplementedError('AtomicPushExecutor pushes to a filesystem destination only.')
     base_directory = destination.filesystem.base_directory
     model_dir = self.GetModelPath(input_dict)
+    unchanged = newest_identical_version(model_dir, base_directory)
+    if unchanged:
+      logging.info('Model unchanged: identical to %s, nothing pushed.', unchanged)
+      self._MarkNotPushed(model_push)
+      model_push.set_string_custom_property(UNCHANGED_AS, unchanged)
+      return
     io_utils.copy_dir(model_dir, model_push.uri)  # the artifact's own copy, before going live
     for leftover in remove_stale_leftovers(base_directory):
       logging.warning('Removed %s, left by a push that did not finish.', leftover)
+    stable = max((int(v) for v in _existing_versions(base_directory)), default=None)
     serving_path = publish_new_version(model_dir, base_directory)
     version = os.path.basename(serving_path)
     logging.info('Model version %s published to %s.', version, serving_path)
+    config = json.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
+                        or 'null') or {}
+    if 'serving_config' in config:
+      folder = serving_config.write_serving_config(
+          base_directory, version=int(version), stable_version=stable,
+          **config['serving_config'])
+      logging.info('TF Serving configuration for version %s written to %s.', version, folder)
     self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=version)
 
 

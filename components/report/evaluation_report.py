@@ -8,6 +8,7 @@ Pusher pushes nothing. Running after the Pusher means a failing report can never
 stop a blessed model from being pushed.
 """
 
+import dataclasses
 import heapq
 import html
 import json
@@ -20,12 +21,15 @@ from tfx import v1 as tfx
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
+from components.evaluator.baseline_check import BASELINE_NOT_USED
+from components.pusher.atomic_pusher import UNCHANGED_AS
 from components.report import report_html
 from components.report.tfma_results import load_confusion_matrix, load_decision, load_metrics
 from components.example_gen.ingest_summary import VOCABULARY_FILE
 from components.report.report_html import Prediction
+from components.validation.data_validation import DataValidationResult, load_result
 from contract.features import FILENAME_KEY, IMAGE_KEY, LABEL_KEY
-from trainer import augment, eval_predictions, plots, tflite_export
+from trainer import augment, eval_predictions, plots, tflite_export, warm_start
 from trainer.preprocessing import decode_and_resize, pixels_to_bytes
 
 HTML_FILE = 'report.html'
@@ -194,6 +198,9 @@ def EvaluationReport(
     report: tfx.dsl.components.OutputArtifact[ModelReport],
     tuner_results: tfx.dsl.components.InputArtifact[
         tfx.types.standard_artifacts.TunerResults] = None,
+    infra_blessing: tfx.dsl.components.InputArtifact[
+        tfx.types.standard_artifacts.InfraBlessing] = None,
+    data_validation: tfx.dsl.components.InputArtifact[DataValidationResult] = None,
     split: tfx.dsl.components.Parameter[str] = 'eval',
     max_misclassified: tfx.dsl.components.Parameter[int] = 16,
     batch_size: tfx.dsl.components.Parameter[int] = 32,
@@ -219,15 +226,30 @@ def EvaluationReport(
   decision = load_decision(evaluation.uri, *_blessing_info(blessing))
   if pushed_model.has_custom_property('pushed_destination'):
     decision.pushed_to = pushed_model.get_string_custom_property('pushed_destination')
+  if pushed_model.has_custom_property(UNCHANGED_AS):
+    decision.unchanged_as = pushed_model.get_string_custom_property(UNCHANGED_AS)
+  if blessing.has_custom_property(BASELINE_NOT_USED):
+    decision.baseline_not_used = blessing.get_string_custom_property(BASELINE_NOT_USED)
   metrics = load_metrics(evaluation.uri)
   tflite = tflite_export.read_check(model_dir)
   extra = [('TFLite export', f'<p>{html.escape(tflite["file"])}: '
                                   f'{html.escape(tflite_export.describe(tflite))}</p>')
            ] if tflite else []
+  canary = (infra_blessing.get_string_custom_property('canary')
+            if infra_blessing and infra_blessing.has_custom_property('canary') else '')
+  if canary:  # the serving canary's checks (components/serving/serving_canary.py)
+    extra.append(('Serving canary', f'<p>{html.escape(canary)}</p>'))
+  started = warm_start.read_decision(model_run.uri)
+  if started:
+    extra.append(('Training start', f'<p>{html.escape(started.line())}</p>'))
   trials = load_trials(tuner_results.uri) if tuner_results else []
   if trials:
     extra.append(('Hyperparameter search (Tuner)', report_html.trials_table(
         trials, trials[0]['trial_id'])))
+  validation = load_result(data_validation.uri) if data_validation else {}
+  if validation:
+    extra.append(('Data validation (schema and drift from the last accepted span)',
+                  report_html.data_validation_html(validation)))
   page = report_html.render_html(
       'Evaluation report', decision, metrics, matrix, names, misclassified,
       max_misclassified, training_curves(model_run.uri), model_uri=model_dir,
@@ -238,7 +260,9 @@ def EvaluationReport(
   with tf.io.gfile.GFile(os.path.join(report.uri, JSON_FILE), 'w') as f:
     json.dump({**report_html.report_json(matrix, names, misclassified, max_misclassified,
                                          decision, metrics), 'tflite': tflite,
-               'tuning_trials': trials}, f, indent=2)
+               'tuning_trials': trials, 'serving_canary': canary,
+               'warm_start': dataclasses.asdict(started) if started else None,
+               'data_validation': validation}, f, indent=2)
   report.set_int_custom_property('blessed', int(decision.blessed))
   report.set_int_custom_property('num_misclassified', len(misclassified))
   print(f'EvaluationReport: {os.path.join(report.uri, HTML_FILE)} '

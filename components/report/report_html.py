@@ -46,6 +46,8 @@ class Decision:
   failures: List[str]    # the ones that failed (empty when blessed)
   baseline: Optional[str]  # the last blessed model compared against, if any
   pushed_to: Optional[str] = None  # the serving version the Pusher wrote, if it pushed
+  baseline_not_used: Optional[str] = None  # why the last blessed model was not compared
+  unchanged_as: Optional[str] = None  # not pushed: this serving version is the same model
 
 
 def confusion_matrix(labels: Sequence[int], predicted: Sequence[int],
@@ -150,6 +152,8 @@ def report_json(matrix: np.ndarray, class_names: Sequence[str],
       'failures': decision.failures,
       'baseline': decision.baseline,
       'pushed_to': decision.pushed_to,
+      'baseline_not_used': decision.baseline_not_used,
+      'unchanged_as': decision.unchanged_as,
       'metrics': metrics,
   }
 
@@ -188,6 +192,26 @@ def metrics_table(metrics: Dict[str, Dict[str, float]], class_names: Sequence[st
   return _table(['slice'] + names, rows)
 
 
+def data_validation_html(result: Dict) -> str:
+  """DataValidation's result: the anomalies the run trained with (data.validation: warn)
+  and the drift from the last accepted span, measure by measure."""
+  anomalies = result.get('anomalies', [])
+  count = f'{len(anomalies)} anomal{"y" if len(anomalies) == 1 else "ies"}'
+  items = ''.join(f'<li>{html.escape(a)}</li>' for a in anomalies)
+  parts = [f'<p class="bad">{count} (trained anyway: data.validation: warn)</p><ul>{items}</ul>'
+           if anomalies else '<p class="ok">No anomalies.</p>']
+  drifts = result.get('drift', [])
+  if drifts:
+    parts.append(_table(
+        ['feature', 'split', 'measure', 'value', 'threshold', 'last accepted span', 'this span'],
+        [[d['feature'], d['split'], d['measure'], f'{d["value"]:.3f}' + (' (over)' if
+          d['exceeded'] else ''), f'{d["threshold"]:g}', d['previous'], d['current']]
+         for d in drifts]))
+  if result.get('note'):
+    parts.append(f'<p>{html.escape(result["note"])}</p>')
+  return ''.join(parts)
+
+
 def trials_table(trials: Sequence[Dict], chosen_id: Optional[str]) -> str:
   """The Tuner's trials (best first): hyperparameters, validation accuracy, seconds, and
   which one the Trainer used."""
@@ -203,6 +227,9 @@ def trials_table(trials: Sequence[Dict], chosen_id: Optional[str]) -> str:
 
 def _decision_section(decision: Decision) -> str:
   pushed = f' Pushed to {html.escape(decision.pushed_to)}.' if decision.pushed_to else ''
+  if decision.unchanged_as:
+    pushed = (f' Unchanged, nothing pushed: {html.escape(decision.unchanged_as)} holds the '
+              'same model.')
   verdict = (f'<p class="ok">Blessed: yes, the model passed every threshold.{pushed}</p>'
              if decision.blessed else
              '<p class="bad">Blessed: no, the Pusher did not push this model.</p>')
@@ -210,6 +237,9 @@ def _decision_section(decision: Decision) -> str:
   failures = ''.join(f'<li>{html.escape(f)}</li>' for f in decision.failures)
   baseline = html.escape(decision.baseline or 'none (no blessed model yet: '
                          'thresholds relative to a baseline were not checked)')
+  if decision.baseline_not_used:
+    baseline = html.escape(f'not used: {decision.baseline_not_used} (thresholds relative '
+                           'to a baseline were not checked)')
   parts = [verdict, f'<p>Thresholds checked:</p><ul>{items or "<li>none</li>"}</ul>',
            f'<p>Baseline model: {baseline}</p>']
   if failures:
@@ -222,6 +252,8 @@ def _misclassified_section(misclassified: Sequence[Prediction], class_names: Seq
   if not misclassified:
     return '<p>No misclassified images in the eval split.</p>'
   shown = list(misclassified[:grid_size])
+  if not shown:  # evaluation.report_misclassified: 0
+    return f'<p>{len(misclassified)} misclassified (none shown).</p>'
   rows = [[p.filename, class_name(class_names, p.label), class_name(class_names, p.predicted),
            f'{p.confidence:.4f}'] for p in shown]
   return (f'<p>{len(misclassified)} misclassified; the {len(shown)} most confident:</p>'

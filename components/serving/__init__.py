@@ -1,0 +1,1 @@
+"""TF Serving readiness: the serving canary, its warmup requests, the serving configuration."""

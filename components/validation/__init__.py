@@ -1,0 +1,1 @@
+"""Data validation: a curated schema, span-to-span drift, and the gate before training."""

@@ -1,0 +1,84 @@
+"""Reruns into one output folder: an unchanged rerun is cached and pushes nothing, and
+baselines are models of the same classes only (one LocalDagRunner run after another,
+checked in ML Metadata, the serving folder and the report). A rewritten weights file and
+a source edit change the cache keys of the components that use them
+(tests/test_fingerprints.py)."""
+
+import json
+import os
+
+import pytest
+
+from pipeline import local_runner
+from pipeline.configs import load_config
+from tests.conftest import tree_digest
+from tools import component_results, demo_data, run_summary as report
+from tools.class_folder import load_class_folder
+from trainer.model import write_calibrated_weights
+
+pytestmark = pytest.mark.slow
+UPSTREAM = ('ImageFolderExampleGen', 'StatisticsGen', 'SchemaGen', 'Transform')
+
+
+def _run(config):
+  local_runner.run(config)
+  summary = report.latest_run_summary(config)
+  with open(os.path.join(os.path.dirname(summary.evaluation_report), 'report.json')) as f:
+    return summary, json.load(f)
+
+
+def _evaluator_line(config):
+  """The Evaluator's console line, from its newest output artifacts in ML Metadata."""
+  by_type, _ = report._latest_run_artifacts(report._store(config))  # pylint: disable=protected-access
+  return component_results.describe({
+      'blessing': [max(by_type['ModelBlessing'], key=lambda a: a.id)],
+      'evaluation': [max(by_type['ModelEvaluation'], key=lambda a: a.id)]})
+
+
+def _states(summary, components):
+  return {c: summary.executions.get(c) for c in components}
+
+
+def test_reruns_keep_their_promises(tmp_path):
+  data = str(tmp_path / 'digits')
+  demo_data.write_digits(data, (0, 1), per_class=20)
+  weights = str(tmp_path / 'notop.h5')
+  write_calibrated_weights(weights, load_class_folder(data, 75, per_class=4).images)
+  config = load_config(overrides={
+      'data.path': data, 'output': str(tmp_path / 'run'), 'model.weights': weights,
+      'model.image_size': 75, 'training.epochs': 1, 'training.augment': False,
+      'evaluation.min_accuracy': 0.0, 'evaluation.max_accuracy_drop': 1.0,
+      'evaluation.report_misclassified': 0})
+  serving = config.serving_model_dir
+
+  first, _ = _run(config)
+  assert first.blessed and first.pushed_path and first.baseline_not_used is None
+  pushed = tree_digest(serving)
+
+  # Unchanged rerun: everything up to the Trainer is cached; the Evaluator does not take
+  # the (cached) candidate as its own baseline, and the same model is not pushed again.
+  unchanged, data_json = _run(config)
+  assert set(_states(unchanged, UPSTREAM + ('Trainer',)).values()) == {'CACHED'}
+  assert unchanged.blessed and 'the candidate itself' in unchanged.baseline_not_used
+  assert unchanged.pushed_path is None and unchanged.unchanged_as == first.pushed_path
+  assert tree_digest(serving) == pushed
+  text = report.format_summary(unchanged)
+  assert 'unchanged, nothing pushed' in text and 'Baseline not used: it is the candidate' in text
+  assert data_json['unchanged_as'] == first.pushed_path
+  assert 'baseline not used: it is the candidate itself' in _evaluator_line(config)
+
+  # Two class folders added (with the old model as baseline, TFMA failed on a label past
+  # its outputs): the rerun completes, is judged on the absolute thresholds alone, and
+  # says why the last blessed model was not its baseline. (One added class takes the same
+  # path: tests/test_baseline_check.py; a run costs ~1 min of CPU.)
+  demo_data.write_digits(data, (2, 3), per_class=20)
+  summary, data_json = _run(config)
+  reason = "classes changed from ['one', 'zero'] to ['one', 'three', 'two', 'zero']"
+  assert summary.baseline_not_used == reason, summary.baseline_not_used
+  assert data_json['baseline'] is None and data_json['baseline_not_used'] == reason
+  assert f'Baseline not used: {reason}' in report.format_summary(summary)
+  assert f'; baseline not used: {reason}' in _evaluator_line(config)
+  assert 'not used: classes changed from' in open(summary.evaluation_report).read()
+  assert summary.blessed and summary.pushed_path != first.pushed_path
+  assert summary.metrics['Overall']['example_count'] > 0
+  assert len(os.listdir(serving)) == 2
