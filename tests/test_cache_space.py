@@ -97,7 +97,7 @@ class _NeverRead:
 
 def test_the_trainer_refuses_before_the_feature_pass(tmp_path, monkeypatch):
   """run_fn's phase one: the size check comes before any feature is computed."""
-  config = ModelConfig(image_size=75, cut_layer='mixed0')
+  config = ModelConfig(image_size=75, cut_layer='mixed0', weights='none')
   backbone = model_lib.build_backbone(config)
   head = model_lib.build_head(tuple(backbone.output_shape[1:]), 2, config)
   _write_split(str(tmp_path / 'train.gz'), 40)
@@ -117,7 +117,7 @@ def test_the_trainer_refuses_before_the_feature_pass(tmp_path, monkeypatch):
 
 
 def test_average_pooling_caches_one_value_per_channel_and_trains_the_same_head():
-  config = ModelConfig(image_size=75, cut_layer='mixed0', pooling='average')
+  config = ModelConfig(image_size=75, cut_layer='mixed0', pooling='average', weights='none')
   backbone = model_lib.build_backbone(config)
   extractor = model_lib.feature_extractor(backbone)
   head = model_lib.build_head(tuple(backbone.output_shape[1:]), 2, config)
@@ -127,5 +127,5 @@ def test_average_pooling_caches_one_value_per_channel_and_trains_the_same_head()
   np.testing.assert_allclose(tail(pooled(pixels)).numpy(), head(extractor(pixels)).numpy(),
                              rtol=1e-5)
   assert {w.ref() for w in tail.trainable_weights} == {w.ref() for w in head.trainable_weights}
-  flat_config = ModelConfig(image_size=75, cut_layer='mixed0')
+  flat_config = ModelConfig(image_size=75, cut_layer='mixed0', weights='none')
   assert task.pooled_for_cache(extractor, head, flat_config) == (extractor, head)
