@@ -3,7 +3,7 @@
 import statistics
 from typing import Any, Dict, List, Optional
 
-from bench import ingest, photos
+from bench import ingest, photos, scale
 
 Figures = Dict[str, Any]
 TARGET_EPOCHS = 20
@@ -21,7 +21,7 @@ def _cached_epoch_figures(cached: Dict[str, Any], baseline_seconds: float) -> Fi
   if len(epochs) < 2:
     return {}
   later = statistics.median(epochs[1:])
-  # The feature pass runs just before `fit` (trainer.task.write_cache): counted in epoch 1.
+  # The feature pass runs just before `fit` (trainer.task.write_feature_cache): counted in epoch 1.
   first = epochs[0] + cached.get('feature_pass_seconds', 0.0)
   return {'cached_first_epoch_seconds': first, 'cached_later_epoch_seconds': later,
           'speedup_ceiling_head_only': _ratio(baseline_seconds, later * len(epochs))}
@@ -256,16 +256,22 @@ def _targets(f: Figures, settings: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
 def figures(raw: Dict[str, Any], settings: Dict[str, Any]) -> Figures:
   """All figures, named plainly, with the targets and whether each was met."""
   settings.setdefault('default_views', 4)
+  if 'baseline' not in raw:  # --only-scale
+    result = scale.figures(raw['scale'])
+    result['targets'] = scale.targets(result)
+    return result
   result = {**_training(raw), **_pipeline(raw), **_insight(raw), **_serving(raw),
             **_inference(raw),
             **_tuning(raw), **_memory(raw, settings), **_feature_pass(raw),
             **_augmented(raw, settings)}
   result.update(_ceilings(result, raw, settings))
+  if 'scale' in raw:
+    result.update(scale.figures(raw['scale']))
   if 'ingest' in raw:
     result.update(ingest.figures(raw['ingest']))
   if 'photos' in raw:
     result.update(photos.figures(raw['photos']))
-  result['targets'] = _targets(result, settings)
+  result['targets'] = {**_targets(result, settings), **scale.targets(result)}
   return result
 
 
@@ -444,12 +450,17 @@ def _precision_rows(f: Figures) -> List[List[str]]:
 
 def table(f: Figures) -> str:
   """The markdown table: figure, value, ratio to its reference in this run, target."""
+  if 'speedup_cached_vs_baseline' not in f:  # --only-scale
+    rows = scale.rows(f)
+    return '\n'.join(_row(r) for r in [['figure', 'value', 'ratio', 'target'], ['---'] * 4] + rows)
   rows = (_training_rows(f) + _augmented_rows(f) + _precision_rows(f) + _pipeline_rows(f)
           + _serving_rows(f) + _inference_rows(f) + _memory_rows(f))
   if 'ingest_images_per_second' in f:
     rows += ingest.rows(f)
   if 'photos_seconds_per_image' in f:
     rows += photos.rows(f)
+  if 'scale' in f:
+    rows += scale.rows(f)
   return '\n'.join(_row(r) for r in [['figure', 'value', 'ratio', 'target'], ['---'] * 4] + rows)
 
 

@@ -20,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[0] = ROOT
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from bench import data as data_lib, ingest, memory, mlmd, photos, report
+from bench import data as data_lib, ingest, memory, mlmd, photos, report, scale
 from pipeline.configs import POOLINGS, PipelineConfig, TrainingConfig, load_config
 
 RESULTS = os.path.join(ROOT, 'bench', 'results')
@@ -165,6 +165,16 @@ def harder_task(bench: Bench, work: str) -> Dict[str, Any]:
           'views': views_sweep(bench, hard, 'hard', 'hard_')}
 
 
+def only_scale(bench: Bench, args: argparse.Namespace, stamp: str) -> Dict[str, Any]:
+  """The weights (calibrated on the 1x data) and the scale stage alone."""
+  folders = scale.write_data(bench.work, args.images, args.scale)
+  if not args.weights:
+    bench.stage('weights', 'weights', bench.config(folders[1], 'scale-1x'), '--images',
+                _train_folder(folders[1]))
+  return {'stamp': stamp, 'work': bench.work,
+          'scale': scale.measure(bench, pipeline_components, args.images, args.scale, folders)}
+
+
 def run(args: argparse.Namespace) -> Dict[str, Any]:
   """All stages; returns the raw results per stage."""
   stamp = time.strftime('%Y%m%d-%H%M%S', time.gmtime())
@@ -172,6 +182,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
   os.makedirs(work)
   weights = os.path.abspath(args.weights or os.path.join(work, 'weights_notop.h5'))
   bench = Bench(work, args, weights)
+  if args.only_scale:
+    return only_scale(bench, args, stamp)
   full, small = prepare_data(args, work)
   config = bench.config(full, 'full', feature_cache=True)
   if not args.weights:
@@ -202,6 +214,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
   raw['ingest'] = ingest.measure(bench.process_tree_stage, work, args.images)
   if args.photos:
     raw['photos'] = photos.measure(bench, pipeline_components, args.photos)
+  if args.scale:
+    raw['scale'] = scale.measure(bench, pipeline_components, args.images, args.scale)
   return raw
 
 
@@ -243,6 +257,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
   parser.add_argument('--photos', type=int, default=40,
                       help='12 MP photos run through the pipeline stored at full size and '
                            'downscaled (0 skips it)')
+  parser.add_argument('--scale', type=int, default=0,
+                      help='also run the whole pipeline (augmentation on) on N times --images '
+                           'next to a 1x run: time per image, peak RSS and disk per '
+                           'component at both sizes (0 skips it)')
+  parser.add_argument('--only-scale', action='store_true',
+                      help='run only the calibrated weights and the --scale stage')
   parser.add_argument('--keep', action='store_true',
                       help='keep the images and pipeline runs (logs are always kept)')
   return parser.parse_args(argv)
@@ -250,6 +270,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> None:
   args = parse_args(argv)
+  if args.only_scale and args.scale < 2:
+    sys.exit('bench: --only-scale needs --scale N with N >= 2.')
+  if args.only_scale and args.data:
+    sys.exit('bench: the scale stage writes its own data; leave out --data.')
   raw = run(args)
   settings = {'train_images': args.images, 'data': args.data or 'built-in digits',
               'stream_images': args.stream_images, 'epochs': args.epochs,
@@ -260,6 +284,8 @@ def main(argv: Optional[List[str]] = None) -> None:
   with open(path, 'w') as f:  # raw results first: `python -m bench.report` can redo the rest
     json.dump({'settings': settings, 'stages': raw}, f, indent=2)
   figures = report.figures(raw, settings)
+  if args.scale:
+    settings['scale'] = args.scale
   table = (f'{settings["train_images"]} train images ({settings["data"]}), {args.epochs} epochs, '
            f'{args.image_size} px, {args.pooling} head, {settings["cpus"]} CPUs\n\n'
            + report.table(figures))

@@ -165,7 +165,7 @@ def trainer_stage(config: PipelineConfig, args: argparse.Namespace) -> Result:
   _timed(task, '_fit', fit_seconds)
   # The feature cache is written by an explicit pass before `fit` (it was part of the
   # first epoch): counted in fit_seconds, so that figures compare as before.
-  _timed(task, 'write_cache', feature_pass_seconds)
+  _timed(task, 'write_feature_cache', feature_pass_seconds)
   _timed(task.export, 'export_serving_model', export_seconds)
   _time_epochs(epoch_seconds)
   start = time.time()

@@ -183,3 +183,118 @@ def test_tfrecords_take_declared_class_names_and_check_labels(tmp_path):
   with pytest.raises(ingest_pipeline.IngestError, match=r"Declared classes \['fish'\] have no"):
     ingest_pipeline.ingest(str(data), str(tmp_path / 'unused'),
                            class_names=('cats', 'dogs', 'birds', 'fish'))
+
+
+def _record_offsets(path):
+  """Byte offset of every record of an uncompressed TFRecord file."""
+  import struct  # pylint: disable=g-import-not-at-top
+  data, offsets, at = path.read_bytes(), [], 0
+  while at < len(data):
+    offsets.append(at)
+    at += 12 + struct.unpack('<Q', data[at:at + 8])[0] + 4
+  return offsets
+
+
+def _flip_byte(path, at):
+  data = bytearray(path.read_bytes())
+  data[at] ^= 0xFF
+  path.write_bytes(bytes(data))
+
+
+def test_a_corrupt_record_is_quarantined_with_its_offset_and_the_file_read_on(tmp_path):
+  data = tmp_path / 'records'
+  data.mkdir()
+  path = data / 'part.tfrecord'
+  _write_records(path, [0, 1] * 15)
+  offsets = _record_offsets(path)
+  _flip_byte(path, offsets[4] + 12 + 20)  # inside the 5th record's data
+  read = list(ingest_pipeline.read_records(str(path)))
+  assert [offset for offset, _ in read] == offsets
+  assert isinstance(read[4][1], ingest_pipeline.Refused)
+  assert sum(isinstance(r, bytes) for _, r in read) == 29
+  summary = ingest_pipeline.ingest(str(data), str(tmp_path / 'out'), class_names=('cats', 'dogs'))
+  assert summary.total_skipped == 1 and sum(summary.found.values()) == 30
+  assert sum(sum(summary.written[s].values()) for s in ('train', 'eval')) == 29
+  record, = summary.skipped_files
+  assert record == {'path': f'part.tfrecord@{offsets[4]}', 'class': '(corrupt TFRecord data)',
+                    'reason': 'corrupt TFRecord record',
+                    'detail': f'data checksum mismatch in the record at byte offset {offsets[4]}'}
+
+
+def test_a_corrupt_length_quarantines_the_rest_of_the_file_as_one_entry(tmp_path):
+  data = tmp_path / 'records'
+  data.mkdir()
+  _write_records(data / 'part.tfrecord', [0, 1] * 15)
+  offsets = _record_offsets(data / 'part.tfrecord')
+  _flip_byte(data / 'part.tfrecord', offsets[20] + 1)  # the 21st record's length field
+  summary = ingest_pipeline.ingest(str(data), str(tmp_path / 'out'), class_names=('cats', 'dogs'),
+                                   max_skipped_fraction=0.5)
+  assert sum(sum(summary.written[s].values()) for s in ('train', 'eval')) == 20
+  record, = summary.skipped_files
+  assert record['path'] == f'part.tfrecord@{offsets[20]}'
+  assert record['reason'] == 'corrupt TFRecord length: rest of the file unread'
+  (data / 'cut.tfrecord').write_bytes((data / 'part.tfrecord').read_bytes()[:offsets[3] + 30])
+  (data / 'part.tfrecord').unlink()
+  summary = ingest_pipeline.ingest(str(data), str(tmp_path / 'cut'), class_names=('cats', 'dogs'))
+  assert sum(sum(summary.written[s].values()) for s in ('train', 'eval')) == 3
+  assert [r['reason'] for r in summary.skipped_files] == ['truncated TFRecord file']
+
+
+def test_the_split_of_tfrecord_examples_does_not_depend_on_how_files_are_cut(tmp_path):
+  """No filename feature: the split is a content hash, so one file or three give every
+  example the same split."""
+  labels = [0, 1] * 20
+  one, three = tmp_path / 'one', tmp_path / 'three'
+  one.mkdir()
+  three.mkdir()
+  _write_records(one / 'all.tfrecord', labels)
+  records = [r.numpy() for r in tf.data.TFRecordDataset(str(one / 'all.tfrecord'))]
+  order = np.random.default_rng(0).permutation(len(records))  # and in another order
+  for part, indices in enumerate(np.array_split(order, 3)):
+    with tf.io.TFRecordWriter(str(three / f'part-{part}.tfrecord')) as writer:
+      for i in indices:
+        writer.write(records[i])
+
+  def split_by_image(folder):
+    out = str(tmp_path / f'out-{folder.name}')
+    ingest_pipeline.ingest(str(folder), out, class_names=('cats', 'dogs'), eval_percent=25)
+    return {feature(example, 'image'): split for split in ('train', 'eval')
+            for example in read_examples(out, split)}
+
+  first, second = split_by_image(one), split_by_image(three)
+  assert len(first) == len(records) and first == second
+  assert 0 < list(first.values()).count('eval') < len(records)
+
+
+def test_a_large_tfrecord_file_is_read_as_byte_ranges_each_record_once(tmp_path, monkeypatch):
+  data = tmp_path / 'records'
+  data.mkdir()
+  path = data / 'big.tfrecord'
+  _write_records(path, [0, 1] * 20)
+  offsets, size = _record_offsets(path), path.stat().st_size
+  whole = list(ingest_pipeline.read_records(str(path)))
+  for range_bytes in (100, 997, 4000, size):  # records are ~250 bytes: ranges cut them
+    items = ingest_pipeline.tfrecord_ranges([(None, str(path))], range_bytes)
+    assert len(items) == -(-size // range_bytes)
+    assert all(end is None for *_, end in items) == (range_bytes == size)
+    read = [r for _, p, start, end in items
+            for r in ingest_pipeline.read_records(p, start, end)]
+    assert read == whole
+  _flip_byte(path, offsets[7] + 12 + 20)  # a corrupt record: the range holding it goes on
+  read = [r for _, p, start, end in ingest_pipeline.tfrecord_ranges([(None, str(path))], 997)
+          for r in ingest_pipeline.read_records(p, start, end)]
+  assert [o for o, _ in read] == offsets
+  assert [o for o, r in read if isinstance(r, ingest_pipeline.Refused)] == [offsets[7]]
+  _flip_byte(path, offsets[7] + 12 + 20)  # mended
+  whole_out, ranged_out = str(tmp_path / 'whole'), str(tmp_path / 'ranged')
+  summary = ingest_pipeline.ingest(str(data), whole_out, class_names=('cats', 'dogs'))
+  monkeypatch.setattr(ingest_pipeline, 'TFRECORD_RANGE_BYTES', 2000)
+  ranged = ingest_pipeline.ingest(str(data), ranged_out, class_names=('cats', 'dogs'))
+  assert ranged.written == summary.written and ranged.total_skipped == 0
+  shards = os.listdir(os.path.join(ranged_out, 'Split-train'))
+  assert len(shards) == -(-size // 2000) > 1  # one shard per range: spread over workers
+  by_image = lambda out: {feature(e, 'image'): (s, feature(e, 'filename'))
+                          for s in ('train', 'eval') for e in read_examples(out, s)}
+  assert by_image(whole_out) == by_image(ranged_out)  # same splits, keys file@offset
+  assert {k for _, k in by_image(whole_out).values()} == {
+      f'big.tfrecord@{o}'.encode() for o in offsets}

@@ -159,3 +159,42 @@ def test_unlabeled_example_gen_reads_an_s3_folder_as_the_local_one(s3, local_fol
   assert skipped == {'cats/.cache': 'hidden folder (not read)',
                      'cats/broken.png': 'corrupt image data',
                      'dogs/notes.txt': 'not an image file extension'}
+
+
+def test_a_remote_folder_is_listed_once_per_run(s3, local_folder, tmp_path, monkeypatch):
+  """The driver's fingerprint, the layout probes (TFRecords at the root, under train/ and
+  validation/) and the listing share one listing of the bucket."""
+  from apache_beam.io.filesystems import FileSystems  # pylint: disable=g-import-not-at-top
+  _, files = local_folder
+  _upload(s3, files)
+  root, calls, match = f's3://{BUCKET}/{PREFIX}', [], FileSystems.match
+
+  def counting(patterns, limits=None):
+    calls.extend(p for p in patterns if p.startswith(root))
+    return match(patterns, limits)
+
+  monkeypatch.setattr(FileSystems, 'match', counting)
+  uri, state = _run_example_gen(root, str(tmp_path / 'run'))
+  assert state == 'COMPLETE' and calls == [f'{root}/**']
+  assert ingest_pipeline.load_summary(uri).found == {'cats': 10, 'dogs': 8, '(root)': 1}
+  calls.clear()  # without the driver's fingerprint (a tool, or another process): one too
+  ingest_pipeline.list_data(root, ingest_pipeline.IngestOptions())
+  assert calls == [f'{root}/**']
+
+
+def test_tfrecords_in_a_bucket_are_found_from_the_one_listing(s3):
+  from apache_beam.io.filesystems import FileSystems  # pylint: disable=g-import-not-at-top
+  from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=g-import-not-at-top
+  from components.example_gen import image_listing  # pylint: disable=g-import-not-at-top
+  FileSystems.set_options(PipelineOptions())  # as the driver does: settings from the env
+  for key in ('flat/a.tfrecord', 'flat/b.tfrecord.gz', 'flat/sub/c.tfrecord',
+              'split/train/a.tfrecord-00000', 'split/validation/b.tfrecords',
+              'split/validation/notes.txt', 'onlytrain/train/a.tfrecord'):
+    s3.put_object(Bucket=BUCKET, Key=key, Body=b'x')
+  base = f's3://{BUCKET}'
+  assert image_listing.list_folder(f'{base}/flat').tfrecord_files == {
+      '': [f'{base}/flat/a.tfrecord', f'{base}/flat/b.tfrecord.gz']}
+  assert image_listing.list_folder(f'{base}/split').tfrecord_files == {
+      'train': [f'{base}/split/train/a.tfrecord-00000'],
+      'eval': [f'{base}/split/validation/b.tfrecords']}
+  assert not image_listing.list_folder(f'{base}/onlytrain').tfrecord_files  # a class folder

@@ -70,8 +70,7 @@ def test_view_k_is_the_backbone_on_the_kth_augmentation(tmp_path, extractor, ima
 
 def test_each_epoch_reads_one_view_of_every_image_class_mixed(tmp_path, extractor, images):
   cache = _write(tmp_path, extractor, images, views=2)
-  views = [_epochs(cache, 1)[0][0], _epochs(view_cache.ViewCache(
-      cache.files[1:], cache.examples, cache.feature_shape, cache.dtype), 1)[0][0]]
+  views = [_epochs(cache, 1)[0][0], _epochs(cache.view(1), 1)[0][0]]
   assert not np.allclose(views[0][3], views[1][3])  # two views differ
   epochs = _epochs(cache, 5)
   orders = []
@@ -88,16 +87,20 @@ def test_each_epoch_reads_one_view_of_every_image_class_mixed(tmp_path, extracto
 def test_views_are_reproducible_and_stored_compactly_in_bfloat16(tmp_path, extractor, images):
   first = _write(tmp_path / 'a', extractor, images, views=2)
   again = _write(tmp_path / 'b', extractor, images, views=2)
+  assert [os.path.basename(f) for f in first.files] == [
+      os.path.basename(f) for f in again.files]
   for a, b in zip(first.files, again.files):
     assert open(a, 'rb').read() == open(b, 'rb').read()
   compact = _write(tmp_path / 'c', extractor, images, views=1, dtype=tf.bfloat16)
-  full, = _epochs(view_cache.ViewCache(first.files[:1], N, first.feature_shape, first.dtype), 1)
+  full, = _epochs(first.view(0), 1)
   half, = _epochs(compact, 1)
   scale = np.abs(full[0][0]).max()
   for i in range(N):  # bfloat16 keeps 8 bits of mantissa: relative error <= 2^-8
     assert half[0][i].dtype == np.float32
     np.testing.assert_allclose(half[0][i], full[0][i], rtol=2**-8, atol=1e-6 * scale)
-  assert os.path.getsize(compact.files[0]) < 0.6 * os.path.getsize(first.files[0])
+  size = lambda files: sum(os.path.getsize(f) for f in files)
+  assert size(compact.files) < 0.6 * size(first.shards[0])
+  assert size(compact.files) == N * view_cache.record_bytes(compact.feature_shape, tf.bfloat16)
 
 
 def test_the_feature_pass_of_the_view_cache_shows_one_progress_line(tmp_path, extractor, images):
@@ -115,3 +118,69 @@ def test_the_feature_pass_of_the_view_cache_shows_one_progress_line(tmp_path, ex
   lines = stream.getvalue().splitlines()  # plain lines every 10 s on a slow machine, then
   assert lines and all(line.startswith(label) for line in lines), lines  # the summary
   assert lines[-1].startswith(f'{label}{N} images in '), lines
+
+
+def _identity_cache(tmp_path, n, shuffle_bytes, views, in_order=False):
+  """n examples whose one feature and label are their id, cached in shards of a size
+  that a `shuffle_bytes` buffer makes (tiny records: fast at 20,000)."""
+  import tf_keras as keras  # pylint: disable=g-import-not-at-top
+  ids = np.arange(n, dtype=np.float32).reshape(-1, 1)
+  inputs = keras.Input((1,))
+  identity = keras.Model(inputs, keras.layers.Identity()(inputs))
+  batches = tf.data.Dataset.from_tensor_slices((ids, ids)).batch(1000)
+  return view_cache.write_views(batches, identity, views, str(tmp_path), SEED, augmented=False,
+                                shuffle_bytes=shuffle_bytes, in_order=in_order)
+
+
+def _positions(cache, epoch, batch=500):
+  """Where each example comes in epoch `epoch`, checking it comes exactly once."""
+  order = np.concatenate([y.numpy().ravel() for _, y in view_cache.epoch_batches(
+      cache, epoch + 1, batch, SEED, initial_epoch=epoch)]).astype(int)
+  np.testing.assert_array_equal(np.sort(order), np.arange(cache.examples))
+  position = np.empty(cache.examples)
+  position[order] = np.arange(cache.examples)
+  return position
+
+
+def test_every_epoch_is_a_new_order_at_20000_examples(tmp_path):
+  """Each view laid out in its own random shard order, shards read in a per-epoch
+  order, interleaved, through a bounded buffer: two epochs' orders are uncorrelated,
+  and each reads every example exactly once."""
+  n = 20_000
+  cache = _identity_cache(tmp_path, n, shuffle_bytes=1000 * view_cache.record_bytes(
+      (1,), tf.float32), views=3)
+  assert cache.shuffle_buffer == 1000 and len(cache.shards[0]) > 100
+  positions = [_positions(cache, epoch) for epoch in range(4)]  # views 0, 1, 2, 0
+  for a, b in ((0, 1), (1, 2), (0, 2)):  # different views: as two random permutations
+    assert abs(np.corrcoef(positions[a], positions[b])[0, 1]) < 0.03
+  # Re-reading view 0 (epoch 3): the shard order and the buffer change, ~1/sqrt(shards).
+  assert abs(np.corrcoef(positions[0], positions[3])[0, 1]) < 0.25
+  assert np.mean(np.abs(positions[0] - positions[3])) > n / 5
+  # Each epoch mixes the whole set: its first tenth draws from every tenth of the input.
+  assert len(set(np.argsort(positions[1])[:n // 10] // (n // 10))) == 10
+  np.testing.assert_array_equal(positions[0], _positions(cache, 0))  # seeded
+
+
+def test_the_plain_cache_reshuffles_on_every_pass_and_eval_keeps_its_order(tmp_path):
+  n = 5_000
+  cache = _identity_cache(tmp_path, n, shuffle_bytes=200 * view_cache.record_bytes(
+      (1,), tf.float32), views=1)
+  shuffled = view_cache.shuffled_batches(cache, 100, SEED)
+  passes = [np.concatenate([y.numpy().ravel() for _, y in shuffled]) for _ in range(2)]
+  for order in passes:
+    np.testing.assert_array_equal(np.sort(order), np.arange(n))
+  assert abs(np.corrcoef(np.argsort(passes[0]), np.argsort(passes[1]))[0, 1]) < 0.2
+  assert np.mean(passes[0] != passes[1]) > 0.99
+  written = _identity_cache(tmp_path / 'eval', n, 10**6, views=1, in_order=True)
+  assert len(written.files) == 1
+  in_order = np.concatenate([y.numpy().ravel() for _, y in view_cache.in_order_batches(
+      written, 100)])
+  np.testing.assert_array_equal(in_order, np.arange(n))
+
+
+def test_shards_are_bounded_by_open_files_and_by_examples_per_shard():
+  assert view_cache.shards_per_view(1) == view_cache.MAX_OPEN_SHARDS
+  assert view_cache.shards_per_view(4) == view_cache.MAX_OPEN_SHARDS // 4
+  assert view_cache.shards_per_view(64) == 16
+  assert view_cache.shards_per_view(4, examples=2000) == 2000 // view_cache.MIN_SHARD_EXAMPLES
+  assert view_cache.shards_per_view(1, examples=10) == 1

@@ -16,9 +16,21 @@ import console
 from contract.features import IMAGE_KEY, LABEL_KEY
 from contract.settings import ExportConfig, ModelConfig, ServingConfig, TrainingConfig
 from trainer import artifact_io, augment as augment_lib, eval_predictions, export
-from trainer import model as model_lib, plots, preprocessing, view_cache, warm_start
+from trainer import cache_space, model as model_lib, plots, preprocessing, view_cache
+from trainer import warm_start
 from trainer.epoch_lines import EpochLines
 from trainer.preprocessing import bytes_to_pixels
+
+
+# Memory held by the raw-pixel shuffle of the training split (TFXIO's default is a count,
+# 10,000 examples: 0.7 GB at 150 px, 2.7 GB at 299 px).
+PIXEL_SHUFFLE_BYTES = 256 * 2**20
+
+
+def pixel_shuffle_buffer(image_size: int, budget: int = PIXEL_SHUFFLE_BYTES) -> int:
+  """Examples the raw-pixel shuffle holds: `budget` bytes of serialized examples (raw RGB
+  plus ~100 bytes of proto), e.g. 3,970 at 150 px and 1,000 at 299 px."""
+  return max(1, budget // (3 * image_size * image_size + 100))
 
 
 def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor,
@@ -37,6 +49,7 @@ def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
       file_pattern,
       tfxio.TensorFlowDatasetOptions(batch_size=training.batch_size, label_key=LABEL_KEY,
                                      num_epochs=1, shuffle=shuffle,
+                                     shuffle_buffer_size=pixel_shuffle_buffer(image_size),
                                      shuffle_seed=training.seed if shuffle else None),
       metadata.schema)
   if raw_examples:
@@ -68,25 +81,38 @@ def reads_raw_examples(fn_args: tfx.components.FnArgs) -> bool:
 
 
 def write_cache(features: tf.data.Dataset, batch_size: int, label: str) -> None:
-  """The feature pass: reads `features` (a cached dataset) to the end once, which writes
-  its cache file, with a progress bar (or periodic lines) on the console."""
+  """The Tuner's feature pass: reads `features` (a cached dataset) to the end once, which
+  writes its cache file, with a progress bar (or periodic lines) on the console."""
   with console.Progress(label=label, unit='images') as bar:
     for _, labels in features.batch(batch_size).prefetch(tf.data.AUTOTUNE):
       bar.update(int(tf.shape(labels)[0]))
 
 
-def cached_features(dataset: tf.data.Dataset, extractor: keras.Model, cache_file: str,
-                    batch_size: int, shuffle_seed=None) -> tf.data.Dataset:
+def write_feature_cache(dataset: tf.data.Dataset, extractor: keras.Model, cache_dir: str,
+                        label: str, in_order: bool = False,
+                        examples: Optional[int] = None) -> view_cache.ViewCache:
+  """The feature pass: (pixels, label) batches -> their features in sharded files under
+  `cache_dir`, stored as the extractor computes them (bfloat16 features stay compact),
+  with a progress bar (or periodic lines) on the console."""
+  with console.Progress(label=label, unit='images') as bar:
+    return view_cache.write_views(dataset, extractor, 1, cache_dir, seed=0,
+                                  dtype=tf.as_dtype(extractor.output.dtype),
+                                  progress=lambda done: bar.update(done - bar.done),
+                                  augmented=False, in_order=in_order, examples=examples)
+
+
+def cached_features(dataset: tf.data.Dataset, extractor: keras.Model, cache_dir: str,
+                    batch_size: int, shuffle_seed=None,
+                    examples: Optional[int] = None) -> tf.data.Dataset:
   """(pixels, label) batches -> (features, label) batches; the features are computed
-  now, once, and streamed to `cache_file`; every epoch reads them back."""
-  features = dataset.map(lambda x, y: (extractor(x, training=False), y)).unbatch()
-  features = features.cache(cache_file)
-  write_cache(features, batch_size, f'Feature pass ({os.path.basename(cache_file)})')
-  # Stored as the extractor computes them (bfloat16 features stay compact on disk).
-  features = features.map(lambda f, y: (tf.cast(f, tf.float32), y))
-  if shuffle_seed is not None:
-    features = features.shuffle(4 * batch_size, seed=shuffle_seed, reshuffle_each_iteration=True)
-  return features.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+  now, once, and streamed to `cache_dir`; every epoch reads them back: in order, or
+  with `shuffle_seed` reshuffled every epoch (shard order and buffer)."""
+  cache = write_feature_cache(dataset, extractor, cache_dir,
+                              f'Feature pass ({os.path.basename(cache_dir)})',
+                              in_order=shuffle_seed is None, examples=examples)
+  if shuffle_seed is None:
+    return view_cache.in_order_batches(cache, batch_size)
+  return view_cache.shuffled_batches(cache, batch_size, shuffle_seed)
 
 
 def _pixel_datasets(fn_args: tfx.components.FnArgs, tf_transform_output: tft.TFTransformOutput,
@@ -120,29 +146,70 @@ def uses_view_cache(training: TrainingConfig) -> bool:
 
 
 def cached_views(pixels: tf.data.Dataset, extractor: keras.Model, cache_dir: str,
-                 training: TrainingConfig,
-                 dtype: tf.DType = tf.float32) -> Tuple[tf.data.Dataset, int]:
+                 training: TrainingConfig, dtype: tf.DType = tf.float32,
+                 examples: Optional[int] = None) -> Tuple[tf.data.Dataset, int]:
   """(pixels, label, key) batches -> (feature batches of one augmented view per image
   and epoch, steps per epoch); min(augmented_views, epochs) views computed once."""
   views = min(training.augmented_views, training.epochs)
   with console.Progress(label=f'Feature pass (train, {views} augmented view'
                         f'{"s" if views != 1 else ""})', unit='images') as bar:
     cache = view_cache.write_views(pixels, extractor, views, cache_dir, training.seed, dtype,
-                                   progress=lambda done: bar.update(done - bar.done))
+                                   progress=lambda done: bar.update(done - bar.done),
+                                   examples=examples)
   logging.info('Cached %d views of %d training images.', cache.views, cache.examples)
   batches = view_cache.epoch_batches(cache, training.epochs, training.batch_size, training.seed)
   return batches, view_cache.steps_per_epoch(cache, training.batch_size)
 
 
+def cache_estimate(fn_args: tfx.components.FnArgs, feature_shape: Tuple[int, ...],
+                   training: TrainingConfig, train_dtype: tf.DType) -> cache_space.CacheEstimate:
+  """The feature cache's size, from the splits' example counts (one read of each)."""
+  views = min(training.augmented_views, training.epochs) if uses_view_cache(training) else 1
+  return cache_space.CacheEstimate(
+      views, cache_space.count_records(fn_args.train_files),
+      view_cache.record_bytes(feature_shape, train_dtype),
+      cache_space.count_records(fn_args.eval_files),
+      view_cache.record_bytes(feature_shape, tf.float32))
+
+
+def shrink_hint(model_config: ModelConfig, training: TrainingConfig, precision: str) -> str:
+  """The settings that make the feature cache smaller, with their current values."""
+  hints = []
+  views = min(training.augmented_views, training.epochs)
+  if uses_view_cache(training) and views > 1:
+    hints.append(f'fewer views (training.augmented_views below {views})')
+  if precision != 'bfloat16':
+    hints.append('bfloat16 features (model.feature_precision: bfloat16, half the size)')
+  if model_config.pooling != 'average':
+    hints.append('pooled features (model.pooling: average, one value per channel)')
+  hints.append('or more free space')
+  return 'it shrinks with ' + ', '.join(hints)
+
+
+def pooled_for_cache(extractor: keras.Model, head: keras.Model,
+                     model_config: ModelConfig) -> Tuple[keras.Model, keras.Model]:
+  """With `model.pooling: average`, the cache holds pooled features (one value per
+  channel) and the head trains from its pooling layer on: the same weights, a cache as
+  many times smaller as the feature map has positions. Else (extractor, head)."""
+  if model_config.pooling != 'average':
+    return extractor, head
+  pool = head.layers[1]
+  pooled = keras.Model(extractor.input, pool(extractor.output), name=f'{extractor.name}_pooled')
+  return pooled, keras.Model(pool.output, head.output, name='head_after_pooling')
+
+
 def _train_head(model: keras.Model, backbone: keras.Model, head: keras.Model,
                 datasets: Dict[str, tf.data.Dataset], num_classes: int,
                 training: TrainingConfig, fn_args: tfx.components.FnArgs,
-                feature_precision: str = 'float32') -> keras.callbacks.History:
+                feature_precision: str = 'float32',
+                model_config: Optional[ModelConfig] = None) -> keras.callbacks.History:
   """Phase one: the head on the frozen backbone, through the feature cache or not.
 
   `feature_precision` 'bfloat16' computes and stores the training features in bfloat16;
   eval features stay float32, so validation and the eval predictions are the exported
-  float32 model's."""
+  float32 model's. Refuses (CacheSpaceError) before the feature pass when the cache
+  would not fit on its disk."""
+  model_config = model_config or ModelConfig()
   if not training.feature_cache:
     logging.info('Feature cache OFF (training.feature_cache=false): the full model runs '
                     'every epoch.')
@@ -153,26 +220,34 @@ def _train_head(model: keras.Model, backbone: keras.Model, head: keras.Model,
                   f'{training.augmented_views} augmented views' if training.augment
                   else 'augmentation off', feature_precision)
   cache_dir = os.path.join(fn_args.model_run_dir, 'feature_cache')
+  extractor, trained = pooled_for_cache(model_lib.feature_extractor(backbone), head,
+                                        model_config)
+  train_extractor, _ = pooled_for_cache(
+      model_lib.feature_extractor(backbone, feature_precision), head, model_config)
+  estimate = cache_estimate(fn_args, tuple(extractor.output_shape[1:]), training,
+                            tf.dtypes.as_dtype(feature_precision))
+  cache_space.check_fits(estimate, cache_dir,
+                         shrink_hint(model_config, training, feature_precision))
   tf.io.gfile.makedirs(cache_dir)
-  extractor = model_lib.feature_extractor(backbone)
-  train_extractor = model_lib.feature_extractor(backbone, feature_precision)
   try:
     if uses_view_cache(training):
       train, steps = cached_views(datasets['train'], train_extractor,
                                   os.path.join(cache_dir, 'train_views'), training,
-                                  tf.dtypes.as_dtype(feature_precision))
+                                  tf.dtypes.as_dtype(feature_precision),
+                                  estimate.train_examples)
     else:
       train = cached_features(datasets['train'], train_extractor,
-                              os.path.join(cache_dir, 'train'),
-                              training.batch_size, shuffle_seed=training.seed)
+                              os.path.join(cache_dir, 'train'), training.batch_size,
+                              shuffle_seed=training.seed, examples=estimate.train_examples)
       steps = None
     evaluation = cached_features(datasets['eval'], extractor, os.path.join(cache_dir, 'eval'),
                                  training.batch_size)
-    model_lib.compile_model(head, num_classes, training.learning_rate, jit_compile=True)
-    history = _fit(head, train, evaluation, fn_args, training.epochs, steps_per_epoch=steps)
+    model_lib.compile_model(trained, num_classes, training.learning_rate, jit_compile=True)
+    history = _fit(trained, train, evaluation, fn_args, training.epochs,
+                   steps_per_epoch=steps)
     if not training.fine_tune_from:  # the final model: the head on these eval features
-      _write_eval_predictions(head, evaluation, datasets['eval_keys'], backbone.input_shape[1],
-                              fn_args)
+      _write_eval_predictions(trained, evaluation, datasets['eval_keys'],
+                              backbone.input_shape[1], fn_args)
     return history
   finally:  # the cache can be large: never leave it in the ModelRun artifact (or bucket)
     artifact_io.remove_dir(cache_dir)
@@ -266,8 +341,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   warm_start.log(started)
   warm_start.write_decision(started, fn_args.model_run_dir)
   history = _train_head(model, backbone, head, datasets, num_classes, training, fn_args,
-                        model_lib.resolve_feature_precision(model_config.feature_precision)
-                        ).history
+                        model_lib.resolve_feature_precision(model_config.feature_precision),
+                        model_config).history
   fine_tune_start = None
   if training.fine_tune_from:
     if use_cache:  # phase one read features; the backbone now changes every step

@@ -151,8 +151,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     options = unpack_ingest_options(exec_properties)
     span_folders = read_spans(exec_properties, options)
     with self._make_beam_pipeline() as pipeline:  # sets the filesystems' options first
+      fingerprint = exec_properties.get('input_fingerprint')  # reuse the driver's listing
       listings = spans.same_classes(
-          [(span, ingest_pipeline.list_data(span.folder, options)) for span in span_folders])
+          [(span, ingest_pipeline.list_data(span.folder, options, fingerprint))
+           for span in span_folders])
       span_folders = [span for span, _ in listings]
       listing = spans.merged_listing(
           exec_properties[standard_component_specs.INPUT_BASE_KEY], listings)

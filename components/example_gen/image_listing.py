@@ -17,6 +17,7 @@ runs when ExampleGen runs, never while the pipeline is built.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import hashlib
 import os
 import posixpath
@@ -197,8 +198,7 @@ def _hidden_folder_at(parts: List[str]) -> Optional[int]:
   return next((i for i, p in enumerate(parts[:-1]) if p.startswith('.')), None)
 
 
-def _list_remote(root: str) -> Listing:
-  objects = _remote_objects(root)
+def _list_remote(root: str, objects: List[Tuple[str, int, float]]) -> Listing:
   if not objects:
     raise ListingError(f'Data folder {root} does not exist or holds no files.')
   tops = {rel.split('/')[0] for rel, _, _ in objects if '/' in rel}
@@ -233,12 +233,48 @@ def _list_remote(root: str) -> Listing:
   return Listing(root, _class_names(raw_classes), candidates, presplit, unread)
 
 
-def remote_fingerprint(root: str) -> str:
-  """Names, sizes and modification times of every object below a URI."""
+# root -> (fingerprint, objects) of its last listing by `remote_fingerprint`: ExampleGen's
+# executor gets the driver's fingerprint and reuses the listing it was computed from.
+_LISTED: Dict[str, Tuple[str, List[Tuple[str, int, float]]]] = {}
+
+
+def _digest(objects: List[Tuple[str, int, float]]) -> str:
   digest = hashlib.sha256()
-  for relpath, size, mtime in _remote_objects(root):
+  for relpath, size, mtime in objects:
     digest.update(f'{relpath}:{size}:{mtime};'.encode('utf-8', 'surrogateescape'))
   return digest.hexdigest()[:16]
+
+
+def remote_fingerprint(root: str) -> str:
+  """Names, sizes and modification times of every object below a URI."""
+  objects = _remote_objects(root)
+  _LISTED[root] = (_digest(objects), objects)
+  return _LISTED[root][0]
+
+
+def _remote_listing(root: str, fingerprint: Optional[str]) -> List[Tuple[str, int, float]]:
+  """The objects below `root`: those `remote_fingerprint` listed when they gave
+  `fingerprint` (one listing per run), else listed now."""
+  fingerprinted, objects = _LISTED.pop(root, (None, None))
+  if objects is not None and fingerprint and fingerprinted == fingerprint:
+    return objects
+  return _remote_objects(root)
+
+
+def _remote_tfrecord_files(root: str,
+                           objects: List[Tuple[str, int, float]]) -> Dict[str, List[str]]:
+  """`tfrecord_files` from a listing, without a listing call per pattern and folder."""
+  def files(folder: str) -> List[str]:
+    prefix = folder + '/' if folder else ''
+    return sorted(join(root, rel) for rel, _, _ in objects
+                  if rel.startswith(prefix) and '/' not in rel[len(prefix):]
+                  and any(fnmatch.fnmatchcase(rel[len(prefix):], p) for p in TFRECORD_PATTERNS))
+
+  flat = files('')
+  if flat:
+    return {'': flat}
+  split = {'train': files('train'), 'eval': files('validation')}
+  return split if all(split.values()) else {}
 
 
 # Either -------------------------------------------------------------------------------
@@ -263,12 +299,20 @@ def tfrecord_files(root: str) -> Dict[str, List[str]]:
   return split if all(split.values()) else {}
 
 
-def list_folder(root: str) -> Listing:
-  """Lists a data folder (local path or URI) as ExampleGen reads it."""
-  records = tfrecord_files(root)
+def list_folder(root: str, fingerprint: Optional[str] = None) -> Listing:
+  """Lists a data folder (local path or URI) as ExampleGen reads it. A URI is listed
+  once, layout and files together; with the `fingerprint` that `fingerprint(root)` gave
+  in this process, not at all (the listing it was computed from)."""
+  if is_local(root):
+    records = tfrecord_files(root)
+    if records:
+      return Listing(root, [], [], {}, [], tfrecord_files=records)
+    return _list_local(root)
+  objects = _remote_listing(root, fingerprint)
+  records = _remote_tfrecord_files(root, objects)
   if records:
     return Listing(root, [], [], {}, [], tfrecord_files=records)
-  return _list_local(root) if is_local(root) else _list_remote(root)
+  return _list_remote(root, objects)
 
 
 def list_files(root: str) -> List[Candidate]:

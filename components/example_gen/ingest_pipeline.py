@@ -29,9 +29,11 @@ import logging
 import math
 import os
 import struct
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import apache_beam as beam
+import google_crc32c
+from google.protobuf import message
 import tensorflow as tf
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -59,7 +61,7 @@ PROGRESS_EVERY = 500
 class Shard:
   index: int
   count: int
-  items: Tuple[Any, ...]  # Candidates, or TFRecord file paths
+  items: Tuple[Any, ...]  # Candidates, or TFRecord (split, path, start, end) work items
 
 
 def _order_key(name: str) -> str:
@@ -184,37 +186,154 @@ class WriteImageShard(beam.DoFn):
 
 # TFRecord input -------------------------------------------------------------------------
 
-def read_records(path: str) -> Iterator[bytes]:
-  """The records of one TFRecord file on any Beam filesystem (.gz: gzipped)."""
-  with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as f:
-    while True:
+CORRUPT_RECORDS = '(corrupt TFRecord data)'  # the "class" of quarantined records
+
+
+def _masked_crc32c(data: bytes) -> int:
+  """TFRecord's checksum: crc32c rotated right by 15 bits plus a constant."""
+  crc = google_crc32c.value(data)
+  return (((crc >> 15) | (crc << 17)) + 0xa282ead8) & 0xffffffff
+
+
+# Uncompressed TFRecord input files larger than this are read as byte ranges of this
+# size, each its own shard (one unit of work for a Beam worker).
+TFRECORD_RANGE_BYTES = 256 * 2**20
+
+
+def end_of(path: str) -> int:
+  """Size of a file on any Beam filesystem."""
+  return FileSystems.match([path])[0].metadata_list[0].size_in_bytes
+
+
+def tfrecord_ranges(files: Sequence[Tuple[Optional[str], str]],
+                    range_bytes: Optional[int] = None) -> List[Tuple[Any, ...]]:
+  """(split, path, start, end) work items: an uncompressed file larger than `range_bytes`
+  (default TFRECORD_RANGE_BYTES) in byte ranges, any other file whole (end None)."""
+  range_bytes = range_bytes or TFRECORD_RANGE_BYTES
+  items = []
+  for split, path in files:
+    size = 0 if path.endswith('.gz') else end_of(path)
+    if size <= range_bytes:
+      items.append((split, path, 0, None))
+      continue
+    items.extend((split, path, start, min(start + range_bytes, size))
+                 for start in range(0, size, range_bytes))
+  return items
+
+
+def _length_at(f: Any, offset: int, file_size: int) -> Optional[int]:
+  """The record length at `offset` when a checksum-valid length that fits the file
+  starts there, else None."""
+  f.seek(offset)
+  header = f.read(12)
+  if len(header) < 12:
+    return None
+  (length,) = struct.unpack('<Q', header[:8])
+  if (_masked_crc32c(header[:8]) != struct.unpack('<I', header[8:])[0]
+      or offset + 16 + length > file_size):
+    return None
+  return length
+
+
+def _starts_record(f: Any, offset: int, file_size: int) -> bool:
+  """A record starts at `offset`: its length passes its checksum and so does its data or,
+  for a record whose data is corrupt, the next record's length (or the file ends there).
+  A false match has odds of 2^-64."""
+  length = _length_at(f, offset, file_size)
+  if length is None:
+    return False
+  following = offset + 16 + length
+  data = f.read(length + 4)
+  return (_masked_crc32c(data[:length]) == struct.unpack('<I', data[length:])[0]
+          or following == file_size or _length_at(f, following, file_size) is not None)
+
+
+def first_record_from(f: Any, start: int, file_size: int, chunk: int = 1 << 20) -> int:
+  """Offset of the first record that starts at or after `start` (`file_size` if none),
+  found by scanning (`_starts_record`)."""
+  offset = start
+  while offset + 16 <= file_size:
+    f.seek(offset)
+    window = f.read(chunk + 12)
+    for i in range(max(0, len(window) - 11)):
+      if (_masked_crc32c(window[i:i + 8]) == struct.unpack('<I', window[i + 8:i + 12])[0]
+          and _starts_record(f, offset + i, file_size)):
+        return offset + i
+    offset += chunk
+  return file_size
+
+
+def read_records(path: str, start: int = 0, end: Optional[int] = None
+                 ) -> Iterator[Tuple[int, Union[bytes, Refused]]]:
+  """(byte offset, record) of one TFRecord file on any Beam filesystem (.gz: gzipped;
+  offsets in the uncompressed stream), each record checked against its masked crc32c.
+  A record whose data fails its check comes as a Refused and reading goes on; a length
+  that fails its check, or a file cut short, leaves no way to find the next record: one
+  Refused for the rest of the file (of the byte range).
+
+  With `end` (uncompressed files only): the records that start in [start, end), the
+  first one found by scanning from `start`; byte ranges that tile a file read each of
+  its records exactly once."""
+  compression = CompressionTypes.UNCOMPRESSED if end is not None else CompressionTypes.AUTO
+  with FileSystems.open(path, compression_type=compression) as f:
+    offset = 0
+    if end is not None:
+      offset = first_record_from(f, start, end_of(path)) if start else 0
+      f.seek(offset)
+    while end is None or offset < end:
       header = f.read(12)  # uint64 length + its masked crc32c
       if not header:
         return
       if len(header) < 12:
-        raise IngestError(f'{path}: truncated TFRecord file.')
+        yield offset, Refused('truncated TFRecord file',
+                              f'{len(header)} bytes left at byte offset {offset}')
+        return
       (length,) = struct.unpack('<Q', header[:8])
+      (length_crc,) = struct.unpack('<I', header[8:])
+      if _masked_crc32c(header[:8]) != length_crc:
+        yield offset, Refused('corrupt TFRecord length: rest of the file unread' if end is None
+                              else 'corrupt TFRecord length: rest of the byte range unread',
+                              f'length checksum mismatch at byte offset {offset}')
+        return
       data = f.read(length + 4)  # the record + its masked crc32c
       if len(data) < length + 4:
-        raise IngestError(f'{path}: truncated TFRecord file.')
-      yield data[:length]
+        yield offset, Refused('truncated TFRecord file',
+                              f'record of {length} bytes at byte offset {offset} cut short')
+        return
+      (data_crc,) = struct.unpack('<I', data[length:])
+      if _masked_crc32c(data[:length]) != data_crc:
+        yield offset, Refused('corrupt TFRecord record',
+                              f'data checksum mismatch in the record at byte offset {offset}')
+      else:
+        yield offset, data[:length]
+      offset += 12 + length + 4
 
 
 def _records_of(shard: Shard, root: str, names: Sequence[str]) -> Iterator[Tuple[Any, ...]]:
-  """(split or None, key, label, class name, image values) of every record of a shard's
-  TFRecord file; the key is the `filename` feature, else '<file>#<index>'."""
-  for split, path in shard.items:
+  """(split or None, key, label, class name, image values, Refused or None) of every
+  record of a shard's TFRecord file (or byte range); the key is the `filename` feature,
+  else '<file>@<byte offset>'. A corrupt record: ('<file>@<byte offset>',
+  CORRUPT_RECORDS, Refused)."""
+  for split, path, start, end in shard.items:
     base = os.path.relpath(path, root) if image_listing.is_local(path) else \
         path[len(root.rstrip('/')) + 1:]
-    for index, record in enumerate(read_records(path)):
-      features = tf.train.Example.FromString(record).features.feature
+    for offset, record in read_records(path, start, end):
+      if isinstance(record, Refused):
+        yield split, f'{base}@{offset}', [], CORRUPT_RECORDS, [], record
+        continue
+      try:
+        features = tf.train.Example.FromString(record).features.feature
+      except message.DecodeError:
+        yield split, f'{base}@{offset}', [], CORRUPT_RECORDS, [], Refused(
+            'not a tf.train.Example', f'record at byte offset {offset}')
+        continue
       labels = features[LABEL_KEY].int64_list.value if LABEL_KEY in features else []
       label = labels[0] if len(labels) == 1 else -1
       class_name = names[label] if 0 <= label < len(names) else UNKNOWN_LABEL
       key = (features[FILENAME_KEY].bytes_list.value[0].decode('utf-8', 'replace')
-             if FILENAME_KEY in features else f'{base}#{index}')
+             if FILENAME_KEY in features else f'{base}@{offset}')
       images = list(features[IMAGE_KEY].bytes_list.value) if IMAGE_KEY in features else []
-      yield split, key, labels, class_name, images
+      yield split, key, labels, class_name, images, None
 
 
 class HashRecordShard(beam.DoFn):
@@ -225,9 +344,9 @@ class HashRecordShard(beam.DoFn):
     self._options = options
 
   def process(self, shard: Shard) -> Iterator[Hashed]:
-    for split, key, _, class_name, images in _records_of(shard, self._root,
-                                                          self._options.class_names):
-      if class_name != UNKNOWN_LABEL and len(images) == 1:
+    for split, key, _, class_name, images, _ in _records_of(shard, self._root,
+                                                             self._options.class_names):
+      if class_name not in (UNKNOWN_LABEL, CORRUPT_RECORDS) and len(images) == 1:
         yield Hashed(key, class_name, split, content_split.content_digest(images[0]))
 
 
@@ -244,9 +363,12 @@ class WriteRecordShard(beam.DoFn):
     names = self._options.class_names
     writer = ShardWriter(self._output_dir, shard)
     try:
-      for split, key, labels, class_name, images in _records_of(shard, self._root, names):
+      for split, key, labels, class_name, images, corrupt in _records_of(shard, self._root,
+                                                                         names):
         yield beam.pvalue.TaggedOutput('found', class_name)
         try:
+          if corrupt:
+            raise corrupt
           if class_name == UNKNOWN_LABEL:
             raise Refused('label outside data.class_names', f'label {list(labels)}')
           if len(images) != 1:
@@ -304,7 +426,8 @@ def IngestToTFRecords(pipeline: beam.Pipeline, listing: Listing, output_dir: str
     class_names = list(options.class_names)
     files = [(split or None, path) for split, paths in listing.tfrecord_files.items()
              for path in paths]
-    shards = [Shard(i, len(files), (item,)) for i, item in enumerate(files)]
+    items = tfrecord_ranges(files)
+    shards = [Shard(i, len(items), (item,)) for i, item in enumerate(items)]
     hash_shard = HashRecordShard(listing.root, options)
     write = WriteRecordShard(listing.root, output_dir, options)
   else:
@@ -334,10 +457,11 @@ def IngestToTFRecords(pipeline: beam.Pipeline, listing: Listing, output_dir: str
 
 # After the pipeline ---------------------------------------------------------------------
 
-def list_data(root: str, options: IngestOptions) -> Listing:
-  """The listing, with listing problems as IngestError (one line)."""
+def list_data(root: str, options: IngestOptions, fingerprint: Optional[str] = None) -> Listing:
+  """The listing, with listing problems as IngestError (one line); `fingerprint`: see
+  `image_listing.list_folder`."""
   try:
-    listing = image_listing.list_folder(root)
+    listing = image_listing.list_folder(root, fingerprint)
   except image_listing.ListingError as e:
     raise IngestError(str(e)) from e
   if listing.tfrecord_files and len(options.class_names) < 2:

@@ -1,0 +1,50 @@
+"""The scale stage's figures: per component time per image and RSS ratios between the
+1x and Nx runs, against their targets, and the extrapolation (no pipeline is run)."""
+
+import pytest
+
+from bench import report, scale
+
+
+def _run(train, seconds, rss, disk):
+  return {'train_images': train, 'eval_images': train // 2, 'seconds': sum(seconds.values()),
+          'peak_rss_mb': max(rss.values()), 'artifact_bytes': disk,
+          'components': {name: {'seconds': s, 'peak_rss_mb': rss[name]}
+                         for name, s in seconds.items()}}
+
+
+RAW = {'factor': 4, 'runs': {
+    '1': _run(100, {'Transform': 30.0, 'Trainer': 60.0}, {'Transform': 1000, 'Trainer': 2000},
+              {'Transform.transformed_examples': 10**6}),
+    '4': _run(400, {'Transform': 90.0, 'Trainer': 300.0}, {'Transform': 1100, 'Trainer': 2600},
+              {'Transform.transformed_examples': 4 * 10**6})}}
+
+
+def test_ratios_are_per_image_between_the_two_sizes_and_checked_against_targets():
+  f = scale.figures(RAW)
+  transform, trainer = f['scale']['Transform'], f['scale']['Trainer']
+  assert transform['time_per_image_ratio'] == pytest.approx((90 / 600) / (30 / 150))
+  assert trainer['time_per_image_ratio'] == pytest.approx((300 / 600) / (60 / 150))
+  assert trainer['peak_rss_ratio'] == pytest.approx(1.3)
+  assert transform['marginal_seconds_per_image'] == pytest.approx(60 / 450)
+  assert f['scale_disk']['Transform.transformed_examples']['ratio'] == pytest.approx(4)
+  targets = scale.targets(f)
+  assert targets['scale.Transform.time_per_image_ratio']['met']
+  assert not targets['scale.Trainer.time_per_image_ratio']['met']  # 1.25 > 1.15
+  assert targets['scale.Transform.peak_rss_ratio']['met']
+  assert not targets['scale.Trainer.peak_rss_ratio']['met']  # 1.3 > 1.2
+
+
+def test_extrapolation_scales_the_larger_run_per_image():
+  f = scale.figures(RAW)
+  images = scale.EXTRAPOLATE_TO * 3 // 2
+  assert f['scale_extrapolated_seconds']['Transform'] == pytest.approx(90 / 600 * images)
+  assert f['scale_extrapolated_seconds']['total'] == pytest.approx(
+      sum(v for k, v in f['scale_extrapolated_seconds'].items() if k != 'total'))
+
+
+def test_an_only_scale_run_reports_the_scale_table_alone():
+  f = report.figures({'scale': RAW}, {'epochs': 2, 'image_size': 75})
+  table = report.table(f)
+  assert '- Trainer, ms per image | 400.0 / 500.0 | 1.25 | <= 1.15: NOT met' in table
+  assert 'disk: Transform.transformed_examples | 1.0 MB / 4.0 MB | 4.00' in table
