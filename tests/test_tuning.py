@@ -43,7 +43,7 @@ def searched(tmp_path_factory):
   reads = tf.Variable(0, dtype=tf.int64)
 
   def input_fn(files, data_accessor, tft_output, image_size, training, shuffle, augment,
-               keep_keys):
+               keep_keys, raw_examples=False):
     assert tft_output == 'transform/'  # the Tuner's fn_args.transform_graph_path
     assert files == ['train'], 'the Tuner read the eval split the Evaluator blesses on'
     assert not shuffle and not augment and keep_keys

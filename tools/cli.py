@@ -179,7 +179,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
   with run_log.stderr_to(log_file):  # TensorFlow's C++ start-up lines, as `run` hides them
     from tools import batch_predict  # pylint: disable=g-import-not-at-top
   return batch_predict.command(args.model, args.inputs, args.output, args.batch_size,
-                               args.max_image_pixels, args.rank_uncertain, args.uncertainty)
+                               args.max_image_pixels, rank_uncertain=args.rank_uncertain,
+                               method=args.uncertainty)
 
 
 def _predict_with_server(args: argparse.Namespace) -> int:
@@ -190,7 +191,8 @@ def _predict_with_server(args: argparse.Namespace) -> int:
   return batch_predict.command(
       args.server, args.inputs, args.output, args.batch_size, args.max_image_pixels,
       connect=lambda: serving_client.connect(args.server, args.model_name, args.model_version,
-                                             args.class_names or ()))
+                                             args.class_names or ()),
+      rank_uncertain=args.rank_uncertain, method=args.uncertainty)
 
 
 def _cmd_demo_data(args: argparse.Namespace) -> int:

@@ -52,7 +52,7 @@ class _FolderInputProcessor(input_processor.FileBasedInputProcessor):
     # environment (AWS_ENDPOINT_URL, credentials), not from beam_pipeline_args.
     FileSystems.set_options(PipelineOptions())
     (split,) = self._splits
-    if split.pattern == spans.UNSPANNED_PATTERN:
+    if not spans.has_specs(split.pattern):  # one folder (the unlabeled ExampleGen's too)
       self._fingerprint = image_listing.fingerprint(self._input_base_uri)
       return 0, None
     span = spans.resolve(self._input_base_uri, split.pattern, self._range_config)
