@@ -49,7 +49,8 @@ def two_runs(tmp_path_factory):
   data = str(tmp / 'digits')
   config = load_config(overrides={
       'data.path': os.path.join(data, demo_data.SPAN_PATTERN), 'data.train_spans': 2,
-      'output': str(tmp / 'run'), 'model.image_size': 75, 'model.dense_units': 16,
+      'output': str(tmp / 'run'), 'model.weights': 'none', 'model.image_size': 75,
+      'model.dense_units': 16,
       'model.pooling': 'average', 'training.epochs': 1, 'training.augment': False,
       'evaluation.min_accuracy': 0.0, 'evaluation.max_accuracy_drop': 1.0})
   demo_data.write_digit_spans(data, 1, per_class=PER_CLASS)
