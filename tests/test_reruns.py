@@ -48,7 +48,10 @@ def test_reruns_keep_their_promises(tmp_path):
       'data.path': data, 'output': str(tmp_path / 'run'), 'model.weights': weights,
       'model.image_size': 75, 'training.epochs': 1, 'training.augment': False,
       'evaluation.min_accuracy': 0.0, 'evaluation.max_accuracy_drop': 1.0,
-      'evaluation.report_misclassified': 0})
+      'evaluation.report_misclassified': 0,
+      # Added class folders are a class-set change, which data validation stops by default;
+      # this test accepts it (issue 22: a user who accepts the change trains from scratch).
+      'data.validation': 'warn'})
   serving = config.serving_model_dir
 
   first, _ = _run(config)
