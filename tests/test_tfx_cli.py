@@ -37,7 +37,8 @@ def _make_demo_run_args(root):
   with open(os.path.join(local_runner.PROJECT_ROOT, 'Makefile')) as f:
     makefile = f.read()
   variables = dict(re.findall(r'^(\w+) := (\S+)$', makefile, re.MULTILINE))
-  (line,) = re.findall(r'^\t\$\(BIN\)/transfer-pipeline (run .*)$', makefile, re.MULTILINE)
+  (line,) = [run for run in re.findall(r'^\t\$\(BIN\)/transfer-pipeline (run .*)$', makefile,
+                                      re.MULTILINE) if '$(DEMO_OUTPUT)' in run]
   args = re.sub(r'\$\((\w+)\)', lambda m: variables[m.group(1)], line).split()
   return [os.path.join(root, a) if args[i - 1] in ('--data', '--weights', '--output') else a
           for i, a in enumerate(args)]
