@@ -307,6 +307,7 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
       max_misclassified=config.evaluation.report_misclassified)
   inference = (batch_inference(config, trainer.outputs['model'], evaluator.outputs['blessing'])
                if config.inference.data else [])
+  beam.skip_tfx_packaging_on_local_runners()
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
       pipeline_root=_absolute(config.pipeline_root),

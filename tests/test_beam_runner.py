@@ -7,6 +7,7 @@ import pytest
 from apache_beam.runners.portability import prism_runner
 from apache_beam.testing.util import assert_that, equal_to
 from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
+from tfx.utils import dependency_utils
 
 from pipeline import beam as presets
 from pipeline import definition as pipeline_lib
@@ -20,6 +21,18 @@ class _BeamStage(BaseBeamExecutor):
     with self._make_beam_pipeline() as pipeline:
       counts = (pipeline | beam.Create(['a', 'b', 'a']) | beam.combiners.Count.PerElement())
       assert_that(counts, equal_to([('a', 2), ('b', 1)]))
+
+
+@pytest.fixture
+def tfx_packagings(monkeypatch):
+  """Every TFX self-packaging (`setup.py sdist` of the installed tfx), recorded, none run;
+  the real `make_beam_dependency_flags` restored after the test."""
+  built = []
+  monkeypatch.setattr(dependency_utils, 'make_beam_dependency_flags',
+                      dependency_utils.make_beam_dependency_flags)
+  monkeypatch.setattr(dependency_utils, 'build_ephemeral_package',
+                      lambda: built.append('sdist') or '/tmp/tfx_ephemeral.tar.gz')
+  return built
 
 
 @pytest.fixture
@@ -41,7 +54,7 @@ def prism_attempts(monkeypatch):
     presets.beam_pipeline_args('multi_processing', num_workers=2),
     presets.with_local_runner(['--direct_running_mode=in_memory']),  # a config without --runner
 ], ids=['default', 'multi_processing', 'config_without_runner'])
-def test_local_beam_stage_never_tries_prism(args, prism_attempts, caplog):
+def test_local_beam_stage_never_tries_prism(args, prism_attempts, tfx_packagings, caplog):
   caplog.set_level(logging.INFO)
   _BeamStage(BaseBeamExecutor.Context(beam_pipeline_args=list(args))).Do({}, {}, {})
   assert prism_attempts == []
@@ -59,3 +72,25 @@ def test_pipeline_names_the_local_runner_when_the_config_does_not(class_folder, 
                                   'beam_pipeline_args': ['--direct_num_workers=1']})
   args = pipeline_lib.create_pipeline(config).beam_pipeline_args
   assert args == [presets.LOCAL_RUNNER, '--direct_num_workers=1']
+
+
+@pytest.mark.parametrize('args', [
+    PipelineConfig().beam_pipeline_args,
+    presets.beam_pipeline_args('multi_processing', num_workers=2),
+    ['--runner', 'DirectRunner'],
+    ['--direct_num_workers=1'],  # Beam's default runner
+], ids=['default', 'multi_processing', 'two_token_runner', 'no_runner'])
+def test_local_beam_stage_does_not_package_tfx(args, tfx_packagings):
+  presets.skip_tfx_packaging_on_local_runners()
+  _BeamStage(BaseBeamExecutor.Context(beam_pipeline_args=list(args))).Do({}, {}, {})
+  assert tfx_packagings == []
+
+
+def test_remote_runner_still_gets_tfx_packaged(tfx_packagings):
+  presets.skip_tfx_packaging_on_local_runners()
+  presets.skip_tfx_packaging_on_local_runners()  # twice: still one wrapper
+  args = presets.beam_pipeline_args('flink', job_endpoint='localhost:8099',
+                                    environment_type='LOOPBACK')
+  flags = dependency_utils.make_beam_dependency_flags(args)
+  assert tfx_packagings == ['sdist']
+  assert flags == [*args, '--extra_package=/tmp/tfx_ephemeral.tar.gz']

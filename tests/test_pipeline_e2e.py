@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import dataclasses
 
 import numpy as np
@@ -73,6 +74,14 @@ def test_every_component_ran_and_the_model_was_blessed(first_run):
   assert overall['example_count'] == sum(
       summary.metrics[s]['example_count'] for s in summary.metrics if s.startswith('class_name:'))
   assert summary.training_curves and os.path.getsize(summary.training_curves) > 1000
+
+
+def test_the_run_left_no_tfx_package_in_the_temporary_folder(first_run):
+  """Beam components on a local runner skip TFX's self-packaging (49 MB of /tmp each)."""
+  config, _ = first_run
+  started = os.path.getmtime(config.data.path)
+  packages = glob.glob(os.path.join(tempfile.gettempdir(), '*', 'build', 'tfx', 'dist', '*'))
+  assert [p for p in packages if os.path.getmtime(p) >= started] == []
 
 
 def test_pusher_wrote_a_versioned_saved_model(first_run):
