@@ -93,7 +93,8 @@ def test_server_rows_equal_the_in_process_rows(protocol, server, bases, images, 
   url = server.rest_url if protocol == 'rest' else server.grpc_url
   calls = server.servables.predict_calls
   code, err = _predict(capsys, '--server', url, str(images), '--output', str(remote),
-                       '--batch-size', '3', '--class-names', *CLASS_NAMES)
+                       '--batch-size', '3', '--class-names', *CLASS_NAMES,
+                       '--image-size', str(IMAGE_SIZE))
   assert code == 0, err
   assert f'Model: {url if protocol == "grpc" else url + "/v1/models/" + MODEL}' in err
   rows = _rows(remote)

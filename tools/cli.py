@@ -191,7 +191,7 @@ def _predict_with_server(args: argparse.Namespace) -> int:
   return batch_predict.command(
       args.server, args.inputs, args.output, args.batch_size, args.max_image_pixels,
       connect=lambda: serving_client.connect(args.server, args.model_name, args.model_version,
-                                             args.class_names or ()),
+                                             args.class_names or (), args.image_size),
       rank_uncertain=args.rank_uncertain, method=args.uncertainty)
 
 
@@ -307,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
   predict.add_argument('--model-version', type=int, help='with --server (default: the newest)')
   predict.add_argument('--class-names', nargs='+', metavar='NAME',
                        help='with --server: class names in class-id order (default class_0, ...)')
+  predict.add_argument('--image-size', type=int, default=ModelConfig.image_size,
+                       help='with --server: the model\'s input size; larger photos are sent '
+                       f'downscaled as ingestion stores them (default {ModelConfig.image_size})')
   predict.add_argument('inputs', nargs='+', metavar='FOLDER_OR_FILE',
                        help='image files and folders (walked recursively)')
   predict.add_argument('--output', help='predictions.csv or .jsonl (default: CSV on stdout)')

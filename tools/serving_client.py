@@ -73,6 +73,7 @@ class _ServerClassifier:
       raise ServingError(f'--class-names: {len(class_names)} names, but {source} has '
                          f'{num_classes} classes.')
     self.class_names = export.fallback_class_names(num_classes, class_names)
+    self.image_size: Optional[int] = None  # set by connect()
     self._server_answers_good_images: Optional[bool] = None
 
   def _signature_defs(self) -> get_model_metadata_pb2.SignatureDefMap:
@@ -196,9 +197,19 @@ class GrpcClassifier(_ServerClassifier):
 
 
 def connect(server: str, model_name: str, version: Optional[int] = None,
-            class_names: Sequence[str] = ()) -> _ServerClassifier:
-  """The classifier for `--server`: REST for http(s)://, gRPC for grpc://."""
+            class_names: Sequence[str] = (), image_size: Optional[int] = None
+            ) -> _ServerClassifier:
+  """The classifier for `--server`: REST for http(s)://, gRPC for grpc://.
+
+  `image_size`: the served model's input size (TF Serving's metadata does not tell it);
+  images are then sent as ingestion stores them (downscaled to data.max_side_multiple
+  times it), as `predict --model` prepares them.
+  """
   parsed = parse_server(server)
   if parsed.scheme == 'grpc':
-    return GrpcClassifier(parsed.netloc, model_name, version, class_names)
-  return RestClassifier(f'{parsed.scheme}://{parsed.netloc}', model_name, version, class_names)
+    classifier = GrpcClassifier(parsed.netloc, model_name, version, class_names)
+  else:
+    classifier = RestClassifier(f'{parsed.scheme}://{parsed.netloc}', model_name, version,
+                                class_names)
+  classifier.image_size = image_size
+  return classifier
