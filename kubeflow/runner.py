@@ -59,7 +59,7 @@ def build_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
   preflight.check_paths(config)
   # No span resolver compiles for Kubeflow V2: the ExampleGen reads the training window.
   return pipeline_lib.create_pipeline(config, metadata_connection_config=None,
-                                      window_in_example_gen=True)
+                                      kubeflow_v2=True)
 
 
 def runner_for(output_path: str, image: str) -> tfx.orchestration.experimental.KubeflowV2DagRunner:

@@ -16,9 +16,9 @@ from typing import Any, Dict, List, Mapping, Optional
 import yaml
 
 from contract.settings import (FEATURE_PRECISIONS, MIN_IMAGE_SIZE, POOLINGS, TFLITE_QUANTIZATIONS,
-                               TUNING_ALGORITHMS, WEIGHTS_CHOICES, ExportConfig, IngestOptions,
-                               ModelConfig, ServingConfig, TrainingConfig, TuningConfig,
-                               max_stored_bytes)
+                               TUNING_ALGORITHMS, WEIGHTS_CHOICES, CanaryConfig, ExportConfig,
+                               IngestOptions, ModelConfig, ServingConfig, TrainingConfig,
+                               TuningConfig, max_stored_bytes)
 from pipeline import beam
 
 VALIDATION_MODES = ('stop', 'warn')
@@ -106,24 +106,6 @@ class InferenceConfig:
   # A folder of unlabeled images (walked recursively): when set, the pipeline runs TFX's
   # BulkInferrer on the model the Evaluator blessed and writes predictions.csv.
   data: str = ''
-
-
-@dataclasses.dataclass
-class CanaryConfig:
-  """The serving canary before the Pusher (components/serving/serving_canary.py): the
-  candidate, loaded in a fresh process from its files, must pass every check."""
-  # Load with the `serve` tag plus the warmup requests' replay, in seconds.
-  max_load_seconds: float = 120.0
-  # Peak RSS of the serving process; below the Deployment's 4 GiB memory limit.
-  max_memory_mib: int = 3072
-  # Largest difference of a probability from the Evaluator's serving_default call.
-  tolerance: float = 1e-4
-  # Eval examples sent through every signature (and written as warmup requests).
-  num_examples: int = 8
-  # Timed REST requests at batch 1 and at serving.max_batch (p50/p99 latency).
-  timed_requests: int = 10
-  # The serving process is stopped after this many seconds.
-  timeout_seconds: int = 900
 
 
 @dataclasses.dataclass

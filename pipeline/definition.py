@@ -16,6 +16,7 @@ from components.example_gen.image_folder_example_gen import ImageFolderExampleGe
 from components.example_gen.span_window import LatestOrNothingStrategy, SpanWindowStrategy
 from components.inference.inference_table import InferenceTable
 from components.serving.serving_canary import ServingCanary
+from components.training.warm_start_model import WarmStartModelStrategy
 from components.validation.curated_schema import CuratedSchemaGen
 from components.validation.data_validation import DataValidation
 from components.insight.data_insight import DataInsightGen
@@ -69,6 +70,20 @@ def training_window(config: PipelineConfig, example_gen: ImageFolderExampleGen) 
                             output_key='updated_analyzer_cache'),
   ).with_id('latest_transform_cache_resolver')
   return [window, cache]
+
+
+def warm_start_model(producer, output_key: str) -> tfx.dsl.Resolver:
+  """The latest blessed model not trained on the newest examples that `producer` wrote
+  to `output_key` (the Trainer's examples): an unchanged rerun stays cached."""
+  resolver = tfx.dsl.Resolver(
+      strategy_class=WarmStartModelStrategy,
+      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+      model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+      examples=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
+                               producer_component_id=producer.id, output_key=output_key),
+  ).with_id('warm_start_model_resolver')
+  resolver.add_upstream_node(producer)
+  return resolver
 
 
 def curated_schema_file(config: PipelineConfig) -> str:
@@ -212,21 +227,22 @@ def serving_canary(config: PipelineConfig, model, examples, blessing) -> Serving
 
 
 def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
-                    window_in_example_gen: bool = False) -> tfx.dsl.Pipeline:
+                    kubeflow_v2: bool = False) -> tfx.dsl.Pipeline:
   """ExampleGen -> Statistics/Schema -> data validation -> Transform -> Trainer -> Evaluator
   -> ServingCanary -> Pusher -> EvaluationReport (an HTML page per run, blessed or not).
 
   `metadata_connection_config` is for the local runner; orchestrators such as
   Kubeflow bring their own metadata store and leave it None.
-  `window_in_example_gen`: the ExampleGen itself ingests the `data.train_spans` newest
-  spans (Kubeflow V2 compiles no span resolver).
+  `kubeflow_v2`: only resolvers that the Kubeflow V2 compiler takes (the latest artifact,
+  the latest blessed model): the ExampleGen itself ingests the `data.train_spans` newest
+  spans, and warm start takes the latest blessed model.
   """
-  example_gen = _example_gen(config, config.data.train_spans if window_in_example_gen else 1)
+  example_gen = _example_gen(config, config.data.train_spans if kubeflow_v2 else 1)
   insight = data_insight(config, example_gen.outputs['examples'])
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
   schema_gen = _schema_gen(config, statistics_gen.outputs['statistics'])
   validation = data_validation(config, statistics_gen, schema_gen.outputs['schema'])
-  window = [] if window_in_example_gen else training_window(config, example_gen)
+  window = [] if kubeflow_v2 else training_window(config, example_gen)
   # The window's Examples are transformed in the Trainer (materialize=False: Transform
   # writes one transformed artifact per input only where it has one output per input).
   examples = window[0].outputs['examples'] if window else example_gen.outputs['examples']
@@ -257,12 +273,16 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
       model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
   ).with_id('latest_blessed_model_resolver')
+  # Warm start (training.warm_start): the head starts from this model's head when the
+  # classes are the same. Kubeflow V2 compiles the latest-blessed-model resolver only.
+  warm_start = ([warm_start_model(example_gen, 'examples') if window
+                 else warm_start_model(transform, 'transformed_examples')]
+                if config.training.warm_start and not kubeflow_v2 else [])
+  base_model = warm_start[0] if warm_start else model_resolver
   trainer = tfx.components.Trainer(
       run_fn=RUN_FN,
       examples=trainer_examples,
-      # Warm start (training.warm_start): the head starts from this model's head when
-      # the classes are the same.
-      base_model=model_resolver.outputs['model'] if config.training.warm_start else None,
+      base_model=base_model.outputs['model'] if config.training.warm_start else None,
       transform_graph=transform.outputs['transform_graph'],
       schema=schema_gen.outputs['schema'],
       hyperparameters=tuner.outputs['best_hyperparameters'] if tuner else None,
@@ -312,7 +332,8 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
       pipeline_name=config.pipeline_name,
       pipeline_root=_absolute(config.pipeline_root),
       components=[example_gen, insight, statistics_gen, schema_gen, *validation, *window,
-                  transform, *([tuner] if tuner else []), model_resolver, trainer, evaluator,
+                  transform, *([tuner] if tuner else []), model_resolver, *warm_start, trainer,
+                  evaluator,
                   canary, pusher, evaluation_report, *inference],
       enable_cache=config.enable_cache,
       metadata_connection_config=metadata_connection_config,

@@ -1,6 +1,6 @@
-"""Reruns into one output folder: an unchanged rerun is cached and pushes nothing, and
-baselines are models of the same classes only (one LocalDagRunner run after another,
-checked in ML Metadata, the serving folder and the report). A rewritten weights file and
+"""Reruns into one output folder: an unchanged rerun is cached (warm start on) and pushes
+nothing, and baselines are models of the same classes only (one LocalDagRunner run
+after another, checked in ML Metadata, the serving folder and the report). A rewritten weights file and
 a source edit change the cache keys of the components that use them
 (tests/test_fingerprints.py)."""
 
@@ -51,10 +51,7 @@ def test_reruns_keep_their_promises(tmp_path):
       'evaluation.report_misclassified': 0,
       # Added class folders are a class-set change, which data validation stops by default;
       # this test accepts it (issue 22: a user who accepts the change trains from scratch).
-      'data.validation': 'warn',
-      # Warm start gives the Trainer the last blessed model as an input, so with it on an
-      # unchanged rerun trains again (a new input); the cache promise is tested without.
-      'training.warm_start': False})
+      'data.validation': 'warn'})  # warm start on (the default)
   serving = config.serving_model_dir
 
   first, _ = _run(config)
@@ -87,5 +84,8 @@ def test_reruns_keep_their_promises(tmp_path):
   assert f'; baseline not used: {reason}' in _evaluator_line(config)
   assert 'not used: classes changed from' in open(summary.evaluation_report).read()
   assert summary.blessed and summary.pushed_path != first.pushed_path
+  # New examples: the first model is offered for warm start, and refused for its classes.
+  assert not data_json['warm_start']['used']
+  assert data_json['warm_start']['reason'].startswith('the classes changed since'), data_json
   assert summary.metrics['Overall']['example_count'] > 0
   assert len(os.listdir(serving)) == 2

@@ -193,20 +193,14 @@ def format_summary(summary: RunSummary) -> str:
                  'same model)')
   else:
     lines.append(f'Pushed model: {summary.pushed_path or "nothing pushed"}')
-  if summary.training_curves:
-    lines.append(f'Training curves: {summary.training_curves}')
-  if summary.data_insight:
-    lines.append(f'Data insight: {summary.data_insight}')
-  if summary.evaluation_report:
-    lines.append(f'Evaluation report: {summary.evaluation_report}')
-  if summary.inference:
-    lines.append(f'Batch inference: {summary.inference}')
-  if summary.label_next:
-    lines.append(f'What to label next (most uncertain first): {summary.label_next}')
-  if summary.tflite:
-    lines.append(f'TFLite: {summary.tflite}')
-  if summary.tuning:
-    lines.append(f'Tuning: {summary.tuning}')
+  lines += [f'{label}: {value}' for label, value in (
+      ('Training curves', summary.training_curves),
+      ('Data insight', summary.data_insight),
+      ('Evaluation report', summary.evaluation_report),
+      ('Batch inference', summary.inference),
+      ('What to label next (most uncertain first)', summary.label_next),
+      ('TFLite', summary.tflite),
+      ('Tuning', summary.tuning)) if value]
   if summary.schema:
     lines.append(f'Schema: {summary.schema} (curated: edit it; every run checks new data '
                  'against it)')

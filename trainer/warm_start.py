@@ -58,7 +58,7 @@ def warm_start(model: keras.Model, head: keras.Model, class_names: List[str],
   if not enabled:
     return WarmStart(False, 'training.warm_start is false.')
   if not base_model:
-    return WarmStart(False, 'no blessed model yet.')
+    return WarmStart(False, 'no blessed model trained on other data.')
   old = export.read_class_names(base_model)
   if old != list(class_names):
     return WarmStart(False, f'the classes changed since the blessed model ({_class_change(old, list(class_names))}).',
@@ -84,4 +84,6 @@ def read_decision(model_run_dir: str) -> Optional[WarmStart]:
 
 
 def log(decision: WarmStart) -> None:
-  logging.warning(decision.line())
+  """A warning when a blessed model was there but could not be used; info otherwise."""
+  level = logging.WARNING if decision.base_model and not decision.used else logging.INFO
+  logging.log(level, decision.line())

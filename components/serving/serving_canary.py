@@ -40,6 +40,7 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
 from components.serving import serving_requests
+from contract.settings import CanaryConfig, ServingConfig
 
 RESULT_FOLDER = 'canary'
 RESULT_FILE = 'result.json'
@@ -52,15 +53,9 @@ WARMUP_EXAMPLES = 2  # per signature, one request each
 
 
 @dataclasses.dataclass
-class CanaryLimits:
-  """The canary's checks (pipeline/configs.py: CanaryConfig, the `canary:` section)."""
-  max_load_seconds: float = 120.0
-  max_memory_mib: int = 3072
-  tolerance: float = 1e-4
-  num_examples: int = 8
-  timed_requests: int = 10
-  timeout_seconds: int = 900
-  max_batch: int = 32
+class CanaryLimits(CanaryConfig):
+  """The canary's checks: the `canary:` section and the signatures' batch limit."""
+  max_batch: int = ServingConfig.max_batch
 
 
 @dataclasses.dataclass

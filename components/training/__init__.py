@@ -1,0 +1,1 @@
+"""What the Trainer starts from: the warm-start model resolver."""
