@@ -25,10 +25,6 @@ LOG_RECORDS: Dict[str, List[str]] = {
         r'(Artifact|Context)Query\.property_predicate is not supported',
         # Examples written without the property are read as tf.Examples, which they are.
         r'Examples artifact does not have payload_format custom property',
-        # The first run: no accepted statistics yet for the drift check (DataValidation
-        # says so on the console); TFX logs the empty resolution with a traceback.
-        r'\[previous_statistics_resolver\] Input resolution error: .*LatestArtifactStrategy '
-        r'object at 0x[0-9a-f]+> returned None\.$',
     ],
     'tensorflow': [
         # TF deprecation notices about calls made inside installed libraries (tfx_bsl,

@@ -16,7 +16,8 @@ from components.example_gen.image_folder_example_gen import ImageFolderExampleGe
 from components.example_gen.span_window import LatestOrNothingStrategy, SpanWindowStrategy
 from components.inference.inference_table import InferenceTable
 from components.serving.serving_canary import ServingCanary
-from components.training.warm_start_model import WarmStartModelStrategy
+from components.resolvers.other_than_this_run import (LatestOtherArtifactStrategy,
+                                                      LatestOtherBlessedModelStrategy)
 from components.validation.curated_schema import CuratedSchemaGen
 from components.validation.data_validation import DataValidation
 from components.insight.data_insight import DataInsightGen
@@ -72,16 +73,22 @@ def training_window(config: PipelineConfig, example_gen: ImageFolderExampleGen) 
   return [window, cache]
 
 
-def warm_start_model(producer, output_key: str) -> tfx.dsl.Resolver:
-  """The latest blessed model not trained on the newest examples that `producer` wrote
-  to `output_key` (the Trainer's examples): an unchanged rerun stays cached."""
+def _newest_of(producer, output_key: str, artifact_type) -> tfx.dsl.Channel:
+  """Every artifact `producer` wrote to `output_key` in any run (the strategies take the
+  newest: this run's)."""
+  return tfx.dsl.Channel(type=artifact_type, producer_component_id=producer.id,
+                         output_key=output_key)
+
+
+def other_blessed_model(resolver_id: str, newest: tfx.dsl.Channel, exclude: str,
+                        producer) -> tfx.dsl.Resolver:
+  """The latest blessed model that is not ('itself') or was not derived from
+  ('derived') this run's newest artifact of `newest` (components/resolvers)."""
   resolver = tfx.dsl.Resolver(
-      strategy_class=WarmStartModelStrategy,
+      strategy_class=LatestOtherBlessedModelStrategy, config={'exclude': exclude},
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
       model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-      examples=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
-                               producer_component_id=producer.id, output_key=output_key),
-  ).with_id('warm_start_model_resolver')
+      newest=newest).with_id(resolver_id)
   resolver.add_upstream_node(producer)
   return resolver
 
@@ -102,18 +109,26 @@ def _schema_gen(config: PipelineConfig, statistics) -> CuratedSchemaGen:
       else '', editable_schema=_absolute(config.curated_schema_path)).with_id('SchemaGen')
 
 
-def data_validation(config: PipelineConfig, statistics_gen, schema) -> list:
+def data_validation(config: PipelineConfig, statistics_gen, schema,
+                    kubeflow_v2: bool = False) -> list:
   """ExampleValidator (every split against the schema), then DataValidation (drift from
   the last accepted span's statistics; anomalies stop the run unless data.validation: warn)."""
-  previous = tfx.dsl.Resolver(
-      strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
-      statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics,
-                                 producer_component_id='DataValidation',
-                                 output_key='accepted_statistics'),
-  ).with_id('previous_statistics_resolver')
-  # Resolved before this run's statistics exist (Kubeflow's resolver takes the newest
-  # ExampleStatistics in the store, whoever wrote it).
-  statistics_gen.add_upstream_node(previous)
+  statistics = tfx.types.standard_artifacts.ExampleStatistics
+  previous_accepted = tfx.dsl.Channel(type=statistics, producer_component_id='DataValidation',
+                                      output_key='accepted_statistics')
+  if kubeflow_v2:
+    previous = tfx.dsl.Resolver(strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
+                                statistics=previous_accepted)
+    # Resolved before this run's statistics exist (Kubeflow's resolver takes the newest
+    # ExampleStatistics in the store, whoever wrote it).
+    statistics_gen.add_upstream_node(previous)
+  else:  # not the statistics accepted from this run's (cached) statistics
+    previous = tfx.dsl.Resolver(
+        strategy_class=LatestOtherArtifactStrategy, config={'exclude': 'derived'},
+        statistics=previous_accepted,
+        newest=_newest_of(statistics_gen, 'statistics', statistics))
+    previous.add_upstream_node(statistics_gen)
+  previous = previous.with_id('previous_statistics_resolver')
   example_validator = tfx.components.ExampleValidator(
       statistics=statistics_gen.outputs['statistics'], schema=schema)
   data = config.data
@@ -241,7 +256,8 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
   insight = data_insight(config, example_gen.outputs['examples'])
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
   schema_gen = _schema_gen(config, statistics_gen.outputs['statistics'])
-  validation = data_validation(config, statistics_gen, schema_gen.outputs['schema'])
+  validation = data_validation(config, statistics_gen, schema_gen.outputs['schema'],
+                               kubeflow_v2)
   window = [] if kubeflow_v2 else training_window(config, example_gen)
   # The window's Examples are transformed in the Trainer (materialize=False: Transform
   # writes one transformed artifact per input only where it has one output per input).
@@ -268,21 +284,26 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
       custom_config={**custom_config, 'tuning': dataclasses.asdict(config.tuning),
                      **code_and_weights(TUNER_FN.rsplit('.', 1)[0], config)})
            if config.tuning.enabled else None)
-  model_resolver = tfx.dsl.Resolver(
+  # Kubeflow V2 compiles TFX's latest-blessed-model resolver only; elsewhere the
+  # warm-start model and the baseline pass over the models an unchanged rerun already
+  # has, so that it stays cached.
+  latest_blessed = tfx.dsl.Resolver(
       strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
       model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-  ).with_id('latest_blessed_model_resolver')
+  ).with_id('latest_blessed_model_resolver') if kubeflow_v2 else None
   # Warm start (training.warm_start): the head starts from this model's head when the
-  # classes are the same. Kubeflow V2 compiles the latest-blessed-model resolver only.
-  warm_start = ([warm_start_model(example_gen, 'examples') if window
-                 else warm_start_model(transform, 'transformed_examples')]
-                if config.training.warm_start and not kubeflow_v2 else [])
-  base_model = warm_start[0] if warm_start else model_resolver
+  # classes are the same.
+  examples_producer, examples_key = ((example_gen, 'examples') if window
+                                     else (transform, 'transformed_examples'))
+  warm_start = (latest_blessed or other_blessed_model(
+      'warm_start_model_resolver',
+      _newest_of(examples_producer, examples_key, tfx.types.standard_artifacts.Examples),
+      'derived', examples_producer)) if config.training.warm_start else None
   trainer = tfx.components.Trainer(
       run_fn=RUN_FN,
       examples=trainer_examples,
-      base_model=base_model.outputs['model'] if config.training.warm_start else None,
+      base_model=warm_start.outputs['model'] if warm_start else None,
       transform_graph=transform.outputs['transform_graph'],
       schema=schema_gen.outputs['schema'],
       hyperparameters=tuner.outputs['best_hyperparameters'] if tuner else None,
@@ -297,10 +318,13 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
   # not blessing while a class has no eval example, unless the config allows it.
   evaluator_class = (baseline_check.Evaluator if config.evaluation.allow_classes_without_eval
                      else class_coverage.Evaluator)
+  baseline = latest_blessed or other_blessed_model(
+      'baseline_model_resolver',
+      _newest_of(trainer, 'model', tfx.types.standard_artifacts.Model), 'itself', trainer)
   evaluator = evaluator_class(
       examples=examples,
       model=trainer.outputs['model'],
-      baseline_model=model_resolver.outputs['model'],
+      baseline_model=baseline.outputs['model'],
       eval_config=eval_config(config),
       module_path=EVALUATOR_MODULE)
   canary = serving_canary(config, trainer.outputs['model'], example_gen.outputs['examples'],
@@ -332,8 +356,8 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
       pipeline_name=config.pipeline_name,
       pipeline_root=_absolute(config.pipeline_root),
       components=[example_gen, insight, statistics_gen, schema_gen, *validation, *window,
-                  transform, *([tuner] if tuner else []), model_resolver, *warm_start, trainer,
-                  evaluator,
+                  transform, *([tuner] if tuner else []), *([warm_start] if warm_start else []),
+                  trainer, *([baseline] if baseline is not warm_start else []), evaluator,
                   canary, pusher, evaluation_report, *inference],
       enable_cache=config.enable_cache,
       metadata_connection_config=metadata_connection_config,

@@ -96,6 +96,8 @@ def latest_run_summary(config: PipelineConfig) -> RunSummary:
   if pushed and pushed.custom_properties['pushed'].int_value == 1:
     pushed_path = pushed.custom_properties['pushed_destination'].string_value
   unchanged_as = _custom_string(pushed, UNCHANGED_AS)
+  if executions.get('AtomicPusher') == 'CACHED':  # an earlier run pushed this very model
+    pushed_path, unchanged_as = None, pushed_path or unchanged_as
   not_used = _custom_string(_newest(by_type.get('ModelBlessing', [])), BASELINE_NOT_USED)
   model_run = _newest(by_type.get('ModelRun', []))
   curves = os.path.join(model_run.uri, 'training_curves.png') if model_run else None

@@ -1,1 +1,0 @@
-"""What the Trainer starts from: the warm-start model resolver."""
