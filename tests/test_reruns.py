@@ -1,4 +1,4 @@
-"""Reruns into one output folder: an unchanged rerun is cached (warm start on) and pushes
+"""Reruns into one output folder: an unchanged rerun is cached end to end (warm start on) and pushes
 nothing, and baselines are models of the same classes only (one LocalDagRunner run
 after another, checked in ML Metadata, the serving folder and the report). A rewritten weights file and
 a source edit change the cache keys of the components that use them
