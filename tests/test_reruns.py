@@ -1,8 +1,8 @@
-"""Reruns into one output folder: an unchanged rerun is cached end to end (warm start on) and pushes
-nothing, and baselines are models of the same classes only (one LocalDagRunner run
-after another, checked in ML Metadata, the serving folder and the report). A rewritten weights file and
-a source edit change the cache keys of the components that use them
-(tests/test_fingerprints.py)."""
+"""Reruns into one output folder: an unchanged rerun is cached end to end (warm start
+on) and pushes nothing, and baselines are models of the same classes only (one
+LocalDagRunner run after another, checked in ML Metadata, the serving folder and the
+report). A rewritten weights file and a source edit change the cache keys of the
+components that use them (tests/test_fingerprints.py)."""
 
 import json
 import os
