@@ -70,21 +70,32 @@ def test_reruns_keep_their_promises(tmp_path):
   assert unchanged.unchanged_as == first.pushed_path
   assert 'unchanged, nothing pushed' in report.format_summary(unchanged)
 
-  # Two class folders added (with the old model as baseline, TFMA failed on a label past
-  # its outputs): the rerun completes, is judged on the absolute thresholds alone, and
-  # says why the last blessed model was not its baseline. (One added class takes the same
-  # path: tests/test_baseline_check.py; a run costs ~1 min of CPU.)
-  demo_data.write_digits(data, (2, 3), per_class=20)
-  summary, data_json = _run(config)
-  reason = "classes changed from ['one', 'zero'] to ['one', 'three', 'two', 'zero']"
-  assert summary.baseline_not_used == reason, summary.baseline_not_used
-  assert data_json['baseline'] is None and data_json['baseline_not_used'] == reason
-  assert f'Baseline not used: {reason}' in report.format_summary(summary)
-  assert f'; baseline not used: {reason}' in _evaluator_line(config)
-  assert 'not used: classes changed from' in open(summary.evaluation_report).read()
-  assert summary.blessed and summary.pushed_path != first.pushed_path
-  # New examples: the first model is offered for warm start, and refused for its classes.
-  assert not data_json['warm_start']['used']
-  assert data_json['warm_start']['reason'].startswith('the classes changed since'), data_json
-  assert summary.metrics['Overall']['example_count'] > 0
-  assert len(os.listdir(serving)) == 2
+  # The weights file rewritten at the same path: Transform stays cached, the Trainer and
+  # everything after it run again; the new model is compared with the first (same classes).
+  write_calibrated_weights(weights, load_class_folder(data, 75, per_class=4).images, seed=1)
+  rewritten, data_json = _run(config)
+  assert _states(rewritten, UPSTREAM) == dict.fromkeys(UPSTREAM, 'CACHED')
+  assert _states(rewritten, DOWNSTREAM) == dict.fromkeys(DOWNSTREAM, 'COMPLETE')
+  assert rewritten.baseline_not_used is None and data_json['baseline']
+  assert data_json['warm_start']['used'] is False  # the first model saw these examples
+
+  # One class folder added, then another (with the old model as baseline, TFMA failed on
+  # a label past its outputs): each rerun completes, is judged on the absolute
+  # thresholds alone, and says why the last blessed model was not its baseline.
+  classes = ['one', 'zero']
+  for digit, name in ((2, 'two'), (3, 'three')):
+    demo_data.write_digits(data, (digit,), per_class=20)
+    summary, data_json = _run(config)
+    reason = f'classes changed from {classes} to {sorted(classes + [name])}'
+    classes = sorted(classes + [name])
+    assert summary.baseline_not_used == reason, summary.baseline_not_used
+    assert data_json['baseline'] is None and data_json['baseline_not_used'] == reason
+    assert f'Baseline not used: {reason}' in report.format_summary(summary)
+    assert f'; baseline not used: {reason}' in _evaluator_line(config)
+    assert 'not used: classes changed from' in open(summary.evaluation_report).read()
+    assert summary.blessed and summary.pushed_path
+    # New examples: the last model is offered for warm start, and refused for its classes.
+    assert not data_json['warm_start']['used']
+    assert data_json['warm_start']['reason'].startswith('the classes changed since'), data_json
+    assert summary.metrics['Overall']['example_count'] > 0
+  assert len(os.listdir(serving)) == 4 - (rewritten.pushed_path is None)
