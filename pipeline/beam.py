@@ -32,9 +32,9 @@ _ENDPOINT = re.compile(r'^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-
 _REGION = re.compile(r'^[a-z]+-[a-z]+\d+$')
 # Beam's in-process batch runner, the one DirectRunner falls back to; never downloads.
 LOCAL_RUNNER = '--runner=FnApiRunner'
-# Runners whose workers run on this machine, with this machine's Python packages.
-_LOCAL_RUNNER_NAMES = ('FnApiRunner', 'DirectRunner', 'BundleBasedDirectRunner',
-                       'SwitchingDirectRunner')
+# Runners whose workers run on this machine, with this machine's Python packages
+# (lower case, without the 'runner' suffix, as Beam's create_runner matches names).
+_LOCAL_RUNNER_NAMES = ('fnapi', 'direct', 'bundlebaseddirect', 'switchingdirect')
 
 
 def _require(value, name: str, preset: str, what: str):
@@ -188,7 +188,8 @@ def runs_locally(args: List[str]) -> bool:
   (no runner at all means Beam's default, DirectRunner)."""
   from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=g-import-not-at-top
   runner = PipelineOptions(flags=list(args)).get_all_options().get('runner') or 'DirectRunner'
-  return runner in _LOCAL_RUNNER_NAMES
+  name = str(runner).rsplit('.', 1)[-1].lower()
+  return name.removesuffix('runner') in _LOCAL_RUNNER_NAMES
 
 
 def skip_tfx_packaging_on_local_runners() -> None:

@@ -15,10 +15,11 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import yaml
 
+from contract.canary import CanaryConfig
 from contract.settings import (FEATURE_PRECISIONS, MIN_IMAGE_SIZE, POOLINGS, TFLITE_QUANTIZATIONS,
-                               TUNING_ALGORITHMS, WEIGHTS_CHOICES, CanaryConfig, ExportConfig,
-                               IngestOptions, ModelConfig, ServingConfig, TrainingConfig,
-                               TuningConfig, max_stored_bytes)
+                               TUNING_ALGORITHMS, WEIGHTS_CHOICES, ExportConfig, IngestOptions,
+                               ModelConfig, ServingConfig, TrainingConfig, TuningConfig,
+                               max_stored_bytes)
 from pipeline import beam
 
 VALIDATION_MODES = ('stop', 'warn')

@@ -73,24 +73,15 @@ def training_window(config: PipelineConfig, example_gen: ImageFolderExampleGen) 
   return [window, cache]
 
 
-def _newest_of(producer, output_key: str, artifact_type) -> tfx.dsl.Channel:
-  """Every artifact `producer` wrote to `output_key` in any run (the strategies take the
-  newest: this run's)."""
-  return tfx.dsl.Channel(type=artifact_type, producer_component_id=producer.id,
-                         output_key=output_key)
-
-
-def other_blessed_model(resolver_id: str, newest: tfx.dsl.Channel, exclude: str,
-                        producer) -> tfx.dsl.Resolver:
+def other_blessed_model(resolver_id: str, this_run: tfx.dsl.Channel,
+                        exclude: str) -> tfx.dsl.Resolver:
   """The latest blessed model that is not ('itself') or was not derived from
-  ('derived') this run's newest artifact of `newest` (components/resolvers)."""
-  resolver = tfx.dsl.Resolver(
+  ('derived') this run's artifact of `this_run`, an output channel (components/resolvers)."""
+  return tfx.dsl.Resolver(
       strategy_class=LatestOtherBlessedModelStrategy, config={'exclude': exclude},
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
       model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-      newest=newest).with_id(resolver_id)
-  resolver.add_upstream_node(producer)
-  return resolver
+      this_run=this_run).with_id(resolver_id)
 
 
 def curated_schema_file(config: PipelineConfig) -> str:
@@ -122,12 +113,10 @@ def data_validation(config: PipelineConfig, statistics_gen, schema,
     # Resolved before this run's statistics exist (Kubeflow's resolver takes the newest
     # ExampleStatistics in the store, whoever wrote it).
     statistics_gen.add_upstream_node(previous)
-  else:  # not the statistics accepted from this run's (cached) statistics
+  else:  # not the statistics accepted from this run's (maybe cached) statistics
     previous = tfx.dsl.Resolver(
         strategy_class=LatestOtherArtifactStrategy, config={'exclude': 'derived'},
-        statistics=previous_accepted,
-        newest=_newest_of(statistics_gen, 'statistics', statistics))
-    previous.add_upstream_node(statistics_gen)
+        statistics=previous_accepted, this_run=statistics_gen.outputs['statistics'])
   previous = previous.with_id('previous_statistics_resolver')
   example_validator = tfx.components.ExampleValidator(
       statistics=statistics_gen.outputs['statistics'], schema=schema)
@@ -294,12 +283,11 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
   ).with_id('latest_blessed_model_resolver') if kubeflow_v2 else None
   # Warm start (training.warm_start): the head starts from this model's head when the
   # classes are the same.
-  examples_producer, examples_key = ((example_gen, 'examples') if window
-                                     else (transform, 'transformed_examples'))
+  # This run's examples: with a window, its newest span (models that read it are passed over).
   warm_start = (latest_blessed or other_blessed_model(
-      'warm_start_model_resolver',
-      _newest_of(examples_producer, examples_key, tfx.types.standard_artifacts.Examples),
-      'derived', examples_producer)) if config.training.warm_start else None
+      'warm_start_model_resolver', example_gen.outputs['examples'] if window
+      else transform.outputs['transformed_examples'], 'derived')
+                ) if config.training.warm_start else None
   trainer = tfx.components.Trainer(
       run_fn=RUN_FN,
       examples=trainer_examples,
@@ -319,8 +307,7 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
   evaluator_class = (baseline_check.Evaluator if config.evaluation.allow_classes_without_eval
                      else class_coverage.Evaluator)
   baseline = latest_blessed or other_blessed_model(
-      'baseline_model_resolver',
-      _newest_of(trainer, 'model', tfx.types.standard_artifacts.Model), 'itself', trainer)
+      'baseline_model_resolver', trainer.outputs['model'], 'itself')
   evaluator = evaluator_class(
       examples=examples,
       model=trainer.outputs['model'],
@@ -357,6 +344,7 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
       pipeline_root=_absolute(config.pipeline_root),
       components=[example_gen, insight, statistics_gen, schema_gen, *validation, *window,
                   transform, *([tuner] if tuner else []), *([warm_start] if warm_start else []),
+                  # On Kubeflow one resolver gives both the warm-start model and the baseline.
                   trainer, *([baseline] if baseline is not warm_start else []), evaluator,
                   canary, pusher, evaluation_report, *inference],
       enable_cache=config.enable_cache,

@@ -78,8 +78,9 @@ def test_pipeline_names_the_local_runner_when_the_config_does_not(class_folder, 
     PipelineConfig().beam_pipeline_args,
     presets.beam_pipeline_args('multi_processing', num_workers=2),
     ['--runner', 'DirectRunner'],
+    ['--runner=direct'],  # Beam's short, lower-case name
     ['--direct_num_workers=1'],  # Beam's default runner
-], ids=['default', 'multi_processing', 'two_token_runner', 'no_runner'])
+], ids=['default', 'multi_processing', 'two_token_runner', 'short_name', 'no_runner'])
 def test_local_beam_stage_does_not_package_tfx(args, tfx_packagings):
   presets.skip_tfx_packaging_on_local_runners()
   _BeamStage(BaseBeamExecutor.Context(beam_pipeline_args=list(args))).Do({}, {}, {})

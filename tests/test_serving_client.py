@@ -104,6 +104,11 @@ def test_server_rows_equal_the_in_process_rows(protocol, server, bases, images, 
   assert server.servables.predict_calls - calls == 3
 
 
+def test_an_image_size_below_the_model_minimum_is_refused_at_once(server, images, capsys):
+  code, err = _predict(capsys, '--server', server.rest_url, '--image-size', '10', str(images))
+  assert code == 2 and err.strip().splitlines()[-1].startswith('error: --image-size: expected')
+
+
 def test_a_refused_image_is_skipped_as_in_process(server, bases, images, tmp_path, capsys):
   local = tmp_path / 'local.csv'
   version_dir = os.path.join(bases['picky'], str(VERSION))

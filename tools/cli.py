@@ -187,6 +187,8 @@ def _predict_with_server(args: argparse.Namespace) -> int:
   """`predict --server`: the same output through a running TF Serving (tools/serving_client.py)."""
   from tools.server_address import parse_server  # pylint: disable=g-import-not-at-top
   parse_server(args.server)  # before TensorFlow is imported: answers at once
+  if args.image_size < MIN_IMAGE_SIZE:
+    raise ConfigError(f'--image-size: expected an integer >= {MIN_IMAGE_SIZE}.')
   from tools import batch_predict, serving_client  # pylint: disable=g-import-not-at-top
   return batch_predict.command(
       args.server, args.inputs, args.output, args.batch_size, args.max_image_pixels,

@@ -9,21 +9,23 @@ everything after it runs again. The strategies here pass those over: an unchange
 resolves what the run before it resolved, and new data or a new candidate still get the
 latest accepted statistics or blessed model.
 
-The `newest` channel names this run's artifact (its newest one); `exclude` says what is
-passed over:
-- 'derived': artifacts whose producing execution read it (read from ML Metadata's
-  lineage): statistics accepted from it, models trained on it;
-- 'itself': that artifact (the Trainer's newest model: the candidate).
+The `this_run` input is an output channel of this run (its artifacts, cached or new);
+`exclude` says what is passed over:
+- 'derived': artifacts whose producing execution read all of them (from ML Metadata's
+  lineage): statistics accepted from this run's statistics, models trained on its
+  examples;
+- 'itself': this run's artifacts themselves (the Trainer's model: the candidate).
 """
 
-from typing import Dict, List, Optional, Set
+import itertools
+from typing import Dict, Iterator, List, Optional, Set
 
 from ml_metadata.proto import metadata_store_pb2
 from tfx import types
 from tfx.components.evaluator import constants
 from tfx.dsl.components.common import resolver
 
-NEWEST, MODEL, BLESSING = 'newest', 'model', 'model_blessing'
+THIS_RUN, MODEL, BLESSING = 'this_run', 'model', 'model_blessing'
 EXCLUSIONS = ('derived', 'itself')
 
 
@@ -48,30 +50,29 @@ class _OtherThanThisRun(resolver.ResolverStrategy):
       raise ValueError(f'exclude must be one of {EXCLUSIONS}, got {exclude!r}')
     self._exclude = exclude
 
-  def _candidates(self, store, artifacts: List[types.Artifact],
-                  newest: List[types.Artifact]) -> List[types.Artifact]:
-    """`artifacts` newest first, without those that `newest` excludes."""
-    ordered = sorted(artifacts, key=lambda a: a.id, reverse=True)
-    if not newest:
-      return ordered
-    if self._exclude == 'itself':
-      return [a for a in ordered if a.id != newest[0].id]
-    return [a for a in ordered if newest[0].id not in _producer_inputs(store, a.id)]
-
-  @staticmethod
-  def _newest(input_dict: Dict[str, List[types.Artifact]]) -> List[types.Artifact]:
-    return sorted(input_dict[NEWEST], key=lambda a: a.id)[-1:]
+  def _others(self, store, artifacts: List[types.Artifact],
+              this_run: List[types.Artifact]) -> Iterator[types.Artifact]:
+    """`artifacts`, newest first, that this run's artifacts do not exclude."""
+    ours = {a.id for a in this_run}
+    for artifact in sorted(artifacts, key=lambda a: a.id, reverse=True):
+      if not ours:
+        yield artifact
+      elif self._exclude == 'itself':
+        if artifact.id not in ours:
+          yield artifact
+      elif not ours <= _producer_inputs(store, artifact.id):
+        yield artifact
 
 
 class LatestOtherArtifactStrategy(_OtherThanThisRun):
-  """Each channel besides `newest`: its newest artifact not excluded; none if none is left."""
+  """Each channel besides `this_run`: its newest artifact not excluded; none if none is left."""
 
   def resolve_artifacts(self, store, input_dict: Dict[str, List[types.Artifact]]
                         ) -> Optional[Dict[str, List[types.Artifact]]]:
-    newest = self._newest(input_dict)
-    resolved = {key: self._candidates(store, artifacts, newest)[:1]
-                for key, artifacts in input_dict.items() if key != NEWEST}
-    return {**resolved, NEWEST: newest}
+    this_run = input_dict[THIS_RUN]
+    resolved = {key: list(itertools.islice(self._others(store, artifacts, this_run), 1))
+                for key, artifacts in input_dict.items() if key != THIS_RUN}
+    return {**resolved, THIS_RUN: this_run}
 
 
 class LatestOtherBlessedModelStrategy(_OtherThanThisRun):
@@ -79,8 +80,8 @@ class LatestOtherBlessedModelStrategy(_OtherThanThisRun):
 
   def resolve_artifacts(self, store, input_dict: Dict[str, List[types.Artifact]]
                         ) -> Optional[Dict[str, List[types.Artifact]]]:
-    newest = self._newest(input_dict)
+    this_run = input_dict[THIS_RUN]
     blessed = _blessings_by_model(input_dict[BLESSING])
     models = [m for m in input_dict[MODEL] if m.id in blessed]
-    model = self._candidates(store, models, newest)[:1]
-    return {MODEL: model, BLESSING: [blessed[m.id] for m in model], NEWEST: newest}
+    model = list(itertools.islice(self._others(store, models, this_run), 1))
+    return {MODEL: model, BLESSING: [blessed[m.id] for m in model], THIS_RUN: this_run}

@@ -40,7 +40,8 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
 from components.serving import serving_requests
-from contract.settings import CanaryConfig, ServingConfig
+from contract.canary import CanaryConfig
+from contract.settings import ServingConfig
 
 RESULT_FOLDER = 'canary'
 RESULT_FILE = 'result.json'
