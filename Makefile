@@ -36,7 +36,7 @@ $(VENV)/.installed: $(VENV)/.stack pyproject.toml
 
 demo: venv
 	$(BIN)/transfer-pipeline demo-data --output $(DEMO_DATA)
-	$(BIN)/transfer-pipeline calibrate-weights --data $(DEMO_DATA) --output $(DEMO_WEIGHTS)
+	test -f $(DEMO_WEIGHTS) || $(BIN)/transfer-pipeline calibrate-weights --data $(DEMO_DATA) --output $(DEMO_WEIGHTS)
 	$(BIN)/transfer-pipeline run --data $(DEMO_DATA) --output $(DEMO_OUTPUT) --weights $(DEMO_WEIGHTS)
 
 # Continuous training (README "Weekly spans"): each call adds one weekly span of the

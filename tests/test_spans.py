@@ -179,3 +179,23 @@ def test_demo_spans_are_new_images_each_week_and_the_third_drifts(tmp_path):
   assert demo_data.next_span(output) == 4
   span = spans.resolve(*spans.split_path(os.path.join(output, demo_data.SPAN_PATTERN)))
   assert span.number == 3
+
+
+def test_demo_data_written_again_leaves_the_ingestion_cache_key_alone(tmp_path):
+  """`make demo` twice: the second demo-data call rewrites nothing, so ExampleGen stays
+  cached (its fingerprint holds every file's mtime); a damaged file is written again."""
+  from components.example_gen import image_listing  # pylint: disable=g-import-not-at-top
+  from tools import demo_data  # pylint: disable=g-import-not-at-top
+  output = str(tmp_path / 'digits')
+  demo_data.write_digits(output, (0, 1), per_class=3)
+  before = image_listing.fingerprint(output)
+  demo_data.write_digits(output, (0, 1), per_class=3)
+  assert image_listing.fingerprint(output) == before
+  damaged = os.path.join(output, 'one', sorted(os.listdir(os.path.join(output, 'one')))[0])
+  with open(damaged, 'rb') as f:
+    original = f.read()
+  with open(damaged, 'wb') as f:
+    f.write(b'not a png')
+  demo_data.write_digits(output, (0, 1), per_class=3)
+  with open(damaged, 'rb') as f:
+    assert f.read() == original

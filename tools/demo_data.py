@@ -1,5 +1,6 @@
 """The built-in data set: scikit-learn's handwritten digits as class-folder PNGs."""
 
+import io
 import os
 from typing import Dict, List, Optional, Sequence
 
@@ -16,14 +17,26 @@ DRIFTED_SPAN, DRIFTED_COUNT = 3, 5
 DIGIT_NAMES = ('zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine')
 
 
+def _write_if_changed(path: str, image: Image.Image) -> None:
+  encoded = io.BytesIO()
+  image.save(encoded, format='PNG')
+  if os.path.isfile(path):
+    with open(path, 'rb') as f:
+      if f.read() == encoded.getvalue():
+        return
+  with open(path, 'wb') as f:
+    f.write(encoded.getvalue())
+
+
 def write_digits(output: str, digits: Sequence[int] = (0, 1), upscale: int = 4,
                  per_class: int = 0, skip: int = 0,
                  per_digit: Optional[Dict[int, int]] = None) -> Dict[str, int]:
   """Writes <output>/<digit name>/<index>.png (8x8 images upscaled); returns counts.
 
   `per_class` > 0 keeps only that many images per class (`per_digit` overrides it for
-  some digits), after the first `skip` of each. Existing files are rewritten with the
-  same content, so the call is idempotent.
+  some digits), after the first `skip` of each. A file that already holds the same image
+  is left untouched (its mtime too), so a second call changes nothing, and the pipeline's
+  ingestion cache still hits.
   """
   data = load_digits()
   counts = {}
@@ -37,7 +50,7 @@ def write_digits(output: str, digits: Sequence[int] = (0, 1), upscale: int = 4,
     for i in indices:
       pixels = (data.images[i] * (255.0 / 16.0)).astype(np.uint8)
       image = Image.fromarray(pixels).resize((8 * upscale, 8 * upscale), Image.NEAREST)
-      image.save(os.path.join(output, name, f'{i:04d}.png'))
+      _write_if_changed(os.path.join(output, name, f'{i:04d}.png'), image)
     counts[name] = len(indices)
   return counts
 
