@@ -42,6 +42,9 @@ def test_pushed_or_not(tmp_path):
   unchanged = {'pushed_model': [_artifact(pushed=0, unchanged_as='/serving/m/17')]}
   assert component_results.describe(unchanged) == (
       'unchanged, nothing pushed (/serving/m/17 holds the same model)')
+  for cached in (pushed, unchanged):  # a cached Pusher pushed nothing in this run
+    assert component_results.describe(cached, cached=True) == (
+        'unchanged, nothing pushed (/serving/m/17 holds the same model)')
 
 
 def test_the_serving_canary_line_and_the_evaluator_apart():

@@ -159,11 +159,14 @@ def _canary(outputs: Artifacts) -> str:
   return _string(blessing, 'canary') or ('blessed' if _int(blessing, 'blessed') else 'not blessed')
 
 
-def _pushed(outputs: Artifacts) -> str:
+def _pushed(outputs: Artifacts, cached: bool = False) -> str:
+  """`cached`: the Pusher's execution was reused, so what it pushed is already there."""
   [pushed] = outputs['pushed_model']
-  if _int(pushed, 'pushed') == 1:
-    return f'pushed to {_string(pushed, "pushed_destination")}'
-  unchanged = _string(pushed, 'unchanged_as')  # atomic_pusher.UNCHANGED_AS (no TFX import here)
+  destination = _string(pushed, 'pushed_destination') if _int(pushed, 'pushed') == 1 else ''
+  if destination and not cached:
+    return f'pushed to {destination}'
+  # atomic_pusher.UNCHANGED_AS (no TFX import here)
+  unchanged = destination or _string(pushed, 'unchanged_as')
   if unchanged:
     return f'unchanged, nothing pushed ({unchanged} holds the same model)'
   return 'nothing pushed (the model was not blessed by the Evaluator and the serving canary)'
@@ -195,12 +198,13 @@ DESCRIBERS: Dict[str, Callable[[Artifacts], str]] = {
 }
 
 
-def describe(outputs: Artifacts) -> str:
-  """The key result, or '' when no describer applies or reading the outputs fails."""
+def describe(outputs: Artifacts, cached: bool = False) -> str:
+  """The key result, or '' when no describer applies or reading the outputs fails.
+  `cached`: the outputs are an earlier execution's (a cached push pushed nothing now)."""
   for key, describer in DESCRIBERS.items():
     if key in outputs:
       try:
-        return describer(outputs)
+        return _pushed(outputs, cached) if key == 'pushed_model' else describer(outputs)
       except Exception as e:  # pylint: disable=broad-except  (a summary never fails a run)
         return f'(result not readable: {e})'
   return ''

@@ -42,9 +42,9 @@ class ComponentLines:
 
   def component_finished(self, component_id: str, outcome: Outcome) -> None:
     took = _seconds(time.monotonic() - self._started)
-    status = 'cached' if outcome.state == 'CACHED' else 'done'
-    result = component_results.describe(outcome.outputs)
-    console.say(f'{self._prefix(component_id)} {status} in {took}'
+    cached = outcome.state == 'CACHED'
+    result = component_results.describe(outcome.outputs, cached)
+    console.say(f'{self._prefix(component_id)} {"cached" if cached else "done"} in {took}'
                 + (f': {result}' if result else ''))
 
   def component_failed(self, component_id: str, error: BaseException) -> None:
