@@ -50,7 +50,9 @@ def label_issue_findings(features: np.ndarray, labels: np.ndarray, class_names: 
   if len(np.unique(labels)) < 2 or len(labels) < 2 * num_classes:
     return []  # nothing to compare a label with
   probabilities = out_of_fold_probabilities(features, labels, num_classes)
-  issues = find_label_issues(labels, probabilities, filter_by='prune_by_noise_rate')
+  # n_jobs=1: cleanlab's default forks a pool of this process (TensorFlow's threads and
+  # all) per physical core, for a per-class step that takes milliseconds.
+  issues = find_label_issues(labels, probabilities, filter_by='prune_by_noise_rate', n_jobs=1)
   quality = get_label_quality_scores(labels, probabilities, method='self_confidence')
   return [Finding(LABEL_ISSUE, files[i], splits[i], class_names[labels[i]],
                   float(1.0 - quality[i]),
