@@ -16,8 +16,8 @@ from components.example_gen.image_folder_example_gen import ImageFolderExampleGe
 from components.example_gen.span_window import LatestOrNothingStrategy, SpanWindowStrategy
 from components.inference.inference_table import InferenceTable
 from components.serving.serving_canary import ServingCanary
-from components.resolvers.other_than_this_run import (LatestOtherArtifactStrategy,
-                                                      LatestOtherBlessedModelStrategy)
+from components.resolvers.other_than_this_run import (LatestOtherBlessedModelStrategy,
+                                                      PreviousAcceptedStatisticsStrategy)
 from components.validation.curated_schema import CuratedSchemaGen
 from components.validation.data_validation import DataValidation
 from components.insight.data_insight import DataInsightGen
@@ -113,9 +113,9 @@ def data_validation(config: PipelineConfig, statistics_gen, schema,
     # Resolved before this run's statistics exist (Kubeflow's resolver takes the newest
     # ExampleStatistics in the store, whoever wrote it).
     statistics_gen.add_upstream_node(previous)
-  else:  # not the statistics accepted from this run's (maybe cached) statistics
+  else:  # not those accepted from this run's (maybe cached) statistics, unless let through
     previous = tfx.dsl.Resolver(
-        strategy_class=LatestOtherArtifactStrategy, config={'exclude': 'derived'},
+        strategy_class=PreviousAcceptedStatisticsStrategy,
         statistics=previous_accepted, this_run=statistics_gen.outputs['statistics'])
   previous = previous.with_id('previous_statistics_resolver')
   example_validator = tfx.components.ExampleValidator(

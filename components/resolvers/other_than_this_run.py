@@ -15,6 +15,8 @@ The `this_run` input is an output channel of this run (its artifacts, cached or 
   lineage): statistics accepted from this run's statistics, models trained on its
   examples;
 - 'itself': this run's artifacts themselves (the Trainer's model: the candidate).
+A span let through with anomalies (`data.validation: warn`) is the exception: the user
+accepted it, so when its statistics come again they are compared with themselves.
 """
 
 import itertools
@@ -25,7 +27,9 @@ from tfx import types
 from tfx.components.evaluator import constants
 from tfx.dsl.components.common import resolver
 
-THIS_RUN, MODEL, BLESSING = 'this_run', 'model', 'model_blessing'
+from components.validation.data_validation import NUM_ANOMALIES
+
+THIS_RUN, MODEL, BLESSING, STATISTICS = 'this_run', 'model', 'model_blessing', 'statistics'
 EXCLUSIONS = ('derived', 'itself')
 
 
@@ -64,15 +68,24 @@ class _OtherThanThisRun(resolver.ResolverStrategy):
         yield artifact
 
 
-class LatestOtherArtifactStrategy(_OtherThanThisRun):
-  """Each channel besides `this_run`: its newest artifact not excluded; none if none is left."""
+class PreviousAcceptedStatisticsStrategy(_OtherThanThisRun):
+  """`statistics`: the newest accepted statistics not accepted from this run's own; but
+  if this run's statistics were once let through with anomalies (`data.validation:
+  warn`), that acceptance: a span the user accepted is its own baseline from then on."""
+
+  def __init__(self):
+    super().__init__('derived')
 
   def resolve_artifacts(self, store, input_dict: Dict[str, List[types.Artifact]]
                         ) -> Optional[Dict[str, List[types.Artifact]]]:
-    this_run = input_dict[THIS_RUN]
-    resolved = {key: list(itertools.islice(self._others(store, artifacts, this_run), 1))
-                for key, artifacts in input_dict.items() if key != THIS_RUN}
-    return {**resolved, THIS_RUN: this_run}
+    this_run, accepted = input_dict[THIS_RUN], input_dict[STATISTICS]
+    ours = {a.id for a in this_run}
+    let_through = [a for a in sorted(accepted, key=lambda a: a.id, reverse=True)
+                   if a.get_int_custom_property(NUM_ANOMALIES) > 0
+                   and ours and ours <= _producer_inputs(store, a.id)]
+    previous = let_through[:1] or list(itertools.islice(
+        self._others(store, accepted, this_run), 1))
+    return {STATISTICS: previous, THIS_RUN: this_run}
 
 
 class LatestOtherBlessedModelStrategy(_OtherThanThisRun):

@@ -30,6 +30,7 @@ RESULT_FILE = 'validation.json'
 ANOMALIES_FILE = 'SchemaDiff.pb'  # ExampleValidator's file per split
 DRIFT_SPLIT = 'train'  # the eval split is too small to compare shares reliably
 MODES = ('stop', 'warn')
+NUM_ANOMALIES = 'num_anomalies'  # on the validation result and the accepted statistics
 
 
 def anomaly_count(n: int) -> str:
@@ -146,5 +147,8 @@ def DataValidation(
     print(f'DataValidation anomaly: {line}')
   if result['anomalies'] and mode == 'stop':
     raise DataValidationError(result['anomalies'])
-  validation.set_int_custom_property('num_anomalies', len(result['anomalies']))
+  validation.set_int_custom_property(NUM_ANOMALIES, len(result['anomalies']))
   _copy_statistics(statistics, accepted_statistics)
+  # Let through with anomalies (mode 'warn'): the resolver makes such a span its own
+  # baseline when the same statistics come again (components/resolvers).
+  accepted_statistics.set_int_custom_property(NUM_ANOMALIES, len(result['anomalies']))
