@@ -54,18 +54,21 @@ class _OtherThanThisRun(resolver.ResolverStrategy):
       raise ValueError(f'exclude must be one of {EXCLUSIONS}, got {exclude!r}')
     self._exclude = exclude
 
+  def _is_ours(self, store, artifact: types.Artifact, ours: Set[int]) -> bool:
+    """Whether `artifact` is one of this run's artifacts `ours` ('itself') or was
+    produced from all of them ('derived')."""
+    if not ours:
+      return False
+    if self._exclude == 'itself':
+      return artifact.id in ours
+    return ours <= _producer_inputs(store, artifact.id)
+
   def _others(self, store, artifacts: List[types.Artifact],
               this_run: List[types.Artifact]) -> Iterator[types.Artifact]:
     """`artifacts`, newest first, that this run's artifacts do not exclude."""
     ours = {a.id for a in this_run}
-    for artifact in sorted(artifacts, key=lambda a: a.id, reverse=True):
-      if not ours:
-        yield artifact
-      elif self._exclude == 'itself':
-        if artifact.id not in ours:
-          yield artifact
-      elif not ours <= _producer_inputs(store, artifact.id):
-        yield artifact
+    return (a for a in sorted(artifacts, key=lambda a: a.id, reverse=True)
+            if not self._is_ours(store, a, ours))
 
 
 class PreviousAcceptedStatisticsStrategy(_OtherThanThisRun):
@@ -82,7 +85,7 @@ class PreviousAcceptedStatisticsStrategy(_OtherThanThisRun):
     ours = {a.id for a in this_run}
     let_through = [a for a in sorted(accepted, key=lambda a: a.id, reverse=True)
                    if a.get_int_custom_property(NUM_ANOMALIES) > 0
-                   and ours and ours <= _producer_inputs(store, a.id)]
+                   and self._is_ours(store, a, ours)]
     previous = let_through[:1] or list(itertools.islice(
         self._others(store, accepted, this_run), 1))
     return {STATISTICS: previous, THIS_RUN: this_run}
