@@ -16,8 +16,8 @@ from typing import Any, Dict, List, Mapping, Optional
 import yaml
 
 from contract.canary import CanaryConfig
-from contract.settings import (FEATURE_PRECISIONS, MIN_IMAGE_SIZE, POOLINGS, TFLITE_QUANTIZATIONS,
-                               TUNING_ALGORITHMS, WEIGHTS_CHOICES, ExportConfig, IngestOptions,
+from contract.settings import (FEATURE_PRECISIONS, LEARNING_RATE_DECAYS, MIN_IMAGE_SIZE,
+                               POOLINGS, TFLITE_QUANTIZATIONS, TUNING_ALGORITHMS, WEIGHTS_CHOICES, ExportConfig, IngestOptions,
                                ModelConfig, ServingConfig, TrainingConfig, TuningConfig,
                                max_stored_bytes)
 from pipeline import beam
@@ -193,6 +193,8 @@ class PipelineConfig:
     _check(self.training.augmented_views >= 1, 'training.augmented_views', 'an integer >= 1')
     _check(self.training.learning_rate > 0, 'training.learning_rate',
            'a positive number')
+    _check(self.training.learning_rate_decay in LEARNING_RATE_DECAYS,
+           'training.learning_rate_decay', ' or '.join(map(repr, LEARNING_RATE_DECAYS)))
     self._validate_fine_tuning()
     for name in FRACTION_FIELDS:
       _check_fraction(getattr(self.evaluation, name), f'evaluation.{name}')

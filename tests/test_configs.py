@@ -44,6 +44,7 @@ def test_bad_config_names_the_field(values, message):
     ({'model.dropout': 1.0}, 'model.dropout'),
     ({'evaluation.report_misclassified': -1}, 'evaluation.report_misclassified'),
     ({'model.pooling': 'max'}, 'model.pooling'),
+    ({'training.learning_rate_decay': 'step'}, 'training.learning_rate_decay'),
     ({'export.tflite_quantization': 'int4'}, 'export.tflite_quantization'),
     ({'evaluation.min_class_accuracy': -0.1}, 'evaluation.min_class_accuracy'),
 ])

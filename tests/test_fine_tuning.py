@@ -90,6 +90,8 @@ def test_run_fn_continues_the_curves_across_both_phases(run_both_phases):
   history = json.loads((seen['run_dir'] / 'history.json').read_text())
   assert {len(v) for v in history.values()} == {3} and 'val_accuracy' in history
   assert history['loss'][2] == pytest.approx(seen['history'].history['loss'][0])
+  # each phase decays its own rate along a half cosine: 1e-4, 5e-5, then 1e-5 again
+  assert history['lr'] == pytest.approx([1e-4, 5e-5, 1e-5])
   assert (seen['run_dir'] / 'training_curves.png').stat().st_size > 1000
   assert seen['shuffles'] == [False, True]  # cached phase one, shuffled pixels for phase two
 

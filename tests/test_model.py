@@ -159,3 +159,15 @@ def test_calibrated_features_are_steady_with_the_batchnorm_offset(tmp_path, offs
   clean = extractor.predict(pixels, verbose=0)
   moved = np.abs(extractor.predict(pixels + noise, verbose=0) - clean).mean()
   assert (moved / np.abs(clean).mean() < 0.2) == steady
+
+
+def test_cosine_decay_settles_the_last_epochs_and_constant_is_the_lessons():
+  cosine = model_lib.learning_rate_schedule(1e-4, 'cosine', 0, 20)
+  rates = [cosine(epoch) for epoch in range(20)]
+  assert rates[0] == pytest.approx(1e-4) and rates[10] == pytest.approx(5e-5)
+  assert all(a > b > 0 for a, b in zip(rates, rates[1:]))
+  assert rates[-1] < 0.01 * 1e-4
+  phase_two = model_lib.learning_rate_schedule(1e-5, 'cosine', 20, 24)
+  assert [phase_two(e) for e in (20, 22)] == pytest.approx([1e-5, 5e-6])
+  constant = model_lib.learning_rate_schedule(1e-4, 'constant', 0, 20)
+  assert {constant(epoch) for epoch in range(20)} == {1e-4}

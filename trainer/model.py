@@ -5,8 +5,9 @@
                    -> Dense(1, sigmoid) for two classes, Dense(n, softmax) for more
 """
 
+import math
 import os
-from typing import ContextManager, List, Optional, Set, Tuple
+from typing import Callable, ContextManager, List, Optional, Set, Tuple
 
 import h5py
 import tensorflow as tf
@@ -218,6 +219,21 @@ def compile_model(model: keras.Model, num_classes: int, learning_rate: float,
   loss = 'binary_crossentropy' if num_classes == 2 else 'sparse_categorical_crossentropy'
   model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=learning_rate),
                 loss=loss, metrics=['accuracy'], jit_compile=jit_compile)
+
+
+def learning_rate_schedule(base: float, decay: str, first_epoch: int,
+                           end_epoch: int) -> Callable[[int], float]:
+  """epoch -> learning rate for epochs `first_epoch` .. `end_epoch - 1`: `base` throughout
+  ('constant', the lesson's) or a half cosine from `base` towards 0 ('cosine': over 20
+  epochs the last one runs at 0.6% of `base`)."""
+  epochs = max(1, end_epoch - first_epoch)
+
+  def rate(epoch: int) -> float:
+    if decay == 'constant':
+      return base
+    return base * 0.5 * (1.0 + math.cos(math.pi * (epoch - first_epoch) / epochs))
+
+  return rate
 
 
 def write_calibrated_weights(path: str, images, seed: int = 0,

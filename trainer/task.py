@@ -130,13 +130,18 @@ def _pixel_datasets(fn_args: tfx.components.FnArgs, tf_transform_output: tft.TFT
 
 
 def _fit(model: keras.Model, train: tf.data.Dataset, evaluation: tf.data.Dataset,
-         fn_args: tfx.components.FnArgs, epochs: int, initial_epoch: int = 0,
-         steps_per_epoch: Optional[int] = None) -> keras.callbacks.History:
+         fn_args: tfx.components.FnArgs, learning_rate: float, decay: str, epochs: int,
+         initial_epoch: int = 0, steps_per_epoch: Optional[int] = None
+         ) -> keras.callbacks.History:
+  """Epochs `initial_epoch` .. `epochs - 1` at `learning_rate`, decayed as `decay` says
+  over these epochs (each epoch's rate is logged as `lr`)."""
+  schedule = model_lib.learning_rate_schedule(learning_rate, decay, initial_epoch, epochs)
   return model.fit(
       train, epochs=epochs, initial_epoch=initial_epoch, validation_data=evaluation,
       steps_per_epoch=steps_per_epoch or fn_args.train_steps,
       validation_steps=fn_args.eval_steps,
-      callbacks=[keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir), EpochLines()],
+      callbacks=[keras.callbacks.LearningRateScheduler(schedule),
+                 keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir), EpochLines()],
       verbose=0)
 
 
@@ -214,7 +219,8 @@ def _train_head(model: keras.Model, backbone: keras.Model, head: keras.Model,
     logging.info('Feature cache OFF (training.feature_cache=false): the full model runs '
                     'every epoch.')
     model_lib.compile_model(model, num_classes, training.learning_rate)
-    return _fit(model, datasets['train'], datasets['eval'], fn_args, training.epochs)
+    return _fit(model, datasets['train'], datasets['eval'], fn_args, training.learning_rate,
+                training.learning_rate_decay, training.epochs)
   logging.info('Feature cache ON: the backbone is frozen, so its features are computed '
                   'once (%s; training features in %s) and the head trains on them.',
                   f'{training.augmented_views} augmented views' if training.augment
@@ -243,8 +249,8 @@ def _train_head(model: keras.Model, backbone: keras.Model, head: keras.Model,
     evaluation = cached_features(datasets['eval'], extractor, os.path.join(cache_dir, 'eval'),
                                  training.batch_size)
     model_lib.compile_model(trained, num_classes, training.learning_rate, jit_compile=True)
-    history = _fit(trained, train, evaluation, fn_args, training.epochs,
-                   steps_per_epoch=steps)
+    history = _fit(trained, train, evaluation, fn_args, training.learning_rate,
+                   training.learning_rate_decay, training.epochs, steps_per_epoch=steps)
     if not training.fine_tune_from:  # the final model: the head on these eval features
       _write_eval_predictions(trained, evaluation, datasets['eval_keys'],
                               backbone.input_shape[1], fn_args)
@@ -276,7 +282,8 @@ def fine_tune(model: keras.Model, backbone: keras.Model, train: tf.data.Dataset,
               fn_args: tfx.components.FnArgs) -> keras.callbacks.History:
   """Phase two: unfreezes `backbone` from `training.fine_tune_from` (BatchNorm stays
   frozen, in inference mode) and trains the assembled `model` on pixel batches at
-  `training.fine_tune_learning_rate`, continuing the epoch count of phase one."""
+  `training.fine_tune_learning_rate` (decayed as phase one), continuing the epoch count
+  of phase one."""
   unfrozen = model_lib.unfreeze_from(backbone, training.fine_tune_from)
   logging.info('Fine-tuning: %d backbone layers with weights unfrozen from %s to %s '
                   '(BatchNorm stays frozen), learning rate %g, epochs %d-%d.',
@@ -284,8 +291,9 @@ def fine_tune(model: keras.Model, backbone: keras.Model, train: tf.data.Dataset,
                   training.fine_tune_learning_rate, training.epochs + 1,
                   training.epochs + training.fine_tune_epochs)
   model_lib.compile_model(model, num_classes, training.fine_tune_learning_rate)
-  return _fit(model, train, evaluation, fn_args,
-              epochs=training.epochs + training.fine_tune_epochs, initial_epoch=training.epochs)
+  return _fit(model, train, evaluation, fn_args, training.fine_tune_learning_rate,
+              training.learning_rate_decay, epochs=training.epochs + training.fine_tune_epochs,
+              initial_epoch=training.epochs)
 
 
 def merge_histories(first: Dict[str, List[float]],
@@ -297,6 +305,7 @@ def merge_histories(first: Dict[str, List[float]],
 
 def _save_history(history: Dict[str, List[float]], model_run_dir: str,
                   fine_tune_start: Optional[int]) -> None:
+  history = {key: [float(value) for value in values] for key, values in history.items()}
   with tf.io.gfile.GFile(os.path.join(model_run_dir, 'history.json'), 'w') as f:
     json.dump(history, f, indent=2)
   plots.save_training_curves(history, os.path.join(model_run_dir, 'training_curves.png'),
