@@ -28,12 +28,19 @@ import contract  # pylint: disable=unused-import  # first: selects Keras 2 for T
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
+from typing import Optional
+
 from absl import logging
+from kfp.pipeline_spec.pipeline_spec_pb2 import PipelineDeploymentConfig
 from tfx import v1 as tfx
 
 from kubeflow import preflight
 from pipeline import definition as pipeline_lib
-from pipeline.configs import PipelineConfig, load_config
+from pipeline.configs import KubeflowConfig, PipelineConfig, load_config
+
+ResourceSpec = PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
+# The steps that train a model: `kubeflow.trainer_*` sets their pods' resources.
+TRAINING_STEPS = ('Trainer', 'Tuner')
 
 CONFIG_ENV = 'TRANSFER_PIPELINE_CONFIG'
 IMAGE_ENV = 'TRANSFER_PIPELINE_IMAGE'
@@ -58,8 +65,23 @@ def build_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
   config.validate()
   preflight.check_paths(config)
   # No span resolver compiles for Kubeflow V2: the ExampleGen reads the training window.
-  return pipeline_lib.create_pipeline(config, metadata_connection_config=None,
-                                      kubeflow_v2=True)
+  pipeline = pipeline_lib.create_pipeline(config, metadata_connection_config=None,
+                                          kubeflow_v2=True)
+  resources = trainer_resources(config.kubeflow)
+  if resources is not None:
+    for component in pipeline.components:
+      if component.id in TRAINING_STEPS:
+        component.with_platform_config(resources)
+  return pipeline
+
+
+def trainer_resources(settings: KubeflowConfig) -> Optional[ResourceSpec]:
+  """The Trainer pod's CPU, memory and accelerator (a GPU Trainer); None: the defaults."""
+  spec = ResourceSpec(cpu_limit=settings.trainer_cpu, memory_limit=settings.trainer_memory_gb)
+  if settings.trainer_accelerator:
+    spec.accelerator.type = settings.trainer_accelerator
+    spec.accelerator.count = settings.trainer_accelerator_count
+  return spec if spec.ByteSize() else None
 
 
 def runner_for(output_path: str, image: str) -> tfx.orchestration.experimental.KubeflowV2DagRunner:

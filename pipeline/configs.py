@@ -110,6 +110,18 @@ class InferenceConfig:
 
 
 @dataclasses.dataclass
+class KubeflowConfig:
+  """The Trainer's (and Tuner's) pod in the compiled Kubeflow V2 / Vertex AI spec; local
+  runs ignore it. 0 / '' = the platform's default."""
+  # An accelerator for the Trainer, as the platform names it: 'NVIDIA_TESLA_T4' or
+  # 'NVIDIA_L4' on Vertex AI, 'nvidia.com/gpu' on Kubeflow Pipelines.
+  trainer_accelerator: str = ''
+  trainer_accelerator_count: int = 1
+  trainer_cpu: float = 0.0         # vCPU limit
+  trainer_memory_gb: float = 0.0   # memory limit, GB as the spec counts
+
+
+@dataclasses.dataclass
 class PipelineConfig:
   pipeline_name: str = 'image-transfer'
   model_name: str = 'image_classifier'
@@ -128,6 +140,7 @@ class PipelineConfig:
   canary: CanaryConfig = dataclasses.field(default_factory=CanaryConfig)
   export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
   tuning: TuningConfig = dataclasses.field(default_factory=TuningConfig)
+  kubeflow: KubeflowConfig = dataclasses.field(default_factory=KubeflowConfig)
 
   # Derived locations -------------------------------------------------------
   @property
@@ -211,6 +224,10 @@ class PipelineConfig:
     _check(self.export.tflite_representative_images >= 1,
            'export.tflite_representative_images', 'an integer >= 1')
     self._validate_tuning()
+    _check(self.kubeflow.trainer_accelerator_count >= 1, 'kubeflow.trainer_accelerator_count',
+           'an integer >= 1')
+    for name in ('trainer_cpu', 'trainer_memory_gb'):
+      _check(getattr(self.kubeflow, name) >= 0, f'kubeflow.{name}', 'a number >= 0 (0 = default)')
     _check(self.pipeline_name.replace('-', '').replace('_', '').isalnum(),
            'pipeline_name', 'letters, digits, - and _')
     return self

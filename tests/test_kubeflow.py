@@ -248,6 +248,37 @@ def test_compile_kubeflow_keeps_the_run_options_in_the_spec(tmp_path, capsys):
   assert 'weights imagenet, 5 epochs, image size 96, augment off' in captured.out
 
 
+def _executor(spec, task_name):
+  label = spec['pipelineSpec']['components'][_tasks(spec)[task_name]['componentRef']['name']][
+      'executorLabel']
+  return spec['pipelineSpec']['deploymentSpec']['executors'][label]['container']
+
+
+def test_trainer_gpu_flag_puts_only_the_trainer_on_the_accelerator(tmp_path):
+  config_file = tmp_path / 'kfp.yaml'
+  config_file.write_text('kubeflow: {trainer_cpu: 8, trainer_memory_gb: 30}\n')
+  out = tmp_path / 'p.json'
+  assert cli.main(['compile-kubeflow', '--data', f'{BUCKET}/images', '--pipeline-output',
+                   f'{BUCKET}/runs', '--config', str(config_file), '--image', IMAGE,
+                   '--trainer-gpu', 'NVIDIA_TESLA_T4:2', '--output', str(out)]) == 0
+  spec = json.loads(out.read_text())
+  resources = _executor(spec, 'Trainer')['resources']
+  assert resources['accelerator'] == {'type': 'NVIDIA_TESLA_T4', 'count': '2'}
+  assert (resources['cpuLimit'], resources['memoryLimit']) == (8, 30)
+  others = [name for name in _tasks(spec) if name != 'Trainer' and 'resolver' not in name]
+  assert others and all('resources' not in _executor(spec, name) for name in others)
+
+
+@pytest.mark.parametrize('flag', [':2', 'NVIDIA_TESLA_T4:two'])
+def test_a_bad_trainer_gpu_flag_is_refused_in_one_line(tmp_path, capsys, flag):
+  assert cli.main(['compile-kubeflow', '--data', f'{BUCKET}/images', '--pipeline-output',
+                   f'{BUCKET}/runs', '--trainer-gpu', flag,
+                   '--output', str(tmp_path / 'p.json')]) != 0
+  assert capsys.readouterr().err.strip().splitlines() == [
+      f"error: --trainer-gpu takes TYPE or TYPE:COUNT (e.g. NVIDIA_TESLA_T4:1), got '{flag}'."]
+  assert not (tmp_path / 'p.json').exists()
+
+
 def test_a_local_data_folder_for_a_remote_pipeline_root_is_refused(tmp_path):
   config = _cloud_config(**{'data.path': str(tmp_path / 'images')})
   with pytest.raises(ValueError, match=f'data.path: {tmp_path}/images is a path of this '
@@ -338,6 +369,22 @@ def test_dockerfile_base_python_matches_lock():
   assert match.group(1) == _lock_python_version() == '3.10'
   with open(os.path.join(PROJECT_ROOT, 'pyproject.toml')) as f:
     assert f'requires-python = "=={match.group(1)}.*"' in f.read()
+
+
+def test_dockerfile_gpu_build_adds_cuda_to_the_locked_tensorflow():
+  """`--build-arg GPU=1` installs tensorflow[and-cuda] at exactly the lock's version; the
+  shell that picks the version out of the lock is run here on the real lock."""
+  instructions = _dockerfile_instructions()
+  assert ('ARG', 'GPU=0') in instructions
+  gpu_run = [a for i, a in instructions if i == 'RUN' and 'and-cuda' in a]
+  assert len(gpu_run) == 1 and '"$GPU" = "1"' in gpu_run[0]
+  version_command = re.search(r'\$\((sed [^)]*)\)', gpu_run[0]).group(1)
+  lock = os.path.join(PROJECT_ROOT, 'requirements.lock')
+  version = subprocess.run(['sh', '-c', version_command.replace('/app/requirements.lock', lock)],
+                           capture_output=True, text=True, check=True).stdout.strip()
+  with open(lock) as f:
+    assert f'tensorflow=={version}\n' in f.read().splitlines(keepends=True)
+  assert version == '2.16.2'
 
 
 def test_dockerfile_sets_legacy_keras_and_installs_lock():

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import tempfile
-from typing import Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import contract  # pylint: disable=unused-import  # first: selects Keras 2 for TensorFlow
 import console
@@ -243,11 +243,24 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
   return 0
 
 
+def _trainer_gpu_overrides(flag: Optional[str]) -> Dict[str, Any]:
+  """`--trainer-gpu TYPE[:COUNT]` -> the kubeflow.trainer_accelerator settings."""
+  if not flag:
+    return {}
+  accelerator, _, count = flag.partition(':')
+  if not accelerator or (count and not count.isdigit()):
+    raise ConfigError(f'--trainer-gpu takes TYPE or TYPE:COUNT (e.g. NVIDIA_TESLA_T4:1), '
+                      f'got {flag!r}.')
+  return {'kubeflow.trainer_accelerator': accelerator,
+          'kubeflow.trainer_accelerator_count': int(count or 1)}
+
+
 def _cmd_compile_kubeflow(args: argparse.Namespace) -> int:
   from kubeflow import preflight as kfp_preflight  # pylint: disable=g-import-not-at-top
   from pipeline.configs import load_config  # pylint: disable=g-import-not-at-top
   config = load_config(args.config, {'data.path': args.data, 'output': args.pipeline_output,
                                      'data.class_names': args.class_names,
+                                     **_trainer_gpu_overrides(args.trainer_gpu),
                                      **_model_overrides(args)})
   config = _apply_beam_flags(config, args).validate()
   try:
@@ -333,6 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help='pipeline container image in a registry the cluster pulls from '
                    '(default: the local `docker build` tag, which no cluster can pull)')
   kfp.add_argument('--output', default='kubeflow/build/pipeline.json', help='JSON file to write')
+  kfp.add_argument('--trainer-gpu', metavar='TYPE[:COUNT]',
+                   help='run the Trainer (and Tuner) on a GPU node: the accelerator as the '
+                   'platform names it, e.g. NVIDIA_TESLA_T4 (Vertex AI) or nvidia.com/gpu '
+                   '(Kubeflow Pipelines); sets kubeflow.trainer_accelerator')
   _add_model_flags(kfp)  # --config: pipeline root under `output`, e.g. gs://...
   _add_beam_flags(kfp)
   kfp.set_defaults(func=_cmd_compile_kubeflow)
