@@ -99,6 +99,9 @@ class TrainingConfig:
   # Start the head from the latest blessed model's head when its classes are the same
   # (and its head has the same shape); else train from scratch and say why.
   warm_start: bool = True
+  # A warm-started head trains this many epochs (at most `epochs`): it starts near a
+  # solution, so a new span needs fewer epochs than the first.
+  warm_start_epochs: int = 5
 
 
 @dataclasses.dataclass

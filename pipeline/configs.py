@@ -204,6 +204,8 @@ class PipelineConfig:
     _check(self.training.epochs >= 1, 'training.epochs', 'an integer >= 1')
     _check(self.training.batch_size >= 1, 'training.batch_size', 'an integer >= 1')
     _check(self.training.augmented_views >= 1, 'training.augmented_views', 'an integer >= 1')
+    _check(self.training.warm_start_epochs >= 1, 'training.warm_start_epochs',
+           'an integer >= 1')
     _check(self.training.learning_rate > 0, 'training.learning_rate',
            'a positive number')
     _check(self.training.learning_rate_decay in LEARNING_RATE_DECAYS,

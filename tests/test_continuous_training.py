@@ -51,7 +51,8 @@ def two_runs(tmp_path_factory):
       'data.path': os.path.join(data, demo_data.SPAN_PATTERN), 'data.train_spans': 2,
       'output': str(tmp / 'run'), 'model.weights': 'none', 'model.image_size': 75,
       'model.dense_units': 16,
-      'model.pooling': 'average', 'training.epochs': 1, 'training.augment': False,
+      'model.pooling': 'average', 'training.epochs': 2, 'training.warm_start_epochs': 1,
+      'training.augment': False,
       'evaluation.min_accuracy': 0.0, 'evaluation.max_accuracy_drop': 1.0})
   demo_data.write_digit_spans(data, 1, per_class=PER_CLASS)
   local_runner.run(config)
@@ -77,6 +78,8 @@ def test_first_run_trains_on_its_one_span_from_scratch(two_runs):
                            os.path.basename(model.uri))
   decision = warm_start.read_decision(model_run)
   assert decision is not None and not decision.used and 'no blessed model' in decision.reason
+  with open(os.path.join(model_run, 'history.json')) as f:
+    assert len(json.load(f)['loss']) == 2  # training.epochs
 
 
 def test_second_run_ingests_only_the_new_span(two_runs):
@@ -123,7 +126,7 @@ def test_second_run_warm_starts_from_the_first_model(two_runs):
   decision = warm_start.read_decision(model_run.uri)
   assert decision.used, decision.reason
   with open(os.path.join(model_run.uri, 'history.json')) as f:
-    assert len(json.load(f)['loss']) == 1
+    assert len(json.load(f)['loss']) == 1  # training.warm_start_epochs
   [report] = _artifacts(store, _execution(store, 'EvaluationReport'), 'report',
                         metadata_store_pb2.Event.OUTPUT)
   with open(os.path.join(report.uri, 'report.json')) as f:

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from contract.settings import TrainingConfig
 from tests import tiny_model
 from trainer import warm_start
 
@@ -55,3 +56,12 @@ def test_off_or_no_blessed_model(tmp_path):
   head = model.get_layer('head')
   assert 'warm_start is false' in warm_start.warm_start(model, head, ['a', 'b'], '/x', False).reason
   assert 'no blessed model' in warm_start.warm_start(model, head, ['a', 'b'], None, True).reason
+
+
+def test_a_warm_started_head_trains_warm_start_epochs_at_most_epochs():
+  training = TrainingConfig(epochs=20, warm_start_epochs=5)
+  used, not_used = warm_start.WarmStart(True, 'same classes'), warm_start.WarmStart(False, 'none')
+  assert warm_start.epochs(used, training).epochs == 5
+  assert warm_start.epochs(not_used, training) == training
+  short = TrainingConfig(epochs=3, warm_start_epochs=5)
+  assert warm_start.epochs(used, short).epochs == 3

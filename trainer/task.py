@@ -349,6 +349,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                                   training.warm_start)
   warm_start.log(started)
   warm_start.write_decision(started, fn_args.model_run_dir)
+  training = warm_start.epochs(started, training)
   history = _train_head(model, backbone, head, datasets, num_classes, training, fn_args,
                         model_lib.resolve_feature_precision(model_config.feature_precision),
                         model_config).history

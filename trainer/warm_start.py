@@ -15,6 +15,7 @@ from typing import List, Optional
 import tensorflow as tf
 import tf_keras as keras
 
+from contract.settings import TrainingConfig
 from trainer import export
 
 DECISION_FILE = 'warm_start.json'
@@ -68,6 +69,14 @@ def warm_start(model: keras.Model, head: keras.Model, class_names: List[str],
     return WarmStart(False, f'the blessed model at {base_model}: {problem}.', base_model)
   return WarmStart(True, f'the head starts from the blessed model at {base_model} '
                          f'(same classes: {", ".join(class_names)}).', base_model)
+
+
+def epochs(decision: WarmStart, training: TrainingConfig) -> TrainingConfig:
+  """`training` with a warm-started head's epochs (`training.warm_start_epochs`, at most
+  `training.epochs`); unchanged when training starts from scratch."""
+  if not decision.used or training.warm_start_epochs >= training.epochs:
+    return training
+  return dataclasses.replace(training, epochs=training.warm_start_epochs)
 
 
 def write_decision(decision: WarmStart, model_run_dir: str) -> None:
