@@ -119,3 +119,21 @@ def test_label_issues_on_separable_features_and_a_class_of_one():
                                            files, ['train'] * 41)
   # The far point, and the misfiled class-0 image among class 1: both unlike their class.
   assert sorted(f.file for f in outliers) == ['f3.jpg', 'f40.jpg']
+
+
+def test_outlier_scores_compute_distances_in_bounded_chunks(monkeypatch):
+  """scikit-learn's default kNN chunk (1 GB) was most of the step's memory at 30,000
+  images: the outlier scores run under a bounded working memory."""
+  seen = []
+  real_fit_score = label_issues.OutOfDistribution.fit_score
+
+  def fit_score(self, *args, **kwargs):
+    seen.append(label_issues.sklearn.get_config()['working_memory'])
+    return real_fit_score(self, *args, **kwargs)
+
+  monkeypatch.setattr(label_issues.OutOfDistribution, 'fit_score', fit_score)
+  features = np.random.default_rng(0).normal(size=(20, 4))
+  label_issues.outlier_findings(features, np.array([0] * 10 + [1] * 10), ['a', 'b'],
+                                [f'f{i}' for i in range(20)], ['train'] * 20)
+  assert seen == [label_issues.KNN_WORKING_MEMORY_MB] * 2
+  assert label_issues.sklearn.get_config()['working_memory'] == 1024  # restored after
