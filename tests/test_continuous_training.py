@@ -126,7 +126,9 @@ def test_second_run_warm_starts_from_the_first_model(two_runs):
   decision = warm_start.read_decision(model_run.uri)
   assert decision.used, decision.reason
   with open(os.path.join(model_run.uri, 'history.json')) as f:
-    assert len(json.load(f)['loss']) == 1  # training.warm_start_epochs
+    history = json.load(f)
+  assert len(history['loss']) == 1  # training.warm_start_epochs
+  assert history['lr'] == pytest.approx([1e-5])  # a tenth of training.learning_rate
   [report] = _artifacts(store, _execution(store, 'EvaluationReport'), 'report',
                         metadata_store_pb2.Event.OUTPUT)
   with open(os.path.join(report.uri, 'report.json')) as f:
