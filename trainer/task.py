@@ -134,8 +134,8 @@ def _fit(model: keras.Model, train: tf.data.Dataset, evaluation: tf.data.Dataset
          initial_epoch: int = 0, steps_per_epoch: Optional[int] = None,
          warm_started: bool = False) -> keras.callbacks.History:
   """Epochs `initial_epoch` .. `epochs - 1` at `learning_rate`, decayed as `decay` says
-  over these epochs (each epoch's rate is logged as `lr`); a `warm_started` head's first
-  epoch at a tenth of it."""
+  over these epochs (each epoch's rate is logged as `lr`); a `warm_started` head from a
+  tenth of it."""
   schedule = model_lib.learning_rate_schedule(learning_rate, decay, initial_epoch, epochs,
                                               warm_started)
   return model.fit(
