@@ -172,10 +172,3 @@ def test_cosine_decay_settles_the_last_epochs_and_constant_is_the_lessons():
   constant = model_lib.learning_rate_schedule(1e-4, 'constant', 0, 20)
   assert {constant(epoch) for epoch in range(20)} == {1e-4}
 
-
-def test_a_warm_started_head_follows_the_schedule_from_a_tenth_of_the_rate():
-  warm = model_lib.learning_rate_schedule(1e-4, 'cosine', 0, 4, warm_started=True)
-  assert [warm(e) for e in range(4)] == pytest.approx([1e-5, 0.5 * (1 + 2 ** -0.5) * 1e-5,
-                                                       5e-6, 0.5 * (1 - 2 ** -0.5) * 1e-5])
-  constant = model_lib.learning_rate_schedule(1e-4, 'constant', 0, 2, warm_started=True)
-  assert [constant(e) for e in range(2)] == pytest.approx([1e-5, 1e-5])

@@ -1,6 +1,7 @@
 """Warm start: the head starts from the blessed model's head on the same classes only."""
 
 import numpy as np
+import pytest
 
 from contract.settings import TrainingConfig
 from tests import tiny_model
@@ -58,10 +59,11 @@ def test_off_or_no_blessed_model(tmp_path):
   assert 'no blessed model' in warm_start.warm_start(model, head, ['a', 'b'], None, True).reason
 
 
-def test_a_warm_started_head_trains_warm_start_epochs_at_most_epochs():
-  training = TrainingConfig(epochs=20, warm_start_epochs=5)
+def test_a_warm_started_head_trains_fewer_epochs_at_a_tenth_of_the_rate():
+  training = TrainingConfig(epochs=20, warm_start_epochs=5, learning_rate=1e-4)
   used, not_used = warm_start.WarmStart(True, 'same classes'), warm_start.WarmStart(False, 'none')
-  assert warm_start.epochs(used, training).epochs == 5
-  assert warm_start.epochs(not_used, training) == training
+  warm = warm_start.training_settings(used, training)
+  assert (warm.epochs, warm.learning_rate) == (5, pytest.approx(1e-5))
+  assert warm_start.training_settings(not_used, training) == training
   short = TrainingConfig(epochs=3, warm_start_epochs=5)
-  assert warm_start.epochs(used, short).epochs == 3
+  assert warm_start.training_settings(used, short).epochs == 3

@@ -221,21 +221,11 @@ def compile_model(model: keras.Model, num_classes: int, learning_rate: float,
                 loss=loss, metrics=['accuracy'], jit_compile=jit_compile)
 
 
-# A warm-started head trains at this fraction of the learning rate: RMSprop's steps are
-# about the rate per weight whatever the gradient, and at the full rate they threw the
-# demo spans' warm-started head from validation accuracy 1.0 down to 0.5-0.78 (2 of 4
-# seeds); at a tenth its epochs stayed at 0.97-1.0 (ad hoc, stand-in weights).
-WARM_START_RATE = 0.1
-
-
-def learning_rate_schedule(base: float, decay: str, first_epoch: int, end_epoch: int,
-                           warm_started: bool = False) -> Callable[[int], float]:
+def learning_rate_schedule(base: float, decay: str, first_epoch: int,
+                           end_epoch: int) -> Callable[[int], float]:
   """epoch -> learning rate for epochs `first_epoch` .. `end_epoch - 1`: `base` throughout
   ('constant', the lesson's) or a half cosine from `base` towards 0 ('cosine': over 20
-  epochs the last one runs at 0.6% of `base`); `warm_started`: from `WARM_START_RATE` x
-  `base`."""
-  if warm_started:
-    base *= WARM_START_RATE
+  epochs the last one runs at 0.6% of `base`)."""
   epochs = max(1, end_epoch - first_epoch)
 
   def rate(epoch: int) -> float:

@@ -131,13 +131,11 @@ def _pixel_datasets(fn_args: tfx.components.FnArgs, tf_transform_output: tft.TFT
 
 def _fit(model: keras.Model, train: tf.data.Dataset, evaluation: tf.data.Dataset,
          fn_args: tfx.components.FnArgs, learning_rate: float, decay: str, epochs: int,
-         initial_epoch: int = 0, steps_per_epoch: Optional[int] = None,
-         warm_started: bool = False) -> keras.callbacks.History:
+         initial_epoch: int = 0, steps_per_epoch: Optional[int] = None
+         ) -> keras.callbacks.History:
   """Epochs `initial_epoch` .. `epochs - 1` at `learning_rate`, decayed as `decay` says
-  over these epochs (each epoch's rate is logged as `lr`); a `warm_started` head from a
-  tenth of it."""
-  schedule = model_lib.learning_rate_schedule(learning_rate, decay, initial_epoch, epochs,
-                                              warm_started)
+  over these epochs (each epoch's rate is logged as `lr`)."""
+  schedule = model_lib.learning_rate_schedule(learning_rate, decay, initial_epoch, epochs)
   return model.fit(
       train, epochs=epochs, initial_epoch=initial_epoch, validation_data=evaluation,
       steps_per_epoch=steps_per_epoch or fn_args.train_steps,
@@ -209,8 +207,7 @@ def _train_head(model: keras.Model, backbone: keras.Model, head: keras.Model,
                 datasets: Dict[str, tf.data.Dataset], num_classes: int,
                 training: TrainingConfig, fn_args: tfx.components.FnArgs,
                 feature_precision: str = 'float32',
-                model_config: Optional[ModelConfig] = None,
-                warm_started: bool = False) -> keras.callbacks.History:
+                model_config: Optional[ModelConfig] = None) -> keras.callbacks.History:
   """Phase one: the head on the frozen backbone, through the feature cache or not.
 
   `feature_precision` 'bfloat16' computes and stores the training features in bfloat16;
@@ -223,7 +220,7 @@ def _train_head(model: keras.Model, backbone: keras.Model, head: keras.Model,
                     'every epoch.')
     model_lib.compile_model(model, num_classes, training.learning_rate)
     return _fit(model, datasets['train'], datasets['eval'], fn_args, training.learning_rate,
-                training.learning_rate_decay, training.epochs, warm_started=warm_started)
+                training.learning_rate_decay, training.epochs)
   logging.info('Feature cache ON: the backbone is frozen, so its features are computed '
                   'once (%s; training features in %s) and the head trains on them.',
                   f'{training.augmented_views} augmented views' if training.augment
@@ -253,8 +250,7 @@ def _train_head(model: keras.Model, backbone: keras.Model, head: keras.Model,
                                  training.batch_size)
     model_lib.compile_model(trained, num_classes, training.learning_rate, jit_compile=True)
     history = _fit(trained, train, evaluation, fn_args, training.learning_rate,
-                   training.learning_rate_decay, training.epochs, steps_per_epoch=steps,
-                   warm_started=warm_started)
+                   training.learning_rate_decay, training.epochs, steps_per_epoch=steps)
     if not training.fine_tune_from:  # the final model: the head on these eval features
       _write_eval_predictions(trained, evaluation, datasets['eval_keys'],
                               backbone.input_shape[1], fn_args)
@@ -353,10 +349,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                                   training.warm_start)
   warm_start.log(started)
   warm_start.write_decision(started, fn_args.model_run_dir)
-  training = warm_start.epochs(started, training)
+  training = warm_start.training_settings(started, training)
   history = _train_head(model, backbone, head, datasets, num_classes, training, fn_args,
                         model_lib.resolve_feature_precision(model_config.feature_precision),
-                        model_config, warm_started=started.used).history
+                        model_config).history
   fine_tune_start = None
   if training.fine_tune_from:
     if use_cache:  # phase one read features; the backbone now changes every step
