@@ -83,12 +83,11 @@ class PreviousAcceptedStatisticsStrategy(_OtherThanThisRun):
                         ) -> Optional[Dict[str, List[types.Artifact]]]:
     this_run, accepted = input_dict[THIS_RUN], input_dict[STATISTICS]
     ours = {a.id for a in this_run}
-    let_through = [a for a in sorted(accepted, key=lambda a: a.id, reverse=True)
+    let_through = (a for a in sorted(accepted, key=lambda a: a.id, reverse=True)
                    if a.get_int_custom_property(NUM_ANOMALIES) > 0
-                   and self._is_ours(store, a, ours)]
-    previous = let_through[:1] or list(itertools.islice(
-        self._others(store, accepted, this_run), 1))
-    return {STATISTICS: previous, THIS_RUN: this_run}
+                   and self._is_ours(store, a, ours))
+    previous = itertools.chain(let_through, self._others(store, accepted, this_run))
+    return {STATISTICS: list(itertools.islice(previous, 1)), THIS_RUN: this_run}
 
 
 class LatestOtherBlessedModelStrategy(_OtherThanThisRun):
