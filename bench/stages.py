@@ -93,9 +93,10 @@ def _fn_args(config: PipelineConfig, output: str):
   from tfx.components.trainer import fn_args_utils
   from tfx.types import artifact_utils
   from bench import mlmd
+  from components.validation.curated_schema import CuratedSchemaGen
   from contract.settings import trainer_custom_config
 
-  def artifact(component, key):
+  def artifact(component, key):  # component: its class name, as MLMD's execution type
     proto, proto_type = mlmd.output_artifact(config.metadata_path, component, key)
     if proto is None:
       raise RuntimeError(f'No {component}.{key} artifact in {config.metadata_path}.')
@@ -103,7 +104,7 @@ def _fn_args(config: PipelineConfig, output: str):
 
   input_dict = {'examples': artifact('Transform', 'transformed_examples'),
                 'transform_graph': artifact('Transform', 'transform_graph'),
-                'schema': artifact('SchemaGen', 'schema')}
+                'schema': artifact(CuratedSchemaGen.__name__, 'schema')}
   custom_config = trainer_custom_config(config.model, config.training, config.serving,
                                         config.export)
   fn_args = fn_args_utils.get_common_fn_args(
