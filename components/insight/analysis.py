@@ -5,6 +5,7 @@ import dataclasses
 from typing import Dict, List, Sequence
 
 import numpy as np
+from sklearn.utils.extmath import row_norms  # einsum: no squared copy
 
 from components.insight import image_issues, label_issues
 from components.insight.features import Examples
@@ -23,15 +24,18 @@ def typical_images(examples: Examples, class_names: Sequence[str], exclude: set,
                    count: int = TYPICAL_PER_CLASS) -> Dict[str, List[str]]:
   """Per class, the `count` images nearest (cosine) to the class's mean pooled feature,
   among those with no finding: what a suspect is compared with."""
-  unit = examples.features / np.maximum(
-      np.linalg.norm(examples.features, axis=1, keepdims=True), 1e-12)
+  features = examples.features
+  norms = np.maximum(row_norms(features), 1e-12)
   typical = {}
   for label, name in enumerate(class_names):
-    members = [i for i in np.flatnonzero(examples.labels == label)
-               if examples.files[i] not in exclude]
-    if not members:
+    members = np.array([i for i in np.flatnonzero(examples.labels == label)
+                        if examples.files[i] not in exclude], np.int64)
+    if not len(members):
       continue
-    similarity = unit[members] @ unit[members].mean(axis=0)
+    # The members' mean unit vector and their cosines to it, without a normalized copy.
+    weights = np.zeros(len(features), features.dtype)
+    weights[members] = 1.0 / (norms[members] * len(members))
+    similarity = (features @ (weights @ features))[members] / norms[members]
     typical[name] = [examples.files[members[j]] for j in np.argsort(-similarity)[:count]]
   return typical
 

@@ -12,6 +12,7 @@ import io
 from typing import Dict, List, Sequence
 
 import numpy as np
+from sklearn.utils.extmath import row_norms  # einsum: no squared copy
 
 from components.insight.findings import (EXACT_DUPLICATE, IMAGE_QUALITY_KINDS, LEAK,
                                          NEAR_DUPLICATE, Finding)
@@ -93,17 +94,21 @@ def feature_leak_findings(features: np.ndarray, files: Sequence[str], splits: Se
   train, evals = np.flatnonzero(splits_arr == TRAIN), np.flatnonzero(splits_arr == EVAL)
   if not len(train) or not len(evals):
     return []
-  unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+  # Cosines from dot products and norms: no normalized copy of the features is made.
+  norms = np.maximum(row_norms(features), 1e-12)
+  not_train = splits_arr != TRAIN
   reported: Dict[str, bool] = {f.file: True for f in already if f.kind == LEAK}
   findings = []
   for start in range(0, len(evals), 256):
     block = evals[start:start + 256]
-    similarity = unit[block] @ unit[train].T
+    similarity = features[block] @ features.T
+    similarity /= norms[block, None] * norms[None, :]
+    similarity[:, not_train] = -np.inf
     nearest = similarity.argmax(axis=1)
     for row, i in enumerate(block):
       best = float(similarity[row, nearest[row]])
       if best >= threshold and files[i] not in reported:
-        j = train[nearest[row]]
+        j = nearest[row]
         findings.append(Finding(LEAK, files[i], splits[i], class_names[i], best,
                                 other_file=files[j], other_split=splits[j]))
   return findings
