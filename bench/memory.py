@@ -66,3 +66,8 @@ def run_child(args: List[str], log_path: str, interval: float = 0.25,
 def peak_between(samples: List[Tuple[float, float]], start: float, end: float) -> float:
   """Highest sampled RSS (MB) in [start, end]; 0 when no sample fell inside."""
   return max((rss for t, rss in samples if start <= t <= end), default=0.0)
+
+
+def rss_at(samples: List[Tuple[float, float]], when: float) -> float:
+  """The last sampled RSS (MB) at or before `when`; 0 before the first sample."""
+  return max(((t, rss) for t, rss in samples if t <= when), default=(0.0, 0.0))[1]

@@ -113,11 +113,13 @@ def prepare_data(args: argparse.Namespace, work: str) -> Tuple[str, str]:
 
 def pipeline_components(config: PipelineConfig,
                         child: memory.ChildResult) -> Dict[str, Dict[str, Any]]:
-  """MLMD timings of the pipeline's components, with the RSS high-water in each window."""
+  """MLMD timings of the pipeline's components, with the RSS high-water in each window and
+  the RSS when it began (what earlier components left in the shared process)."""
   timings = mlmd.component_timings(config.metadata_path)
   for timing in timings.values():
     peak = memory.peak_between(child.samples, timing['start'], timing['end'])
     timing['peak_rss_mb'] = peak or None
+    timing['start_rss_mb'] = memory.rss_at(child.samples, timing['start']) or None
   return timings
 
 

@@ -75,6 +75,12 @@ def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
   return a / b if a is not None and b else None
 
 
+def _rise(component: Dict[str, Any]) -> Optional[float]:
+  """How far the component took the shared process's RSS above where its window began."""
+  peak, start = component.get('peak_rss_mb'), component.get('start_rss_mb')
+  return max(peak - start, 0.0) if peak and start else None
+
+
 def figures(raw: Dict[str, Any]) -> Dict[str, Any]:
   """`scale.<component>`: time per image and peak RSS at both sizes, their ratios and
   the marginal seconds per image; `scale_disk`: bytes per artifact at both sizes."""
@@ -93,7 +99,8 @@ def figures(raw: Dict[str, Any]) -> Dict[str, Any]:
         'time_per_image_ratio': per_large / per_small if per_small else None,
         'marginal_seconds_per_image': (many['seconds'] - one['seconds']) / (n_large - n_small),
         'peak_rss_mb_1x': one.get('peak_rss_mb'), f'peak_rss_mb_{factor}x': many.get('peak_rss_mb'),
-        'peak_rss_ratio': _ratio(many.get('peak_rss_mb'), one.get('peak_rss_mb'))}
+        'peak_rss_ratio': _ratio(many.get('peak_rss_mb'), one.get('peak_rss_mb')),
+        'rss_rise_mb_1x': _rise(one), f'rss_rise_mb_{factor}x': _rise(many)}
   disk = {key: {'bytes_1x': b, f'bytes_{factor}x': large['artifact_bytes'].get(key, 0),
                 'ratio': _ratio(large['artifact_bytes'].get(key, 0), b)}
           for key, b in sorted(small['artifact_bytes'].items())}
@@ -148,8 +155,10 @@ def rows(f: Dict[str, Any]) -> List[List[str]]:
                 f'{1000 * c[f"time_per_image_{factor}x"]:.1f}',
                 f'{c["time_per_image_ratio"]:.2f}', verdict(f'scale.{name}.time_per_image_ratio')])
     if c['peak_rss_ratio'] is not None:
+      rise = (c.get('rss_rise_mb_1x'), c.get(f'rss_rise_mb_{factor}x'))
+      own = f' (own rise {rise[0]:.0f} / {rise[1]:.0f})' if None not in rise else ''
       out.append([f'- {name}, RSS high-water MB', f'{c["peak_rss_mb_1x"]:.0f} / '
-                  f'{c[f"peak_rss_mb_{factor}x"]:.0f}', f'{c["peak_rss_ratio"]:.2f}',
+                  f'{c[f"peak_rss_mb_{factor}x"]:.0f}{own}', f'{c["peak_rss_ratio"]:.2f}',
                   verdict(f'scale.{name}.peak_rss_ratio')])
   for key, d in f['scale_disk'].items():
     if d['bytes_1x'] or d[f'bytes_{factor}x']:

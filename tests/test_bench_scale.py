@@ -3,20 +3,22 @@
 
 import pytest
 
-from bench import report, scale
+from bench import memory, report, scale
 
 
 def _run(train, seconds, rss, disk):
+  """rss: component -> (RSS when its window began, high-water in it)."""
   return {'train_images': train, 'eval_images': train // 2, 'seconds': sum(seconds.values()),
-          'peak_rss_mb': max(rss.values()), 'artifact_bytes': disk,
-          'components': {name: {'seconds': s, 'peak_rss_mb': rss[name]}
+          'peak_rss_mb': max(peak for _, peak in rss.values()), 'artifact_bytes': disk,
+          'components': {name: {'seconds': s, 'start_rss_mb': rss[name][0],
+                                'peak_rss_mb': rss[name][1]}
                          for name, s in seconds.items()}}
 
 
 RAW = {'factor': 4, 'runs': {
-    '1': _run(100, {'Transform': 30.0, 'Trainer': 60.0}, {'Transform': 1000, 'Trainer': 2000},
+    '1': _run(100, {'Transform': 30.0, 'Trainer': 60.0}, {'Transform': (900, 1000), 'Trainer': (1000, 2000)},
               {'Transform.transformed_examples': 10**6}),
-    '4': _run(400, {'Transform': 90.0, 'Trainer': 300.0}, {'Transform': 1100, 'Trainer': 2600},
+    '4': _run(400, {'Transform': 90.0, 'Trainer': 300.0}, {'Transform': (900, 1100), 'Trainer': (1100, 2600)},
               {'Transform.transformed_examples': 4 * 10**6})}}
 
 
@@ -27,6 +29,8 @@ def test_ratios_are_per_image_between_the_two_sizes_and_checked_against_targets(
   assert trainer['time_per_image_ratio'] == pytest.approx((300 / 600) / (60 / 150))
   assert trainer['peak_rss_ratio'] == pytest.approx(1.3)
   assert transform['marginal_seconds_per_image'] == pytest.approx(60 / 450)
+  # What the Trainer itself added, apart from what it inherited: 1,000 then 1,500 MB.
+  assert (trainer['rss_rise_mb_1x'], trainer['rss_rise_mb_4x']) == (1000, 1500)
   assert f['scale_disk']['Transform.transformed_examples']['ratio'] == pytest.approx(4)
   targets = scale.targets(f)
   assert targets['scale.Transform.time_per_image_ratio']['met']
@@ -48,3 +52,11 @@ def test_an_only_scale_run_reports_the_scale_table_alone():
   table = report.table(f)
   assert '- Trainer, ms per image | 400.0 / 500.0 | 1.25 | <= 1.15: NOT met' in table
   assert 'disk: Transform.transformed_examples | 1.0 MB / 4.0 MB | 4.00' in table
+  assert '- Trainer, RSS high-water MB | 2000 / 2600 (own rise 1000 / 1500) | 1.30' in table
+
+
+def test_rss_at_a_moment_is_the_last_sample_before_it():
+  samples = [(10.0, 500.0), (11.0, 800.0), (12.0, 600.0)]
+  assert memory.rss_at(samples, 11.5) == 800.0
+  assert memory.rss_at(samples, 12.0) == 600.0
+  assert memory.rss_at(samples, 9.0) == 0.0
