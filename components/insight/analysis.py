@@ -5,7 +5,6 @@ import dataclasses
 from typing import Dict, List, Sequence
 
 import numpy as np
-from sklearn.utils.extmath import row_norms  # einsum: no squared copy
 
 from components.insight import image_issues, label_issues
 from components.insight.features import Examples
@@ -25,7 +24,7 @@ def typical_images(examples: Examples, class_names: Sequence[str], exclude: set,
   """Per class, the `count` images nearest (cosine) to the class's mean pooled feature,
   among those with no finding: what a suspect is compared with."""
   features = examples.features
-  norms = np.maximum(row_norms(features), 1e-12)
+  norms = image_issues.feature_norms(features)
   typical = {}
   for label, name in enumerate(class_names):
     members = np.array([i for i in np.flatnonzero(examples.labels == label)

@@ -85,6 +85,12 @@ def duplicate_findings(lab, paths: Sequence[str], files: Sequence[str], splits: 
   return findings
 
 
+def feature_norms(features: np.ndarray) -> np.ndarray:
+  """Row norms for cosines (floored: an all-zero feature has cosine 0 with everything),
+  without the squared copy np.linalg.norm makes."""
+  return np.maximum(row_norms(features), 1e-12)
+
+
 def feature_leak_findings(features: np.ndarray, files: Sequence[str], splits: Sequence[str],
                           class_names: Sequence[str], already: Sequence[Finding],
                           threshold: float = LEAK_SIMILARITY) -> List[Finding]:
@@ -95,7 +101,7 @@ def feature_leak_findings(features: np.ndarray, files: Sequence[str], splits: Se
   if not len(train) or not len(evals):
     return []
   # Cosines from dot products and norms: no normalized copy of the features is made.
-  norms = np.maximum(row_norms(features), 1e-12)
+  norms = feature_norms(features)
   not_train = splits_arr != TRAIN
   reported: Dict[str, bool] = {f.file: True for f in already if f.kind == LEAK}
   findings = []
