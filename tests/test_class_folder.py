@@ -58,3 +58,14 @@ def test_calibrate_weights_cli_ignores_stray_files(folder_with_strays, tmp_path)
                    '--output', str(output), '--image-size', '75'])
   assert code == 0
   assert h5py.is_hdf5(str(output))
+
+
+def test_a_symlinked_data_folder_loads_as_the_folder_itself(folder_with_strays, tmp_path):
+  """`calibrate-weights --data link` read every file as a symlink leaving the data folder
+  (its paths under the link, its root resolved): all unreadable, no classes."""
+  link = tmp_path / 'link'
+  link.symlink_to(folder_with_strays)
+  direct, linked = load_class_folder(str(folder_with_strays), 8), load_class_folder(str(link), 8)
+  assert linked.class_names == direct.class_names == ['cats', 'dogs']
+  assert (linked.skipped, len(linked.images)) == (direct.skipped, 5)
+  np.testing.assert_array_equal(linked.images, direct.images)

@@ -48,7 +48,10 @@ def load_class_folder(root: str, image_size: int, per_class: int = 0) -> ClassIm
         per_class and counts[cand.class_name] >= per_class):
       continue
     try:
-      data = image_ingest.read_image(cand.path, real_root, DataConfig.max_image_pixels)
+      # relpath under `root` as given: a symlinked data folder is inside itself.
+      relpath = os.path.relpath(cand.path, root).replace(os.sep, '/')
+      data = image_ingest.read_image(cand.path, real_root, DataConfig.max_image_pixels,
+                                     relpath=relpath)
     except ValueError:
       skipped += 1
       continue
