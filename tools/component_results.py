@@ -8,7 +8,7 @@ described by the same code.
 
 import json
 import os
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from ml_metadata.proto import metadata_store_pb2
 
@@ -159,16 +159,28 @@ def _canary(outputs: Artifacts) -> str:
   return _string(blessing, 'canary') or ('blessed' if _int(blessing, 'blessed') else 'not blessed')
 
 
+def push_outcome(pushed: Artifact, cached: bool = False) -> Tuple[Optional[str], Optional[str]]:
+  """(pushed_to, unchanged_as) of a PushedModel: the version folder written now, or the one
+  already holding the same model. `cached`: the Pusher's execution was reused, so what it
+  pushed is already there and nothing was pushed now."""
+  destination = _string(pushed, 'pushed_destination') if _int(pushed, 'pushed') == 1 else None
+  unchanged_as = _string(pushed, 'unchanged_as')  # atomic_pusher.UNCHANGED_AS (no TFX import here)
+  if cached:
+    return None, destination or unchanged_as
+  return destination, unchanged_as
+
+
+def unchanged_text(version_dir: str) -> str:
+  return f'unchanged, nothing pushed ({version_dir} holds the same model)'
+
+
 def _pushed(outputs: Artifacts, cached: bool = False) -> str:
-  """`cached`: the Pusher's execution was reused, so what it pushed is already there."""
   [pushed] = outputs['pushed_model']
-  destination = _string(pushed, 'pushed_destination') if _int(pushed, 'pushed') == 1 else ''
-  if destination and not cached:
-    return f'pushed to {destination}'
-  # atomic_pusher.UNCHANGED_AS (no TFX import here)
-  unchanged = destination or _string(pushed, 'unchanged_as')
-  if unchanged:
-    return f'unchanged, nothing pushed ({unchanged} holds the same model)'
+  pushed_to, unchanged_as = push_outcome(pushed, cached)
+  if pushed_to:
+    return f'pushed to {pushed_to}'
+  if unchanged_as:
+    return unchanged_text(unchanged_as)
   return 'nothing pushed (the model was not blessed by the Evaluator and the serving canary)'
 
 

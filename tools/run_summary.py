@@ -10,7 +10,6 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from components.evaluator.baseline_check import BASELINE_NOT_USED
-from components.pusher.atomic_pusher import UNCHANGED_AS
 from components.report import evaluation_report, tfma_results
 from components.report.evaluation_report import HTML_FILE, ModelReport
 from components.inference.inference_table import CSV_FILE, PredictionTable
@@ -20,6 +19,7 @@ from components.insight.data_insight import FINDINGS_FILE, DataInsight
 from components.insight.findings import describe_counts
 from pipeline import definition
 from pipeline.configs import PipelineConfig
+from tools import component_results
 from trainer import tflite_export
 
 
@@ -92,12 +92,8 @@ def latest_run_summary(config: PipelineConfig) -> RunSummary:
     decision = tfma_results.load_decision(evaluation.uri, None, None)
     blessed, failures = decision.blessed, decision.failures
   pushed = _newest(by_type.get('PushedModel', []))
-  pushed_path = None
-  if pushed and pushed.custom_properties['pushed'].int_value == 1:
-    pushed_path = pushed.custom_properties['pushed_destination'].string_value
-  unchanged_as = _custom_string(pushed, UNCHANGED_AS)
-  if executions.get('AtomicPusher') == 'CACHED':  # an earlier run pushed this very model
-    pushed_path, unchanged_as = None, pushed_path or unchanged_as
+  pushed_path, unchanged_as = (component_results.push_outcome(
+      pushed, cached=executions.get('AtomicPusher') == 'CACHED') if pushed else (None, None))
   not_used = _custom_string(_newest(by_type.get('ModelBlessing', [])), BASELINE_NOT_USED)
   model_run = _newest(by_type.get('ModelRun', []))
   curves = os.path.join(model_run.uri, 'training_curves.png') if model_run else None
@@ -191,8 +187,7 @@ def format_summary(summary: RunSummary) -> str:
   if summary.canary:
     lines.append(f'Serving canary: {summary.canary}')
   if summary.unchanged_as:
-    lines.append(f'Pushed model: unchanged, nothing pushed ({summary.unchanged_as} holds the '
-                 'same model)')
+    lines.append(f'Pushed model: {component_results.unchanged_text(summary.unchanged_as)}')
   else:
     lines.append(f'Pushed model: {summary.pushed_path or "nothing pushed"}')
   lines += [f'{label}: {value}' for label, value in (
