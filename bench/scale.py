@@ -67,7 +67,9 @@ def measure(bench: Any, pipeline_components: Callable[..., Dict[str, Dict[str, A
         'train_images': images * size, 'eval_images': images * size // 2,
         'seconds': result['seconds'], 'peak_rss_mb': result['peak_rss_mb'],
         'components': pipeline_components(config, child),
-        'artifact_bytes': artifact_bytes(config.metadata_path)}
+        'artifact_bytes': artifact_bytes(config.metadata_path),
+        # (unix time, MB): the component windows above are unix times too.
+        'rss_samples': [(round(t, 2), round(mb, 1)) for t, mb in child.samples]}
   return raw
 
 
