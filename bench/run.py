@@ -272,10 +272,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> None:
   args = parse_args(argv)
-  if args.only_scale and args.scale < 2:
-    sys.exit('bench: --only-scale needs --scale N with N >= 2.')
-  if args.only_scale and args.data:
-    sys.exit('bench: the scale stage writes its own data; leave out --data.')
+  if args.scale < 0 or args.scale == 1 or (args.only_scale and not args.scale):
+    sys.exit(f'bench: --scale needs N >= 2 (0 skips the stage), got {args.scale}'
+             + ('; --only-scale needs it.' if args.only_scale else '.'))
+  if args.scale and args.data:
+    sys.exit('bench: the scale stage writes its own data; leave out --data or --scale.')
   raw = run(args)
   settings = {'train_images': args.images, 'data': args.data or 'built-in digits',
               'stream_images': args.stream_images, 'epochs': args.epochs,

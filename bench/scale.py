@@ -7,7 +7,7 @@ Both runs use the lesson's default training path (augmentation on: the view cach
 built-in digits written as `make bench` writes them (1x: --images train and half as
 many eval images; Nx: N times both, other jitter). Per component: seconds per image
 (over all the run's images: train + eval), the RSS high-water in its window and, from
-the two runs, the marginal seconds per image (fixed costs removed) for extrapolating;
+the two runs, the marginal seconds per image (fixed costs removed);
 per output artifact: bytes on disk.
 """
 
@@ -19,9 +19,6 @@ from ml_metadata.proto import metadata_store_pb2
 from bench import data as data_lib, mlmd
 
 TIME_TARGET, RSS_TARGET = 1.15, 1.2
-# The components that a Beam runner (Dataflow) spreads over workers, and the Trainer.
-BEAM_COMPONENTS = ('ImageFolderExampleGen', 'StatisticsGen', 'Transform', 'Evaluator',
-                   'BoundedBulkInferrer')
 EXTRAPOLATE_TO = 200_000  # train images
 
 
@@ -135,6 +132,10 @@ def targets(f: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
   return out
 
 
+def _ratio_text(ratio: Optional[float]) -> str:
+  return f'{ratio:.2f}' if ratio is not None else ''
+
+
 def _mb(n: float) -> str:
   return f'{n / 1e6:.1f} MB'
 
@@ -155,7 +156,8 @@ def rows(f: Dict[str, Any]) -> List[List[str]]:
   for name, c in f['scale'].items():
     out.append([f'- {name}, ms per image', f'{1000 * c["time_per_image_1x"]:.1f} / '
                 f'{1000 * c[f"time_per_image_{factor}x"]:.1f}',
-                f'{c["time_per_image_ratio"]:.2f}', verdict(f'scale.{name}.time_per_image_ratio')])
+                _ratio_text(c['time_per_image_ratio']),
+                verdict(f'scale.{name}.time_per_image_ratio')])
     if c['peak_rss_ratio'] is not None:
       rise = (c.get('rss_rise_mb_1x'), c.get(f'rss_rise_mb_{factor}x'))
       own = f' (own rise {rise[0]:.0f} / {rise[1]:.0f})' if None not in rise else ''
@@ -164,9 +166,8 @@ def rows(f: Dict[str, Any]) -> List[List[str]]:
                   verdict(f'scale.{name}.peak_rss_ratio')])
   for key, d in f['scale_disk'].items():
     if d['bytes_1x'] or d[f'bytes_{factor}x']:
-      ratio = f'{d["ratio"]:.2f}' if d['ratio'] is not None else ''
       out.append([f'- disk: {key}', f'{_mb(d["bytes_1x"])} / {_mb(d[f"bytes_{factor}x"])}',
-                  ratio, 'measured'])
+                  _ratio_text(d['ratio']), 'measured'])
   extrapolated = f['scale_extrapolated_seconds']
   out.append([f'extrapolated to {EXTRAPOLATE_TO:,} train + {EXTRAPOLATE_TO // 2:,} eval images '
               '(this machine)', f'{extrapolated["total"] / 3600:.1f} h in all', '',

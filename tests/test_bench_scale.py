@@ -3,7 +3,7 @@
 
 import pytest
 
-from bench import memory, report, scale
+from bench import memory, report, run, scale
 
 
 def _run(train, seconds, rss, disk):
@@ -43,8 +43,7 @@ def test_extrapolation_scales_the_larger_run_per_image():
   f = scale.figures(RAW)
   images = scale.EXTRAPOLATE_TO * 3 // 2
   assert f['scale_extrapolated_seconds']['Transform'] == pytest.approx(90 / 600 * images)
-  assert f['scale_extrapolated_seconds']['total'] == pytest.approx(
-      sum(v for k, v in f['scale_extrapolated_seconds'].items() if k != 'total'))
+  assert f['scale_extrapolated_seconds']['total'] == pytest.approx((90 + 300) / 600 * images)
 
 
 def test_an_only_scale_run_reports_the_scale_table_alone():
@@ -60,3 +59,30 @@ def test_rss_at_a_moment_is_the_last_sample_before_it():
   assert memory.rss_at(samples, 11.5) == 800.0
   assert memory.rss_at(samples, 12.0) == 600.0
   assert memory.rss_at(samples, 9.0) == 0.0
+
+
+def test_the_rss_high_water_of_a_window_counts_only_samples_inside_it():
+  samples = [(10.0, 500.0), (11.0, 900.0), (12.0, 600.0), (13.0, 700.0)]
+  assert memory.peak_between(samples, 11.5, 13.0) == 700.0
+  assert memory.peak_between(samples, 13.5, 14.0) == 0.0
+
+
+def test_a_component_without_time_at_1x_gets_a_row_without_ratio():
+  raw = {'factor': 4, 'runs': {
+      '1': _run(100, {'Pusher': 0.0}, {'Pusher': (900, 950)}, {}),
+      '4': _run(400, {'Pusher': 0.2}, {'Pusher': (900, 960)}, {})}}
+  f = scale.figures(raw)
+  assert f['scale']['Pusher']['time_per_image_ratio'] is None
+  assert ['- Pusher, ms per image', '0.0 / 0.3', '', ''] in scale.rows(f)
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--scale', '1'], 'N >= 2'),
+    (['--only-scale'], '--only-scale needs it'),
+    (['--scale', '2', '--data', 'photos/'], 'writes its own data'),
+])
+def test_scale_arguments_that_cannot_work_are_refused_before_anything_runs(
+    argv, message, monkeypatch):
+  monkeypatch.setattr(run, 'run', lambda args: pytest.fail('the bench started'))
+  with pytest.raises(SystemExit, match=message):
+    run.main(argv)
