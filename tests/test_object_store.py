@@ -161,25 +161,45 @@ def test_unlabeled_example_gen_reads_an_s3_folder_as_the_local_one(s3, local_fol
                      'dogs/notes.txt': 'not an image file extension'}
 
 
-def test_a_remote_folder_is_listed_once_per_run(s3, local_folder, tmp_path, monkeypatch):
-  """The driver's fingerprint, the layout probes (TFRecords at the root, under train/ and
-  validation/) and the listing share one listing of the bucket."""
+def _counting_listings(monkeypatch, root):
+  """The listing calls (FileSystems.match patterns) below `root`, as they happen."""
   from apache_beam.io.filesystems import FileSystems  # pylint: disable=g-import-not-at-top
-  _, files = local_folder
-  _upload(s3, files)
-  root, calls, match = f's3://{BUCKET}/{PREFIX}', [], FileSystems.match
+  calls, match = [], FileSystems.match
 
   def counting(patterns, limits=None):
     calls.extend(p for p in patterns if p.startswith(root))
     return match(patterns, limits)
 
   monkeypatch.setattr(FileSystems, 'match', counting)
+  return calls
+
+
+def test_a_remote_folder_is_listed_once_per_run(s3, local_folder, tmp_path, monkeypatch):
+  """The driver's fingerprint, the layout probes (TFRecords at the root, under train/ and
+  validation/) and the listing share one listing of the bucket."""
+  _, files = local_folder
+  _upload(s3, files)
+  root = f's3://{BUCKET}/{PREFIX}'
+  calls = _counting_listings(monkeypatch, root)
   uri, state = _run_example_gen(root, str(tmp_path / 'run'))
   assert state == 'COMPLETE' and calls == [f'{root}/**']
   assert ingest_pipeline.load_summary(uri).found == {'cats': 10, 'dogs': 8, '(root)': 1}
   calls.clear()  # without the driver's fingerprint (a tool, or another process): one too
   ingest_pipeline.list_data(root, ingest_pipeline.IngestOptions())
   assert calls == [f'{root}/**']
+
+
+def test_a_remote_unlabeled_folder_is_listed_once_per_run(s3, local_folder, tmp_path,
+                                                          monkeypatch):
+  """Batch inference's ExampleGen lists with the listing its driver fingerprinted."""
+  root, files = local_folder
+  _upload(s3, files)
+  remote = f's3://{BUCKET}/{PREFIX}'
+  calls = _counting_listings(monkeypatch, remote)
+  uri, state = _run_example_gen(str(root), str(tmp_path / 'run'), 'UnlabeledImageExampleGen',
+                                **{'inference.data': remote})
+  assert state == 'COMPLETE' and calls == [f'{remote}/**']
+  assert sum(map(len, _unlabeled(uri, remote)[0].values())) == 16
 
 
 def test_tfrecords_in_a_bucket_are_found_from_the_one_listing(s3):

@@ -315,17 +315,18 @@ def list_folder(root: str, fingerprint: Optional[str] = None) -> Listing:
   return _list_remote(root, objects)
 
 
-def list_files(root: str) -> List[Candidate]:
+def list_files(root: str, fingerprint: Optional[str] = None) -> List[Candidate]:
   """Every file below `root` (a local folder or a URI), at any depth, with no class or
   split: a folder of unlabeled images. Hidden, symlinked and unreadable folders are
-  listed as one entry each, as `walk_files` lists them; nothing is read."""
+  listed as one entry each, as `walk_files` lists them; nothing is read. A URI with the
+  `fingerprint` that `fingerprint(root)` gave in this process is not listed again."""
   if is_local(root):
     if not os.path.isdir(root):
       raise ListingError(f'Data folder {root} does not exist or is not a folder.')
     return [Candidate(path, os.path.relpath(path, root).replace(os.sep, '/'), '', None, problem)
             for path, problem in walk_files(root)]
   candidates, hidden = [], set()
-  for relpath, _, _ in _remote_objects(root):
+  for relpath, _, _ in _remote_listing(root, fingerprint):
     parts = relpath.split('/')
     hidden_at = _hidden_folder_at(parts)
     if hidden_at is None:

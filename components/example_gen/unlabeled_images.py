@@ -101,11 +101,12 @@ def read_skipped(examples_uri: str) -> List[Tuple[str, str]]:
     return [(row['path'], row['reason']) for row in map(json.loads, f) if row]
 
 
-def _run(pipeline: beam.Pipeline, data_root: str, output_dir: str,
-         options: IngestOptions) -> Tuple[int, int]:
-  """Lists `data_root` and runs `pipeline` over it; (examples written, files skipped)."""
+def _run(pipeline: beam.Pipeline, data_root: str, output_dir: str, options: IngestOptions,
+         fingerprint: Optional[str] = None) -> Tuple[int, int]:
+  """Lists `data_root` (reusing the driver's listing, see `image_listing.list_files`) and
+  runs `pipeline` over it; (examples written, files skipped)."""
   with pipeline:  # has set the filesystems' options (s3://) before the listing
-    files = image_listing.list_files(data_root)
+    files = image_listing.list_files(data_root, fingerprint)
     _ = pipeline | UnlabeledToTFRecords(data_root, files, output_dir, options)  # pylint: disable=no-value-for-parameter
   skipped = len(read_skipped(output_dir))  # every file listed is written or skipped
   return len(files) - skipped, skipped
@@ -131,7 +132,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         output_dict[standard_component_specs.EXAMPLES_KEY])
     data_root = exec_properties[standard_component_specs.INPUT_BASE_KEY]
     written, skipped = _run(self._make_beam_pipeline(), data_root, examples.uri,
-                            unpack_ingest_options(exec_properties))
+                            unpack_ingest_options(exec_properties),
+                            exec_properties.get('input_fingerprint'))
     describe_examples(examples, [SPLIT])
     examples.set_int_custom_property('num_examples', written)
     examples.set_int_custom_property('num_skipped', skipped)
