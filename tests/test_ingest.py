@@ -221,20 +221,50 @@ def test_a_corrupt_record_is_quarantined_with_its_offset_and_the_file_read_on(tm
                     'detail': f'data checksum mismatch in the record at byte offset {offsets[4]}'}
 
 
-def test_a_corrupt_length_quarantines_the_rest_of_the_file_as_one_entry(tmp_path):
+def _gzip(path, target):
+  import gzip  # pylint: disable=g-import-not-at-top
+  target.write_bytes(gzip.compress(path.read_bytes()))
+
+
+def test_tfrecords_in_split_folders_are_found_under_the_image_folders_split_names(tmp_path):
+  from components.example_gen import image_listing  # pylint: disable=g-import-not-at-top
+  for split in ('train', 'eval'):
+    (tmp_path / split).mkdir()
+    _write_records(tmp_path / split / 'part.tfrecord', [0, 1])
+  listing = image_listing.list_folder(str(tmp_path))
+  assert listing.tfrecord_files == {split: [str(tmp_path / split / 'part.tfrecord')]
+                                    for split in ('train', 'eval')}
+  assert set(listing.file_bytes.values()) == {(tmp_path / 'eval' / 'part.tfrecord').stat().st_size}
+
+
+def test_a_corrupt_length_loses_its_record_and_reading_resumes_at_the_next(tmp_path):
+  """Uncompressed: the next record is found by scanning; gzipped: no seeking, so the rest
+  of the file is one entry."""
   data = tmp_path / 'records'
   data.mkdir()
-  _write_records(data / 'part.tfrecord', [0, 1] * 15)
-  offsets = _record_offsets(data / 'part.tfrecord')
-  _flip_byte(data / 'part.tfrecord', offsets[20] + 1)  # the 21st record's length field
-  summary = ingest_pipeline.ingest(str(data), str(tmp_path / 'out'), class_names=('cats', 'dogs'),
+  path = data / 'part.tfrecord'
+  _write_records(path, [0, 1] * 15)
+  offsets = _record_offsets(path)
+  _flip_byte(path, offsets[20] + 1)  # the 21st record's length field
+  summary = ingest_pipeline.ingest(str(data), str(tmp_path / 'out'), class_names=('cats', 'dogs'))
+  assert sum(sum(summary.written[s].values()) for s in ('train', 'eval')) == 29
+  record, = summary.skipped_files
+  assert record['path'] == f'part.tfrecord@{offsets[20]}'
+  assert record['reason'] == 'corrupt TFRecord length'
+  assert record['detail'] == (f'length checksum mismatch at byte offset {offsets[20]}; '
+                              f'{offsets[21] - offsets[20]:,} bytes skipped to the next record')
+  _gzip(path, data / 'part.tfrecord.gz')
+  path.unlink()
+  summary = ingest_pipeline.ingest(str(data), str(tmp_path / 'gz'), class_names=('cats', 'dogs'),
                                    max_skipped_fraction=0.5)
   assert sum(sum(summary.written[s].values()) for s in ('train', 'eval')) == 20
   record, = summary.skipped_files
-  assert record['path'] == f'part.tfrecord@{offsets[20]}'
+  assert record['path'] == f'part.tfrecord.gz@{offsets[20]}'
   assert record['reason'] == 'corrupt TFRecord length: rest of the file unread'
-  (data / 'cut.tfrecord').write_bytes((data / 'part.tfrecord').read_bytes()[:offsets[3] + 30])
-  (data / 'part.tfrecord').unlink()
+  (data / 'part.tfrecord.gz').unlink()
+  _write_records(path, [0, 1] * 15)
+  (data / 'cut.tfrecord').write_bytes(path.read_bytes()[:offsets[3] + 30])
+  path.unlink()
   summary = ingest_pipeline.ingest(str(data), str(tmp_path / 'cut'), class_names=('cats', 'dogs'))
   assert sum(sum(summary.written[s].values()) for s in ('train', 'eval')) == 3
   assert [r['reason'] for r in summary.skipped_files] == ['truncated TFRecord file']
@@ -273,19 +303,29 @@ def test_a_large_tfrecord_file_is_read_as_byte_ranges_each_record_once(tmp_path,
   _write_records(path, [0, 1] * 20)
   offsets, size = _record_offsets(path), path.stat().st_size
   whole = list(ingest_pipeline.read_records(str(path)))
+  sizes = {str(path): size}
   for range_bytes in (100, 997, 4000, size):  # records are ~250 bytes: ranges cut them
-    items = ingest_pipeline.tfrecord_ranges([(None, str(path))], range_bytes)
+    items = ingest_pipeline.tfrecord_ranges([(None, str(path))], sizes, range_bytes)
     assert len(items) == -(-size // range_bytes)
-    assert all(end is None for *_, end in items) == (range_bytes == size)
-    read = [r for _, p, start, end in items
-            for r in ingest_pipeline.read_records(p, start, end)]
+    assert all(end is None for *_, end, _ in items) == (range_bytes == size)
+    read = [r for _, p, start, end, n in items
+            for r in ingest_pipeline.read_records(p, start, end, n)]
     assert read == whole
   _flip_byte(path, offsets[7] + 12 + 20)  # a corrupt record: the range holding it goes on
-  read = [r for _, p, start, end in ingest_pipeline.tfrecord_ranges([(None, str(path))], 997)
-          for r in ingest_pipeline.read_records(p, start, end)]
+  read = [r for _, p, start, end, n in ingest_pipeline.tfrecord_ranges([(None, str(path))],
+                                                                       sizes, 997)
+          for r in ingest_pipeline.read_records(p, start, end, n)]
   assert [o for o, _ in read] == offsets
   assert [o for o, r in read if isinstance(r, ingest_pipeline.Refused)] == [offsets[7]]
+  _flip_byte(path, offsets[12] + 2)  # and a corrupt length: reading resumes after it
+  read = [r for _, p, start, end, n in ingest_pipeline.tfrecord_ranges([(None, str(path))],
+                                                                       sizes, 997)
+          for r in ingest_pipeline.read_records(p, start, end, n)]
+  assert [o for o, _ in read] == offsets
+  assert [o for o, r in read if isinstance(r, ingest_pipeline.Refused)] == [offsets[7],
+                                                                          offsets[12]]
   _flip_byte(path, offsets[7] + 12 + 20)  # mended
+  _flip_byte(path, offsets[12] + 2)
   whole_out, ranged_out = str(tmp_path / 'whole'), str(tmp_path / 'ranged')
   summary = ingest_pipeline.ingest(str(data), whole_out, class_names=('cats', 'dogs'))
   monkeypatch.setattr(ingest_pipeline, 'TFRECORD_RANGE_BYTES', 2000)

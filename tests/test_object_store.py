@@ -209,7 +209,8 @@ def test_tfrecords_in_a_bucket_are_found_from_the_one_listing(s3):
   FileSystems.set_options(PipelineOptions())  # as the driver does: settings from the env
   for key in ('flat/a.tfrecord', 'flat/b.tfrecord.gz', 'flat/sub/c.tfrecord',
               'split/train/a.tfrecord-00000', 'split/validation/b.tfrecords',
-              'split/validation/notes.txt', 'onlytrain/train/a.tfrecord'):
+              'split/validation/notes.txt', 'onlytrain/train/a.tfrecord',
+              'valsplit/train/a.tfrecord', 'valsplit/val/b.tfrecord'):
     s3.put_object(Bucket=BUCKET, Key=key, Body=b'x')
   base = f's3://{BUCKET}'
   assert image_listing.list_folder(f'{base}/flat').tfrecord_files == {
@@ -218,3 +219,33 @@ def test_tfrecords_in_a_bucket_are_found_from_the_one_listing(s3):
       'train': [f'{base}/split/train/a.tfrecord-00000'],
       'eval': [f'{base}/split/validation/b.tfrecords']}
   assert not image_listing.list_folder(f'{base}/onlytrain').tfrecord_files  # a class folder
+  listing = image_listing.list_folder(f'{base}/valsplit')  # the image folders' split names
+  assert listing.tfrecord_files == {'train': [f'{base}/valsplit/train/a.tfrecord'],
+                                    'eval': [f'{base}/valsplit/val/b.tfrecord']}
+  assert listing.file_bytes == {f'{base}/valsplit/train/a.tfrecord': 1,
+                                f'{base}/valsplit/val/b.tfrecord': 1}
+
+
+def test_tfrecords_in_a_bucket_are_read_in_byte_ranges_after_one_listing(s3, tmp_path,
+                                                                       monkeypatch):
+  """Large TFRecord files are split into byte ranges from the sizes the one listing gave,
+  with no size lookup per file."""
+  records = tmp_path / 'part.tfrecord'
+  with tf.io.TFRecordWriter(str(records)) as writer:
+    for i in range(24):
+      writer.write(tf.train.Example(features=tf.train.Features(feature={
+          'image': tf.train.Feature(bytes_list=tf.train.BytesList(
+              value=[encode_image(random_pixels((8, 8, 3), i))])),
+          'label': tf.train.Feature(int64_list=tf.train.Int64List(value=[i % 2]))
+      })).SerializeToString())
+  for name in ('a.tfrecord', 'b.tfrecord'):
+    s3.put_object(Bucket=BUCKET, Key=f'ranged/{name}', Body=records.read_bytes())
+  root = f's3://{BUCKET}/ranged'
+  size = records.stat().st_size
+  monkeypatch.setattr(ingest_pipeline, 'TFRECORD_RANGE_BYTES', size // 3)
+  calls = _counting_listings(monkeypatch, root)
+  summary = ingest_pipeline.ingest(root, str(tmp_path / 'out'), class_names=('cats', 'dogs'))
+  assert calls == [f'{root}/**']
+  assert sum(summary.found.values()) == 48 and summary.total_skipped == 0
+  shards = os.listdir(tmp_path / 'out' / 'Split-train')
+  assert len(shards) == 2 * -(-size // (size // 3))  # a shard per byte range

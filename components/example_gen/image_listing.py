@@ -21,7 +21,7 @@ import fnmatch
 import hashlib
 import os
 import posixpath
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -54,6 +54,7 @@ class Listing:
   split_folders: Dict[str, str]     # {'train': 'train', 'eval': 'validation'} when pre-split
   unread_folders: List[str]         # top-level folders a pre-split layout does not use
   tfrecord_files: Dict[str, List[str]] = dataclasses.field(default_factory=dict)  # split|'' -> files
+  file_bytes: Dict[str, int] = dataclasses.field(default_factory=dict)  # TFRecord file -> size
 
 
 def is_local(path: str) -> bool:
@@ -261,42 +262,46 @@ def _remote_listing(root: str, fingerprint: Optional[str]) -> List[Tuple[str, in
   return _remote_objects(root)
 
 
-def _remote_tfrecord_files(root: str,
-                           objects: List[Tuple[str, int, float]]) -> Dict[str, List[str]]:
+def _remote_tfrecord_files(root: str, objects: List[Tuple[str, int, float]]) -> Listing:
   """`tfrecord_files` from a listing, without a listing call per pattern and folder."""
-  def files(folder: str) -> List[str]:
+  def files(folder: str) -> Dict[str, int]:
     prefix = folder + '/' if folder else ''
-    return sorted(join(root, rel) for rel, _, _ in objects
-                  if rel.startswith(prefix) and '/' not in rel[len(prefix):]
-                  and any(fnmatch.fnmatchcase(rel[len(prefix):], p) for p in TFRECORD_PATTERNS))
+    return {join(root, rel): size for rel, size, _ in objects
+            if rel.startswith(prefix) and '/' not in rel[len(prefix):]
+            and any(fnmatch.fnmatchcase(rel[len(prefix):], p) for p in TFRECORD_PATTERNS)}
 
-  flat = files('')
-  if flat:
-    return {'': flat}
-  split = {'train': files('train'), 'eval': files('validation')}
-  return split if all(split.values()) else {}
+  return _tfrecord_layout(root, files)
 
 
 # Either -------------------------------------------------------------------------------
 
-def _match(pattern: str) -> List[str]:
+def _tfrecord_layout(root: str, files: Callable[[str], Dict[str, int]]) -> Listing:
+  """A listing of TFRecord files: those directly in `root`, else those in the split
+  folders of an image folder (train/ and validation/, eval/ or val/; both needed); no
+  files when the folder holds images. `files(folder)`: path -> bytes of the TFRecord
+  files in `folder` ('' for the root)."""
+  found = {'': files('')}
+  if not found['']:
+    found = {split: next(filter(None, map(files, names)), {})
+             for split, names in PRESPLIT_DIRS.items()}
+    if not all(found.values()):
+      found = {}
+  return Listing(root, [], [], {}, [], tfrecord_files={s: sorted(f) for s, f in found.items()},
+                 file_bytes={path: size for f in found.values() for path, size in f.items()})
+
+
+def _match(pattern: str) -> Dict[str, int]:
   try:
-    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+    return {m.path: m.size_in_bytes for m in FileSystems.match([pattern])[0].metadata_list}
   except Exception:  # pylint: disable=broad-except  # no match raises on some filesystems
-    return []
+    return {}
 
 
-def tfrecord_files(root: str) -> Dict[str, List[str]]:
-  """{'': files} for a flat folder of TFRecords, {'train': .., 'eval': ..} for
-  train/ + validation/ of them; {} when the folder holds images."""
-  def files(folder: str) -> List[str]:
-    return sorted({f for p in TFRECORD_PATTERNS for f in _match(join(folder, p))})
-
-  flat = files(root)
-  if flat:
-    return {'': flat}
-  split = {'train': files(join(root, 'train')), 'eval': files(join(root, 'validation'))}
-  return split if all(split.values()) else {}
+def _local_tfrecords(root: str) -> Listing:
+  def files(folder: str) -> Dict[str, int]:
+    return {path: size for p in TFRECORD_PATTERNS
+            for path, size in _match(join(join(root, folder) if folder else root, p)).items()}
+  return _tfrecord_layout(root, files)
 
 
 def list_folder(root: str, fingerprint: Optional[str] = None) -> Listing:
@@ -304,15 +309,11 @@ def list_folder(root: str, fingerprint: Optional[str] = None) -> Listing:
   once, layout and files together; with the `fingerprint` that `fingerprint(root)` gave
   in this process, not at all (the listing it was computed from)."""
   if is_local(root):
-    records = tfrecord_files(root)
-    if records:
-      return Listing(root, [], [], {}, [], tfrecord_files=records)
-    return _list_local(root)
+    records = _local_tfrecords(root)
+    return records if records.tfrecord_files else _list_local(root)
   objects = _remote_listing(root, fingerprint)
   records = _remote_tfrecord_files(root, objects)
-  if records:
-    return Listing(root, [], [], {}, [], tfrecord_files=records)
-  return _list_remote(root, objects)
+  return records if records.tfrecord_files else _list_remote(root, objects)
 
 
 def list_files(root: str, fingerprint: Optional[str] = None) -> List[Candidate]:

@@ -200,23 +200,23 @@ def _masked_crc32c(data: bytes) -> int:
 TFRECORD_RANGE_BYTES = 256 * 2**20
 
 
-def end_of(path: str) -> int:
-  """Size of a file on any Beam filesystem."""
-  return FileSystems.match([path])[0].metadata_list[0].size_in_bytes
+def _gzipped(path: str) -> bool:
+  return path.endswith('.gz')
 
 
-def tfrecord_ranges(files: Sequence[Tuple[Optional[str], str]],
+def tfrecord_ranges(files: Sequence[Tuple[Optional[str], str]], file_bytes: Dict[str, int],
                     range_bytes: Optional[int] = None) -> List[Tuple[Any, ...]]:
-  """(split, path, start, end) work items: an uncompressed file larger than `range_bytes`
-  (default TFRECORD_RANGE_BYTES) in byte ranges, any other file whole (end None)."""
+  """(split, path, start, end, file bytes) work items: an uncompressed file larger than
+  `range_bytes` (default TFRECORD_RANGE_BYTES) in byte ranges, any other file whole (end
+  None). `file_bytes`: each file's size, from the listing."""
   range_bytes = range_bytes or TFRECORD_RANGE_BYTES
   items = []
   for split, path in files:
-    size = 0 if path.endswith('.gz') else end_of(path)
-    if size <= range_bytes:
-      items.append((split, path, 0, None))
+    size = file_bytes[path]
+    if _gzipped(path) or size <= range_bytes:
+      items.append((split, path, 0, None, size))
       continue
-    items.extend((split, path, start, min(start + range_bytes, size))
+    items.extend((split, path, start, min(start + range_bytes, size), size)
                  for start in range(0, size, range_bytes))
   return items
 
@@ -263,22 +263,26 @@ def first_record_from(f: Any, start: int, file_size: int, chunk: int = 1 << 20) 
   return file_size
 
 
-def read_records(path: str, start: int = 0, end: Optional[int] = None
+def read_records(path: str, start: int = 0, end: Optional[int] = None,
+                 file_bytes: Optional[int] = None
                  ) -> Iterator[Tuple[int, Union[bytes, Refused]]]:
   """(byte offset, record) of one TFRecord file on any Beam filesystem (.gz: gzipped;
   offsets in the uncompressed stream), each record checked against its masked crc32c.
-  A record whose data fails its check comes as a Refused and reading goes on; a length
-  that fails its check, or a file cut short, leaves no way to find the next record: one
-  Refused for the rest of the file (of the byte range).
+  A record whose data fails its check comes as a Refused and reading goes on. A length
+  that fails its check comes as a Refused and, in an uncompressed file of known size
+  (`file_bytes`), reading goes on at the next record found by scanning
+  (`first_record_from`); in a gzipped one, or a file cut short, nothing after it can be
+  found: one Refused for the rest of the file (of the byte range).
 
-  With `end` (uncompressed files only): the records that start in [start, end), the
-  first one found by scanning from `start`; byte ranges that tile a file read each of
-  its records exactly once."""
+  With `end` (uncompressed files only, of `file_bytes`): the records that start in
+  [start, end), the first one found by scanning from `start`; byte ranges that tile a
+  file read each of its records exactly once."""
   compression = CompressionTypes.UNCOMPRESSED if end is not None else CompressionTypes.AUTO
+  seekable = file_bytes is not None and (end is not None or not _gzipped(path))
   with FileSystems.open(path, compression_type=compression) as f:
     offset = 0
     if end is not None:
-      offset = first_record_from(f, start, end_of(path)) if start else 0
+      offset = first_record_from(f, start, file_bytes) if start else 0
       f.seek(offset)
     while end is None or offset < end:
       header = f.read(12)  # uint64 length + its masked crc32c
@@ -291,10 +295,17 @@ def read_records(path: str, start: int = 0, end: Optional[int] = None
       (length,) = struct.unpack('<Q', header[:8])
       (length_crc,) = struct.unpack('<I', header[8:])
       if _masked_crc32c(header[:8]) != length_crc:
-        yield offset, Refused('corrupt TFRecord length: rest of the file unread' if end is None
-                              else 'corrupt TFRecord length: rest of the byte range unread',
-                              f'length checksum mismatch at byte offset {offset}')
-        return
+        if not seekable:
+          yield offset, Refused('corrupt TFRecord length: rest of the file unread',
+                                f'length checksum mismatch at byte offset {offset}')
+          return
+        following = first_record_from(f, offset + 1, file_bytes)
+        yield offset, Refused('corrupt TFRecord length',
+                              f'length checksum mismatch at byte offset {offset}; '
+                              f'{following - offset:,} bytes skipped to the next record')
+        offset = following
+        f.seek(offset)
+        continue
       data = f.read(length + 4)  # the record + its masked crc32c
       if len(data) < length + 4:
         yield offset, Refused('truncated TFRecord file',
@@ -314,10 +325,10 @@ def _records_of(shard: Shard, root: str, names: Sequence[str]) -> Iterator[Tuple
   record of a shard's TFRecord file (or byte range); the key is the `filename` feature,
   else '<file>@<byte offset>'. A corrupt record: ('<file>@<byte offset>',
   CORRUPT_RECORDS, Refused)."""
-  for split, path, start, end in shard.items:
+  for split, path, start, end, file_bytes in shard.items:
     base = os.path.relpath(path, root) if image_listing.is_local(path) else \
         path[len(root.rstrip('/')) + 1:]
-    for offset, record in read_records(path, start, end):
+    for offset, record in read_records(path, start, end, file_bytes):
       if isinstance(record, Refused):
         yield split, f'{base}@{offset}', [], CORRUPT_RECORDS, [], record
         continue
@@ -426,7 +437,7 @@ def IngestToTFRecords(pipeline: beam.Pipeline, listing: Listing, output_dir: str
     class_names = list(options.class_names)
     files = [(split or None, path) for split, paths in listing.tfrecord_files.items()
              for path in paths]
-    items = tfrecord_ranges(files)
+    items = tfrecord_ranges(files, listing.file_bytes)
     shards = [Shard(i, len(items), (item,)) for i, item in enumerate(items)]
     hash_shard = HashRecordShard(listing.root, options)
     write = WriteRecordShard(listing.root, output_dir, options)

@@ -119,7 +119,7 @@ def merged_listing(input_base: str, listings: List[Tuple[Span, Listing]]) -> Lis
   if len({bool(listing.tfrecord_files) for _, listing in listings}) > 1:
     raise IngestError('The spans of the window mix image folders and TFRecord files: '
                       'use one layout for every span.')
-  candidates, unread, split_folders, records = [], [], {}, {}
+  candidates, unread, split_folders, records, file_bytes = [], [], {}, {}, {}
   for span, listing in listings:
     prefix = span.folder[len(input_base.rstrip('/')) + 1:]
     candidates += [dataclasses.replace(c, relpath=f'{prefix}/{c.relpath}')
@@ -128,8 +128,10 @@ def merged_listing(input_base: str, listings: List[Tuple[Span, Listing]]) -> Lis
     split_folders.update(listing.split_folders)
     for split, files in listing.tfrecord_files.items():
       records.setdefault(split, []).extend(files)
+    file_bytes.update(listing.file_bytes)
   class_names = sorted({c for _, listing in listings for c in listing.class_names})
-  return Listing(input_base, class_names, candidates, split_folders, unread, records)
+  return Listing(input_base, class_names, candidates, split_folders, unread, records,
+                 file_bytes)
 
 
 def same_classes(listings: List[Tuple[Span, Listing]]) -> List[Tuple[Span, Listing]]:
