@@ -16,7 +16,7 @@ from pipeline.configs import (ConfigError, ModelConfig, ServingConfig, TrainingC
                               load_config)
 from pipeline.definition import create_pipeline
 from contract.settings import ExportConfig, trainer_custom_config
-from trainer import augment, task, tuning
+from trainer import augment, cache_space, task, tuning
 
 MODEL = ModelConfig(weights='none', image_size=75, cut_layer='mixed0', dense_units=8)
 TRAINING = TrainingConfig(epochs=2, batch_size=4, augment=False)
@@ -105,6 +105,23 @@ def test_validation_part_must_hold_images(monkeypatch, tmp_path):
   with pytest.raises(ValueError, match='tuning.validation_percent=1 puts 0 of the 8'):
     tuning.feature_datasets(fn_args, MODEL, training,
                             TuningConfig(enabled=True, validation_percent=1), str(tmp_path))
+
+
+def test_the_tuner_refuses_a_cache_that_does_not_fit_before_its_feature_pass(monkeypatch,
+                                                                          tmp_path):
+  def never(*args, **kwargs):
+    raise AssertionError('the feature pass started')
+
+  monkeypatch.setattr(task, 'input_fn', never)
+  monkeypatch.setattr(tuning.tft, 'TFTransformOutput', lambda path: path)
+  monkeypatch.setattr(cache_space, 'count_records', lambda patterns: 1000)
+  monkeypatch.setattr(cache_space, 'free_bytes', lambda path: 10**6)
+  fn_args = tfx.components.FnArgs(train_files=['train'], transform_graph_path='t',
+                                  data_accessor=None)
+  with pytest.raises(cache_space.CacheSpaceError,
+                     match=r'needs .* \(1 view x 1,000 train images x .*\) but .* has 1 MB '
+                           r'free: the Tuner caches .* \(tuning.enabled: false\)'):
+    tuning.feature_datasets(fn_args, MODEL, TRAINING, TUNING, str(tmp_path / 'cache'))
 
 
 def test_trials_explore_the_configured_space(searched):

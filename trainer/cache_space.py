@@ -35,9 +35,12 @@ class CacheEstimate:
             + self.eval_examples * self.eval_record_bytes)
 
   def describe(self) -> str:
-    return (f'{self.views} view{"s" if self.views != 1 else ""} x {self.train_examples:,} '
-            f'train images x {human_bytes(self.train_record_bytes)} + '
-            f'{self.eval_examples:,} eval images x {human_bytes(self.eval_record_bytes)}')
+    train = (f'{self.views} view{"s" if self.views != 1 else ""} x {self.train_examples:,} '
+             f'train images x {human_bytes(self.train_record_bytes)}')
+    if not self.eval_examples:
+      return train
+    return f'{train} + {self.eval_examples:,} eval images x {human_bytes(self.eval_record_bytes)}'
+
 
 
 def human_bytes(n: float) -> str:

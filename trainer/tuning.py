@@ -1,8 +1,9 @@
 """Hyperparameter search for the head: `tuner_fn` for TFX's Tuner component.
 
 The backbone is frozen and augmentation is off, so the cut layer's features are
-computed once and every trial trains only a head on them: `trials: 10` costs about one
-feature pass plus ten head trainings. Trials are scored on a validation part carved
+computed once (a float32 tf.data cache file, its size checked against the free space
+first, as the Trainer's) and every trial trains only a head on them: `trials: 10` costs
+about one feature pass plus ten head trainings. Trials are scored on a validation part carved
 from the train split by content hash (`tuning.validation_percent`), never on the eval
 split that the Evaluator blesses on, so a lucky trial cannot buy a blessing. The space (`tuning:` in the config): dense units, dropout, learning rate,
 pooling. The Trainer reads the best trial's values (`apply_hyperparameters`).
@@ -20,7 +21,8 @@ import tf_keras as keras
 from tfx import v1 as tfx
 
 from contract.settings import ModelConfig, TrainingConfig, TuningConfig
-from trainer import artifact_io, model as model_lib, preprocessing, task
+from trainer import (artifact_io, cache_space, model as model_lib, preprocessing, task,
+                     view_cache)
 
 OBJECTIVE = 'val_accuracy'
 SECONDS_KEY = 'trial_seconds'  # added to each trial's values: the report lists it
@@ -98,6 +100,12 @@ def feature_datasets(fn_args: tfx.components.FnArgs, model_config: ModelConfig,
   images in every run. The eval split, on which the Evaluator blesses, is never read."""
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
   extractor = model_lib.feature_extractor(model_lib.build_backbone(model_config))
+  shape = tuple(extractor.output_shape[1:])
+  cache_space.check_fits(
+      cache_space.CacheEstimate(1, cache_space.count_records(fn_args.train_files),
+                                view_cache.record_bytes(shape, tf.float32), 0, 0),
+      cache_dir, 'the Tuner caches the train split\'s float32 features once: free space '
+      'there, or leave the Tuner out (tuning.enabled: false)')
   tf.io.gfile.makedirs(cache_dir)
   pixels = task.input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
                          model_config.image_size, training, shuffle=False, augment=False,
@@ -118,8 +126,8 @@ def feature_datasets(fn_args: tfx.components.FnArgs, model_config: ModelConfig,
     chosen = features.filter(
         lambda f, y, keys: tf.equal(held_out(keys, tuning.validation_percent), validation))
     chosen = chosen.map(lambda f, y, keys: (tf.cast(f, tf.float32), y))
-    if not validation:
-      chosen = chosen.shuffle(4 * training.batch_size, seed=training.seed,
+    if not validation:  # the Trainer's shuffle buffer, bounded by bytes
+      chosen = chosen.shuffle(view_cache.shuffle_buffer(shape, tf.float32), seed=training.seed,
                               reshuffle_each_iteration=True)
     return chosen.batch(training.batch_size).prefetch(tf.data.AUTOTUNE)
 
