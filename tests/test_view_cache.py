@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from pipeline.configs import ModelConfig
-from trainer import augment, model as model_lib, view_cache
+from trainer import augment, model as model_lib, task, view_cache
 from trainer.preprocessing import pixels_to_bytes
 
 CONFIG = ModelConfig(weights='none', image_size=75, cut_layer='mixed0')
@@ -184,3 +184,19 @@ def test_shards_are_bounded_by_open_files_and_by_examples_per_shard():
   assert view_cache.shards_per_view(64) == 16
   assert view_cache.shards_per_view(4, examples=2000) == 2000 // view_cache.MIN_SHARD_EXAMPLES
   assert view_cache.shards_per_view(1, examples=10) == 1
+
+
+def test_the_pixel_shuffle_holds_a_budget_of_bytes_whatever_the_examples_hold(tmp_path):
+  """Transformed examples: raw RGB at the model's size; ExampleGen's (a training window):
+  encoded images of any size, measured on a sample."""
+  assert task.pixel_shuffle_buffer([], 150, raw_examples=False) == 3970
+  assert task.pixel_shuffle_buffer([], 299, raw_examples=False) == 1000
+  for name, size, count in (('a.gz', 1000, 100), ('b.gz', 5000, 300)):
+    with tf.io.TFRecordWriter(str(tmp_path / name), 'GZIP') as writer:
+      for _ in range(count):
+        writer.write(b'x' * size)
+  pattern = [str(tmp_path / '*.gz')]
+  # The first 256 records: 100 of 1,000 bytes and 156 of 5,000.
+  mean = (100 * 1000 + 156 * 5000) // 256
+  assert task.mean_example_bytes(pattern) == mean
+  assert task.pixel_shuffle_buffer(pattern, 150, True, budget=10**7) == 10**7 // mean

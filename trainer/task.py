@@ -27,10 +27,29 @@ from trainer.preprocessing import bytes_to_pixels
 PIXEL_SHUFFLE_BYTES = 256 * 2**20
 
 
-def pixel_shuffle_buffer(image_size: int, budget: int = PIXEL_SHUFFLE_BYTES) -> int:
-  """Examples the raw-pixel shuffle holds: `budget` bytes of serialized examples (raw RGB
-  plus ~100 bytes of proto), e.g. 3,970 at 150 px and 1,000 at 299 px."""
-  return max(1, budget // (3 * image_size * image_size + 100))
+EXAMPLE_SIZE_SAMPLE = 256  # raw examples read to estimate their mean size
+
+
+def mean_example_bytes(file_pattern: List[str], sample: int = EXAMPLE_SIZE_SAMPLE) -> int:
+  """Mean serialized size of the first `sample` examples of the (gzipped where named .gz)
+  TFRecord files of `file_pattern`: encoded images vary with their format and size."""
+  sizes = []
+  for path in (f for pattern in file_pattern for f in sorted(tf.io.gfile.glob(pattern))):
+    records = tf.data.TFRecordDataset(path, 'GZIP' if path.endswith('.gz') else '')
+    sizes += [len(r) for r in records.take(sample - len(sizes)).as_numpy_iterator()]
+    if len(sizes) >= sample:
+      break
+  return max(1, int(np.mean(sizes))) if sizes else 1
+
+
+def pixel_shuffle_buffer(file_pattern: List[str], image_size: int, raw_examples: bool,
+                         budget: int = PIXEL_SHUFFLE_BYTES) -> int:
+  """Examples the training split's shuffle holds: `budget` bytes of serialized examples.
+  Transformed examples are raw RGB plus ~100 bytes of proto (3,970 at 150 px, 1,000 at
+  299 px); ExampleGen's (a training window) hold encoded images: their sampled mean."""
+  example_bytes = (mean_example_bytes(file_pattern) if raw_examples
+                   else 3 * image_size * image_size + 100)
+  return max(1, budget // example_bytes)
 
 
 def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor,
@@ -49,7 +68,8 @@ def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
       file_pattern,
       tfxio.TensorFlowDatasetOptions(batch_size=training.batch_size, label_key=LABEL_KEY,
                                      num_epochs=1, shuffle=shuffle,
-                                     shuffle_buffer_size=pixel_shuffle_buffer(image_size),
+                                     shuffle_buffer_size=pixel_shuffle_buffer(
+                                         file_pattern, image_size, raw_examples) if shuffle else 1,
                                      shuffle_seed=training.seed if shuffle else None),
       metadata.schema)
   if raw_examples:
