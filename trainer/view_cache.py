@@ -11,7 +11,8 @@ features to TFRecord shards (nothing is held in memory), each example to a shard
 per (seed, view), so every view is laid out in its own random order; `epoch_batches`
 reads them back with a real shuffle every epoch at any size: the shard order is
 permuted per epoch (seeded by the epoch), the shards are read interleaved, as many at
-once as the shuffle buffer of SHUFFLE_BUFFER_BYTES holds, and the buffer mixes them.
+once as the shuffle buffer of SHUFFLE_BUFFER_BYTES holds (at least MIN_INTERLEAVE), and
+the buffer mixes them.
 Epochs that read different views are as unrelated as two random permutations;
 an epoch that re-reads a view (epochs > K, or the plain cache) differs from the last
 read by the shard order and the buffer (order correlation ~ 1 / sqrt(shards)). View k of an image is
@@ -36,7 +37,7 @@ from trainer import augment
 SHUFFLE_BUFFER_BYTES = 64 * 2**20
 # Shard files open at once while writing, over all views (each view gets at least 16).
 MAX_OPEN_SHARDS = 512
-MAX_INTERLEAVE = 64  # shards read at once
+MIN_INTERLEAVE, MAX_INTERLEAVE = 16, 64  # shards read at once
 _RECORD_FRAMING = 16  # a TFRecord's uint64 length and two masked crc32c
 _FEATURES, _LABEL = 'features', 'label'
 
@@ -190,9 +191,10 @@ def steps_per_epoch(cache: ViewCache, batch_size: int) -> int:
 
 
 def _interleaved(files: tf.data.Dataset, cache: ViewCache) -> tf.data.Dataset:
-  """The records of `files`, read as many at once as the shuffle buffer holds."""
+  """The records of `files`, read as many at once as the shuffle buffer holds, and at
+  least MIN_INTERLEAVE, so that a batch mixes shards even when one outgrows the buffer."""
   per_shard = max(1, cache.examples // len(cache.shards[0]))
-  cycle = int(np.clip(cache.shuffle_buffer // per_shard, 1, MAX_INTERLEAVE))
+  cycle = int(np.clip(cache.shuffle_buffer // per_shard, MIN_INTERLEAVE, MAX_INTERLEAVE))
   return files.interleave(tf.data.TFRecordDataset, cycle_length=cycle, block_length=1,
                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
