@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras as keras
 from tfx import v1 as tfx
 from tfx.components.tuner import executor as tuner_executor
 from tfx.types import standard_artifacts
@@ -16,7 +17,7 @@ from pipeline.configs import (ConfigError, ModelConfig, ServingConfig, TrainingC
                               load_config)
 from pipeline.definition import create_pipeline
 from contract.settings import ExportConfig, trainer_custom_config
-from trainer import augment, cache_space, task, tuning
+from trainer import augment, cache_space, model as model_lib, task, tuning
 
 MODEL = ModelConfig(weights='none', image_size=75, cut_layer='mixed0', dense_units=8)
 TRAINING = TrainingConfig(epochs=2, batch_size=4, augment=False)
@@ -122,6 +123,18 @@ def test_the_tuner_refuses_a_cache_that_does_not_fit_before_its_feature_pass(mon
                      match=r'needs .* \(1 view x 1,000 train images x .*\) but .* has 1 MB '
                            r'free: the Tuner caches .* \(tuning.enabled: false\)'):
     tuning.feature_datasets(fn_args, MODEL, TRAINING, TUNING, str(tmp_path / 'cache'))
+
+
+@pytest.mark.parametrize('decay', ['cosine', 'constant'])
+def test_a_trial_decays_its_learning_rate_as_the_trainer_does(decay):
+  head = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, activation='sigmoid')])
+  head.compile(keras.optimizers.RMSprop(0.01), 'binary_crossentropy')
+  history = head.fit(np.ones((8, 3)), np.ones((8, 1)), epochs=4, verbose=0,
+                     callbacks=[tuning.DecayedLearningRate(decay, 4)])
+  expected = [model_lib.learning_rate_schedule(0.01, decay, 0, 4)(e) for e in range(4)]
+  np.testing.assert_allclose(history.history['lr'], expected, rtol=1e-6)
+  assert float(head.optimizer.learning_rate.numpy()) == pytest.approx(expected[-1])
+  assert (expected[-1] < 0.01) == (decay == 'cosine')
 
 
 def test_trials_explore_the_configured_space(searched):

@@ -86,6 +86,27 @@ class TimedBayesianOptimization(_Timed, kt.BayesianOptimization):
 TUNERS = {'random': TimedRandomSearch, 'bayesian': TimedBayesianOptimization}
 
 
+class DecayedLearningRate(keras.callbacks.Callback):
+  """`training.learning_rate_decay` over a trial's epochs, from the learning rate the
+  trial compiled its head with, as the Trainer decays the rate the Tuner picks (each
+  epoch's rate is logged as `lr`)."""
+
+  def __init__(self, decay: str, epochs: int):
+    super().__init__()
+    self._decay, self._epochs, self._rate = decay, epochs, None
+
+  def on_train_begin(self, logs=None):
+    base = float(keras.backend.get_value(self.model.optimizer.learning_rate))
+    self._rate = model_lib.learning_rate_schedule(base, self._decay, 0, self._epochs)
+
+  def on_epoch_begin(self, epoch, logs=None):
+    keras.backend.set_value(self.model.optimizer.learning_rate, self._rate(epoch))
+
+  def on_epoch_end(self, epoch, logs=None):
+    if logs is not None:
+      logs['lr'] = self._rate(epoch)
+
+
 def held_out(keys: tf.Tensor, validation_percent: int) -> tf.Tensor:
   """True for the images of the Tuner's validation part: content hash mod 100 < percent."""
   return tf.math.floormod(keys, 100) < validation_percent
@@ -151,9 +172,10 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
       seed=training.seed, directory=fn_args.working_dir, project_name='head_search',
       overwrite=True)
   tuner.cleanup_dirs = (cache_dir, tuner.project_dir)
+  epochs = tuning.epochs or training.epochs
   return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs={
-      'x': datasets['train'], 'validation_data': datasets['validation'],
-      'epochs': tuning.epochs or training.epochs, 'verbose': 2})
+      'x': datasets['train'], 'validation_data': datasets['validation'], 'epochs': epochs,
+      'callbacks': [DecayedLearningRate(training.learning_rate_decay, epochs)], 'verbose': 2})
 
 
 def apply_hyperparameters(hyperparameters: Dict[str, Any], model_config: ModelConfig,
