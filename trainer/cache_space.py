@@ -42,7 +42,6 @@ class CacheEstimate:
     return f'{train} + {self.eval_examples:,} eval images x {human_bytes(self.eval_record_bytes)}'
 
 
-
 def human_bytes(n: float) -> str:
   for unit in ('B', 'KB', 'MB', 'GB'):
     if n < 1000:

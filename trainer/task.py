@@ -25,8 +25,6 @@ from trainer.preprocessing import bytes_to_pixels
 # Memory held by the raw-pixel shuffle of the training split (TFXIO's default is a count,
 # 10,000 examples: 0.7 GB at 150 px, 2.7 GB at 299 px).
 PIXEL_SHUFFLE_BYTES = 256 * 2**20
-
-
 EXAMPLE_SIZE_SAMPLE = 256  # raw examples read to estimate their mean size
 
 
@@ -64,12 +62,11 @@ def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
   Augmented batches draw a new seeded augmentation of every image each epoch."""
   metadata = (tf_transform_output.raw_metadata if raw_examples
               else tf_transform_output.transformed_metadata)
+  buffer = pixel_shuffle_buffer(file_pattern, image_size, raw_examples) if shuffle else 1
   dataset = data_accessor.tf_dataset_factory(
       file_pattern,
       tfxio.TensorFlowDatasetOptions(batch_size=training.batch_size, label_key=LABEL_KEY,
-                                     num_epochs=1, shuffle=shuffle,
-                                     shuffle_buffer_size=pixel_shuffle_buffer(
-                                         file_pattern, image_size, raw_examples) if shuffle else 1,
+                                     num_epochs=1, shuffle=shuffle, shuffle_buffer_size=buffer,
                                      shuffle_seed=training.seed if shuffle else None),
       metadata.schema)
   if raw_examples:
