@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import os
 import shutil
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import tensorflow as tf
 
@@ -50,16 +50,18 @@ def human_bytes(n: float) -> str:
   return f'{n:.3g} TB'
 
 
-def count_records(patterns: Sequence[str]) -> int:
-  """Records in the (GZIP-compressed where named .gz) TFRecord files of `patterns`:
-  one read of the split, cheap next to the backbone pass over it."""
-  total = 0
+def record_files(patterns: Sequence[str]) -> Iterator[tf.data.Dataset]:
+  """One dataset per TFRecord file of `patterns`, in name order, GZIP where named .gz."""
   for pattern in patterns:
-    for path in tf.io.gfile.glob(pattern):
-      compression = 'GZIP' if path.endswith('.gz') else ''
-      total += int(tf.data.TFRecordDataset(path, compression_type=compression).reduce(
-          tf.constant(0, tf.int64), lambda n, _: n + 1))
-  return total
+    for path in sorted(tf.io.gfile.glob(pattern)):
+      yield tf.data.TFRecordDataset(path, 'GZIP' if path.endswith('.gz') else '')
+
+
+def count_records(patterns: Sequence[str]) -> int:
+  """Records in the TFRecord files of `patterns`: one read of the split, cheap next to
+  the backbone pass over it."""
+  return sum(int(records.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+             for records in record_files(patterns))
 
 
 def is_remote(path: str) -> bool:

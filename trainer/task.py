@@ -29,11 +29,10 @@ EXAMPLE_SIZE_SAMPLE = 256  # raw examples read to estimate their mean size
 
 
 def mean_example_bytes(file_pattern: List[str], sample: int = EXAMPLE_SIZE_SAMPLE) -> int:
-  """Mean serialized size of the first `sample` examples of the (gzipped where named .gz)
-  TFRecord files of `file_pattern`: encoded images vary with their format and size."""
+  """Mean serialized size of the first `sample` examples of the TFRecord files of
+  `file_pattern`: encoded images vary with their format and size."""
   sizes = []
-  for path in (f for pattern in file_pattern for f in sorted(tf.io.gfile.glob(pattern))):
-    records = tf.data.TFRecordDataset(path, 'GZIP' if path.endswith('.gz') else '')
+  for records in cache_space.record_files(file_pattern):
     sizes += [len(r) for r in records.take(sample - len(sizes)).as_numpy_iterator()]
     if len(sizes) >= sample:
       break
