@@ -15,7 +15,9 @@ from PIL import Image
 import tensorflow as tf
 import tf_keras as keras
 
+from bench import component_alone
 from components.inference import prediction_table
+from components.report import tfma_results
 from components.serving import serving_config, serving_requests
 from components.validation.data_validation import DataValidationError
 from pipeline import local_runner
@@ -265,6 +267,18 @@ def test_evaluation_report_agrees_with_tfma(first_run):
   page = open(summary.evaluation_report).read()
   assert 'Blessed: yes' in page and '<table>' in page
   assert page.count('src="data:image/png;base64,') >= 2  # confusion matrix, training curves
+
+
+def test_the_evaluator_replayed_alone_gives_the_run_s_metrics(first_run, tmp_path):
+  """bench/component_alone.py: the Evaluator's newest execution, rerun from ML Metadata
+  into another folder, blesses and measures as it did in the run."""
+  config, summary = first_run
+  outputs = component_alone.replay(config.metadata_path, 'Evaluator', str(tmp_path))
+  assert outputs['evaluation'][0].uri.startswith(str(tmp_path))
+  metrics = tfma_results.load_metrics(outputs['evaluation'][0].uri)
+  assert metrics['Overall'] == pytest.approx(summary.metrics['Overall'])
+  assert tfma_results.load_decision(outputs['evaluation'][0].uri, None, None).blessed
+  assert os.path.exists(os.path.join(outputs['blessing'][0].uri, 'BLESSED'))
 
 
 def test_report_misclassified_are_those_the_pushed_model_gets_wrong(first_run):
