@@ -18,7 +18,7 @@ import os
 import resource
 import sys
 import time
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 from ml_metadata.proto import metadata_store_pb2
 from tfx import types
@@ -33,19 +33,19 @@ class UnknownComponent(ValueError):
   """The run has no execution of the component asked for."""
 
 
-IN_MEMORY_BEAM = ['--runner=DirectRunner', '--direct_running_mode=in_memory',
-                  '--direct_num_workers=1']
+IN_MEMORY_BEAM = ('--runner=DirectRunner', '--direct_running_mode=in_memory',
+                  '--direct_num_workers=1')
 
 
 def replay(metadata_path: str, component: str, output: str,
-           beam_args: List[str] = IN_MEMORY_BEAM) -> Dict[str, List[types.Artifact]]:
+           beam_args: Sequence[str] = IN_MEMORY_BEAM) -> Dict[str, List[types.Artifact]]:
   """Runs `component`'s executor on its newest execution's inputs and properties;
   returns the outputs it wrote under `output`."""
   store = mlmd.open_store(metadata_path)
   executions = {mlmd.component_name(store, e): e for e in mlmd.latest_run_executions(store)}
   if component not in executions:
     raise UnknownComponent(f'no {component} in the newest run of {metadata_path}; '
-                     f'its components: {", ".join(sorted(executions))}')
+                           f'its components: {", ".join(sorted(executions))}')
   execution = executions[component]
   (execution_type,) = store.get_execution_types_by_id([execution.type_id])
   module, class_name = execution_type.name.rsplit('.', 1)
@@ -53,6 +53,8 @@ def replay(metadata_path: str, component: str, output: str,
   inputs: Dict[str, List[types.Artifact]] = {}
   outputs: Dict[str, List[types.Artifact]] = {}
   for event in store.get_events_by_execution_ids([execution.id]):
+    if not event.path.steps:
+      continue
     (stored,) = store.get_artifacts_by_id([event.artifact_id])
     (artifact_type,) = store.get_artifact_types_by_id([stored.type_id])
     artifact = artifact_utils.deserialize_artifact(artifact_type, stored)
@@ -67,7 +69,7 @@ def replay(metadata_path: str, component: str, output: str,
                 for key, value in execution.custom_properties.items()
                 if not key.startswith('__')}
   context = base_beam_executor.BaseBeamExecutor.Context(
-      beam_pipeline_args=beam_args, tmp_dir=os.path.join(output, '.tmp'), unique_id='replay')
+      beam_pipeline_args=list(beam_args), tmp_dir=os.path.join(output, '.tmp'), unique_id='replay')
   executor_class(context).Do(inputs, outputs, properties)
   return outputs
 
